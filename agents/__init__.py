@@ -1,0 +1,1 @@
+"""Fine-tuning agents for hfrl (installed as ``hfrl.agents``)."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments for hfrl (installed as ``hfrl.envs``)."""

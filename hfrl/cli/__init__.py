@@ -1,0 +1,88 @@
+"""The ``hfrl`` command line: one console command with subcommands.
+
+Each subcommand lives in its own module with an ``add_parser(subparsers)`` function that registers it and
+sets ``func`` (called with the parsed namespace, returning an exit code). Errors a user can cause are
+:class:`~hfrl.errors.HfrlError`; they are printed as one line on stderr with exit code 2, like argparse's
+own usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from hfrl import __version__
+from hfrl.errors import HfrlError
+
+COMMAND_MODULES = (
+    "pretrain",
+    "evaluate",
+    "label",
+    "reward",
+    "finetune",
+    "demo",
+    "sweep",
+    "bench",
+    "censor",
+    "hero",
+)
+"""Modules under :mod:`hfrl.cli` that register a subcommand (missing ones are skipped)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse parser whose usage errors are one line on stderr with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``PROG: error: MESSAGE`` and exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``hfrl`` parser with every available subcommand."""
+    parser = OneLineArgumentParser(
+        prog="hfrl",
+        description="Fine-tune image generators from human feedback, treated as reinforcement learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"hfrl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"hfrl.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hfrl.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hfrl`` console command.
+
+    Args:
+        argv: Arguments without the program name (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The process exit code: 0 on success, 2 for bad input, 130 when interrupted.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HfrlError as exc:
+        print(f"hfrl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hfrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

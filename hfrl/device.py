@@ -1,0 +1,63 @@
+"""Device selection and seeding helpers."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from hfrl.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto``/``cpu``/``cuda``/``cuda:N`` into a :class:`torch.device`.
+
+    Args:
+        device: ``"auto"`` picks CUDA when it is available and the CPU otherwise.
+
+    Returns:
+        The resolved device.
+
+    Raises:
+        ConfigError: for an unknown name, or ``cuda`` on a machine without a usable GPU.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r} requested but CUDA is not available; use --device cpu or auto"
+            )
+        return torch.device(name)
+    raise ConfigError(f"unknown device {device!r}; expected one of auto, cpu, cuda, cuda:N")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch for a script or CLI run and return a CPU generator with that seed.
+
+    The library itself never calls this: library code takes explicit generators. Scripts and the CLI call
+    it once at start-up so that third-party code (Stable-Baselines3, weight initialisation) is repeatable.
+
+    Args:
+        seed: Any non-negative integer.
+
+    Returns:
+        A ``torch.Generator`` on the CPU seeded with ``seed``.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code (SB3) reads the legacy global state
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))

@@ -1,0 +1,1 @@
+"""Human feedback: the SQLite feedback store, the labelling page, the online queue."""
