@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 BUILDERS: dict[str, str] = {
     "generator": "hfrl.generators:build_generator",
     "classifier": "hfrl.classifiers:build_classifier",
+    "reward_model": "hfrl.rewards:build_reward_model",
 }
 """Checkpoint kind -> ``"module:function"`` that builds an ``nn.Module`` from the config dict."""
 

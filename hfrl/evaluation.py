@@ -184,13 +184,14 @@ def format_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -
     return "\n".join(lines)
 
 
-def save_grid(evaluation: Evaluation, path: str | Path, per_class: int = 6) -> Path:
+def save_grid(evaluation: Evaluation, path: str | Path, per_class: int = 6, scale: int = 2) -> Path:
     """Save a PNG grid: one row per class, each example as noisy | output | clean.
 
     Args:
         evaluation: Results to show.
         path: Output PNG.
         per_class: Examples per class.
+        scale: Integer upscaling (nearest neighbour) so that 28x28 digits are visible.
     """
     tiles = []
     for dom in (evaluation.source, evaluation.target):
@@ -201,6 +202,8 @@ def save_grid(evaluation: Evaluation, path: str | Path, per_class: int = 6) -> P
             pad = per_class - len(idx)
             tiles.extend([torch.zeros_like(tiles[-1])] * pad)
     grid = make_grid(torch.stack(tiles), nrow=per_class, padding=2, pad_value=0.5)
+    if scale > 1:
+        grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path))

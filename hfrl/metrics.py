@@ -38,6 +38,27 @@ def ssim(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     ).reshape(-1)
 
 
+def correlation(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of pixel values; 0 for a constant (e.g. blank) image.
+
+    SSIM alone rates a blank output close to a thin digit (a '1' is mostly background, and background
+    windows match perfectly), so the judges also ask for correlation with the clean image.
+
+    Args:
+        outputs: ``(B, 1, H, W)``.
+        clean: ``(B, 1, H, W)``.
+
+    Returns:
+        ``(B,)`` float32 in ``[-1, 1]``.
+    """
+    a = outputs.float().flatten(1)
+    b = clean.float().flatten(1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    denom = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(denom > 1e-8, (a * b).sum(dim=1) / denom.clamp(min=1e-8), torch.zeros_like(denom))
+
+
 def _finite(values: torch.Tensor) -> torch.Tensor:
     values = values.float()
     return values[torch.isfinite(values)]

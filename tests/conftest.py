@@ -1,0 +1,41 @@
+"""Shared fixtures: the embedded digits and the shipped checkpoints, loaded once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hfrl.checkpoint import load_checkpoint
+from hfrl.data import Domains, ImageSet, load_embedded_mnist
+from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def mnist() -> ImageSet:
+    return load_embedded_mnist()
+
+
+@pytest.fixture(scope="session")
+def domains(mnist: ImageSet) -> Domains:
+    return Domains(mnist)
+
+
+@pytest.fixture(scope="session")
+def source_generator() -> torch.nn.Module:
+    model, _ = load_checkpoint(asset_path("denoiser_source"), kind="generator")
+    return model
+
+
+@pytest.fixture(scope="session")
+def evaluator() -> Evaluator:
+    return Evaluator.from_pretrained()
+
+
+@pytest.fixture()
+def labeler() -> SyntheticLabeler:
+    return SyntheticLabeler.from_pretrained()

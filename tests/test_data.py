@@ -1,0 +1,142 @@
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hfrl.data import Domains, ImageSet, as_images, load_dataset, load_torchvision, parse_classes, split_indices
+from hfrl.errors import DataError
+
+
+def test_embedded_mnist_is_real_and_balanced(mnist: ImageSet) -> None:
+    assert mnist.images.shape == (5000, 1, 28, 28)
+    assert mnist.images.dtype == torch.float32
+    assert 0.0 <= float(mnist.images.min()) and float(mnist.images.max()) == 1.0
+    assert torch.bincount(mnist.labels).tolist() == [500] * 10
+    # real digits: mostly black background, a few bright stroke pixels
+    assert 0.08 < float(mnist.images.mean()) < 0.2
+
+
+def test_splits_are_deterministic_disjoint_and_stratified(mnist: ImageSet) -> None:
+    a = split_indices(mnist.labels, seed=0)
+    b = split_indices(mnist.labels, seed=0)
+    c = split_indices(mnist.labels, seed=1)
+    for part in ("train", "val", "test"):
+        assert torch.equal(a[part], b[part])
+    assert not torch.equal(a["train"], c["train"])
+    all_idx = torch.cat([a["train"], a["val"], a["test"]])
+    assert len(all_idx) == 5000 and len(torch.unique(all_idx)) == 5000
+    assert torch.bincount(mnist.labels[a["train"]]).tolist() == [300] * 10
+    assert torch.bincount(mnist.labels[a["test"]]).tolist() == [150] * 10
+
+
+def test_domains_by_class(mnist: ImageSet) -> None:
+    dom = Domains(mnist)
+    assert dom.source("train").classes == (0,)
+    assert dom.target("test").classes == tuple(range(1, 10))
+    custom = Domains(mnist, source_classes=(0, 1), target_classes=(7,))
+    assert custom.source("val").classes == (0, 1)
+    with pytest.raises(DataError, match="overlap"):
+        Domains(mnist, source_classes=(0, 1), target_classes=(1, 2))
+    with pytest.raises(DataError, match="none of the classes"):
+        mnist.with_classes([42])
+
+
+@pytest.mark.parametrize(
+    ("array", "shape"),
+    [
+        (np.zeros((3, 8, 8), dtype=np.uint8), (3, 1, 8, 8)),
+        (np.full((2, 1, 5, 6), 255, dtype=np.uint8), (2, 1, 5, 6)),
+        (torch.rand(4, 12, 12), (4, 1, 12, 12)),
+        (torch.rand(4, 1, 12, 12, dtype=torch.float64), (4, 1, 12, 12)),
+    ],
+)
+def test_as_images_accepts_grey_arrays(array, shape) -> None:
+    out = as_images(array)
+    assert out.shape == shape and out.dtype == torch.float32
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_uint8_is_scaled() -> None:
+    assert float(as_images(np.full((1, 4, 4), 255, dtype=np.uint8)).max()) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (torch.rand(2, 3, 8, 8), "expected shape"),
+        (torch.rand(8, 8), "expected shape"),
+        (torch.rand(2, 8, 8) * 2, r"must lie in \[0, 1\]"),
+        (torch.full((1, 8, 8), float("nan")), "NaN"),
+        (np.zeros((1, 8, 8), dtype=bool), "dtype"),
+        ([[0.0]], "expected a torch.Tensor"),
+        (torch.zeros(0, 8, 8), "at least one image"),
+    ],
+)
+def test_as_images_rejects_bad_input(array, message) -> None:
+    with pytest.raises(DataError, match=message):
+        as_images(array)
+
+
+def test_user_tensor_domain() -> None:
+    images = torch.rand(20, 16, 16)
+    labels = torch.arange(20) % 2
+    data = ImageSet.from_array(images, labels)
+    dom = Domains(data, source_classes=(0,), target_classes=(1,))
+    assert len(dom.source("train")) + len(dom.source("val")) + len(dom.source("test")) == 10
+    assert dom.target("train").image_shape == (1, 16, 16)
+    with pytest.raises(DataError, match="labels"):
+        ImageSet.from_array(images, labels[:5])
+
+
+def test_parse_classes() -> None:
+    assert parse_classes("0") == (0,)
+    assert parse_classes("1-9") == tuple(range(1, 10))
+    assert parse_classes("1,3,5-7") == (1, 3, 5, 6, 7)
+    with pytest.raises(DataError):
+        parse_classes("a-b")
+    with pytest.raises(DataError):
+        parse_classes("")
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an IDX file (the format of MNIST and friends)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_dataset(root: Path, folder: str, prefix: str, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = np.arange(n) % 10
+    for part in ("train", "t10k") if not prefix else ("train", "test"):
+        _write_idx(root / folder / "raw" / f"{prefix}{part}-images-idx3-ubyte", images)
+        _write_idx(root / folder / "raw" / f"{prefix}{part}-labels-idx1-ubyte", labels)
+    return images, labels
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_torchvision_datasets_from_local_idx(tmp_path: Path, name: str, folder: str) -> None:
+    images, labels = _fake_dataset(tmp_path, folder, "")
+    data = load_dataset(name, tmp_path)
+    assert data.images.shape == (12, 1, 28, 28)
+    assert torch.equal(data.labels, torch.from_numpy(labels).long())
+    assert torch.allclose(data.images[:, 0], torch.from_numpy(images).float() / 255)
+
+
+def test_emnist_is_transposed_back(tmp_path: Path) -> None:
+    images, _ = _fake_dataset(tmp_path, "EMNIST", "emnist-digits-")
+    data = load_torchvision("emnist", tmp_path)
+    assert torch.allclose(data.images[:, 0], torch.from_numpy(images).float().transpose(1, 2) / 255)
+
+
+def test_missing_dataset_gives_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="--download"):
+        load_dataset("mnist", tmp_path)
+    with pytest.raises(DataError, match="--data-dir"):
+        load_dataset("kmnist")
+    with pytest.raises(DataError, match="unknown dataset"):
+        load_dataset("cifar")
+

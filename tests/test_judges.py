@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from hfrl.data import Domains
+from hfrl.evaluation import generate
+from hfrl.judges import BAD, GOOD, LEFT, RIGHT, SKIP, TIE, Evaluator, SyntheticLabeler
+from hfrl.noise import make_noise
+
+
+def _batch(domains: Domains, split: str = "test", n: int = 90):
+    target = domains.target(split)
+    idx = torch.arange(0, len(target), max(1, len(target) // n))[:n]
+    return target.images[idx], target.labels[idx]
+
+
+def test_clean_images_are_good_and_blank_or_wrong_images_are_bad(domains: Domains, labeler, evaluator) -> None:
+    clean, classes = _batch(domains)
+    for judge in (labeler, evaluator):
+        assert judge.is_good(clean, clean, classes).float().mean() > 0.9
+        assert judge.is_good(torch.zeros_like(clean), clean, classes).float().mean() < 0.05
+        other_class = clean.roll(10, dims=0)  # _batch holds 10 per class, in class order
+        assert judge.is_good(other_class, clean, classes).float().mean() < 0.1
+
+
+def test_labels_flips_and_skips(domains: Domains) -> None:
+    clean, classes = _batch(domains, n=200)
+    exact = SyntheticLabeler.from_pretrained(seed=0)
+    assert set(exact.label(clean, clean, classes)) <= {GOOD, BAD}
+    noisy = SyntheticLabeler.from_pretrained(flip_rate=0.3, skip_rate=0.2, seed=0)
+    labels = noisy.label(clean, clean, classes)
+    skips = labels.count(SKIP) / len(labels)
+    bads = labels.count(BAD) / len(labels)
+    assert 0.1 < skips < 0.3
+    assert 0.15 < bads < 0.45  # clean images are good, so BAD comes from flips
+    again = SyntheticLabeler.from_pretrained(flip_rate=0.3, skip_rate=0.2, seed=0).label(clean, clean, classes)
+    assert labels == again
+    with pytest.raises(ValueError):
+        SyntheticLabeler.from_pretrained(flip_rate=0.9)
+
+
+def test_pairwise_and_best_of_batch(domains: Domains) -> None:
+    clean, classes = _batch(domains, n=40)
+    labeler = SyntheticLabeler.from_pretrained()
+    blurred = torch.nn.functional.avg_pool2d(clean, 3, stride=1, padding=1)
+    assert labeler.compare(clean, torch.zeros_like(clean), clean, classes) == [LEFT] * 40
+    assert labeler.compare(torch.zeros_like(clean), clean, clean, classes) == [RIGHT] * 40
+    assert set(labeler.compare(clean, clean, clean, classes)) == {TIE}
+    answers = labeler.compare(clean, blurred, clean, classes)
+    assert answers.count(LEFT) > answers.count(RIGHT)
+    outputs = torch.stack([torch.zeros_like(clean[0]), blurred[0], clean[0], clean[1]])
+    same = clean[0].expand(4, -1, -1, -1)
+    labels, best = labeler.pick_best(outputs, same, [int(classes[0])] * 4)
+    assert best == 2 and labels[0] == BAD and labels[2] == GOOD
+
+
+def test_unknown_class_uses_ssim_only(domains: Domains, evaluator: Evaluator) -> None:
+    clean, _ = _batch(domains, n=10)
+    unknown = torch.full((10,), -1)
+    assert bool(evaluator.is_good(clean, clean, unknown).all())
+    assert not bool(evaluator.is_good(torch.zeros_like(clean), clean, unknown).any())
+
+
+def test_shipped_generator_shows_the_domain_gap(domains: Domains, source_generator, evaluator) -> None:
+    """The seed paper's situation: good on the source digit, a mix of good and bad on the others."""
+    noise = make_noise()
+    for split, lo, hi in (("source", 0.95, 1.0), ("target", 0.3, 0.8)):
+        images = domains.source("test") if split == "source" else domains.target("test")
+        noisy = noise(images.images, torch.Generator().manual_seed(0))
+        rate = evaluator.good_rate(generate(source_generator, noisy), images.images, images.labels)
+        assert lo <= rate <= hi, (split, rate)
+
+
+def test_labeler_and_evaluator_disagree_sometimes_but_mostly_agree(domains: Domains, source_generator) -> None:
+    images = domains.target("test")
+    noisy = make_noise()(images.images, torch.Generator().manual_seed(0))
+    out = generate(source_generator, noisy)
+    a = SyntheticLabeler.from_pretrained().is_good(out, images.images, images.labels)
+    b = Evaluator.from_pretrained().is_good(out, images.images, images.labels)
+    agreement = float((a == b).float().mean())
+    assert 0.8 < agreement < 0.97
