@@ -5,14 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from hfrl.data import Domains, ImageSet, as_images, load_dataset, load_torchvision, parse_classes, split_indices
+from hfrl.data import (
+    Domains,
+    ImageSet,
+    as_images,
+    load_dataset,
+    load_torchvision,
+    parse_classes,
+    split_indices,
+)
 from hfrl.errors import DataError
 
 
 def test_embedded_mnist_is_real_and_balanced(mnist: ImageSet) -> None:
     assert mnist.images.shape == (5000, 1, 28, 28)
     assert mnist.images.dtype == torch.float32
-    assert 0.0 <= float(mnist.images.min()) and float(mnist.images.max()) == 1.0
+    assert float(mnist.images.min()) >= 0.0 and float(mnist.images.max()) == 1.0
     assert torch.bincount(mnist.labels).tolist() == [500] * 10
     # real digits: mostly black background, a few bright stroke pixels
     assert 0.08 < float(mnist.images.mean()) < 0.2
@@ -55,7 +63,7 @@ def test_domains_by_class(mnist: ImageSet) -> None:
 def test_as_images_accepts_grey_arrays(array, shape) -> None:
     out = as_images(array)
     assert out.shape == shape and out.dtype == torch.float32
-    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
 def test_uint8_is_scaled() -> None:
