@@ -1,0 +1,742 @@
+"""The labelling page: a FastAPI app over the feedback store, served by uvicorn.
+
+Routes (all JSON except the page itself; the OpenAPI schema is at ``/openapi.json``):
+
+* ``GET /`` and ``/static/*``: the page (plain HTML, JS and CSS shipped in the package).
+* ``GET /api/health``: liveness and schema version.
+* ``GET /api/next?labeler=ID``: the next items to label, with their images as PNG data URLs.
+* ``POST /api/labels``: answers; the response comes after the transaction is on disk.
+* ``POST /api/undo``: retract the labeler's own last label.
+* ``GET /api/progress``: counts and the labeler's rate.
+* ``GET /api/queries/{id}``: status of one query.
+
+Clients name items by id only; clean reference images are never served. Request bodies are validated
+(unknown fields rejected) and limited in size. Bound to loopback the server needs no token but only
+answers requests addressed to a loopback host name (so another web site cannot reach it through DNS
+rebinding); bound to any other address every request must carry the token, as
+``Authorization: Bearer TOKEN`` (or, for ``GET`` only, a ``token`` query parameter or the cookie the page
+sets, so the page's own files load).
+"""
+
+from __future__ import annotations
+
+import base64
+import gc
+import hmac
+import ipaddress
+import json
+import secrets
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hfrl import __version__
+from hfrl.feedback.labels import PAIR
+from hfrl.feedback.store import (
+    SCHEMA_VERSION,
+    FeedbackError,
+    FeedbackStore,
+    LabelInput,
+    QueryClosedError,
+    StoreBusyError,
+    UnknownIdError,
+)
+
+STATIC_DIR = Path(__file__).with_name("static")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BODY = 256 * 1024
+"""Largest request body accepted, in bytes (a page of labels is about 2 KB)."""
+MAX_LABELS_PER_REQUEST = 256
+TOKEN_COOKIE = "hfrl_token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+LabelerId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"),
+]
+LabelWord = Literal["good", "bad", "skip", "left", "right", "tie"]
+KindName = Literal["single", "pair", "hero"]
+
+
+class LabelIn(BaseModel):
+    """One answer."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: int = Field(ge=1, le=2**53, description="Item id from /api/next.")
+    value: LabelWord = Field(description="good/bad/skip for single and hero items; left/right/tie for pairs.")
+    best: bool = Field(default=False, description="Best of its batch (hero items only).")
+    response_ms: float | None = Field(
+        default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Time the labeler took."
+    )
+
+
+class SubmitIn(BaseModel):
+    """A labeler's answers, stored together or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+    labeler: LabelerId
+    labels: list[LabelIn] = Field(min_length=1, max_length=MAX_LABELS_PER_REQUEST)
+
+
+class SubmitOut(BaseModel):
+    """Acknowledgement: these labels are on disk."""
+
+    acknowledged: int
+    label_ids: list[int]
+    completed_queries: list[int]
+
+
+class UndoIn(BaseModel):
+    """Whose last label to retract."""
+
+    model_config = ConfigDict(extra="forbid")
+    labeler: LabelerId
+
+
+class LabelOut(BaseModel):
+    """A stored label."""
+
+    id: int
+    item_id: int
+    labeler: str
+    value: str
+    best: bool
+
+
+class UndoOut(BaseModel):
+    """The retracted label, or null when there was nothing to undo."""
+
+    undone: LabelOut | None
+
+
+class ItemOut(BaseModel):
+    """An item to label; images are PNG data URLs (``output`` for single/hero, ``left``/``right`` for pairs)."""
+
+    id: int
+    query_id: int
+    position: int
+    input: str
+    output: str | None = None
+    left: str | None = None
+    right: str | None = None
+
+
+class BatchOut(BaseModel):
+    """What to show next; ``kind`` is null and ``items`` empty when nothing is pending."""
+
+    kind: KindName | None
+    items: list[ItemOut]
+
+
+class ProgressOut(BaseModel):
+    """Progress counts."""
+
+    labelled: int
+    labels_total: int
+    pending_items: int
+    pending_queries: int
+    labels_per_minute: float
+    labelers: int
+
+
+class QueryOut(BaseModel):
+    """Status of a query."""
+
+    id: int
+    kind: KindName
+    status: Literal["pending", "done", "cancelled"]
+    size: int
+    labels_needed: int
+    answered_items: int
+
+
+class HealthOut(BaseModel):
+    """Server status."""
+
+    status: Literal["ok"]
+    version: str
+    schema_version: int
+    token_required: bool
+
+
+class ErrorOut(BaseModel):
+    """An error."""
+
+    detail: Any
+
+
+# ------------------------------------------------------------------------------------------ middleware
+
+
+def _json_response(
+    status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[dict, dict]:
+    body = json.dumps({"detail": detail}).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *headers,
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+async def _reject(
+    send: Callable, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    start, body = _json_response(status, detail, headers)
+    await send(start)
+    await send(body)
+
+
+def _host_name(host_header: str) -> str:
+    """Host name of a ``Host`` header without the port (IPv6 literals unbracketed)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class GuardMiddleware:
+    """Host check, token check and body-size limit, as plain ASGI so every route pays little for them.
+
+    Args:
+        app: The wrapped ASGI app.
+        token: Required token, or ``None``.
+        allowed_hosts: Host names accepted in the ``Host`` header, or ``None`` for any.
+        max_body_bytes: Largest request body accepted.
+    """
+
+    def __init__(
+        self, app: Any, token: str | None, allowed_hosts: Sequence[str] | None, max_body_bytes: int
+    ) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.allowed_hosts = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
+        self.max_body = int(max_body_bytes)
+
+    def _token_ok(self, scope: dict, headers: dict[bytes, bytes]) -> tuple[bool, bool]:
+        """``(ok, from_query)``."""
+        assert self.token is not None
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), self.token):
+            return True, False
+        # Cookies and query strings are only trusted for reads: a form on another site can send a cookie
+        # with a POST, but cannot set an Authorization header.
+        if scope["method"] in ("GET", "HEAD"):
+            from urllib.parse import parse_qs
+
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            for value in query.get("token", []):
+                if hmac.compare_digest(value.encode(), self.token):
+                    return True, True
+            for part in headers.get(b"cookie", b"").split(b";"):
+                name, _, value = part.strip().partition(b"=")
+                if name == TOKEN_COOKIE.encode() and hmac.compare_digest(value, self.token):
+                    return True, False
+        return False, False
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        """Check the request, then hand it to the app (with its body already read and size-checked)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self.allowed_hosts is not None:
+            host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed_hosts:
+                await _reject(send, 400, "invalid host header")
+                return
+        from_query = False
+        if self.token is not None:
+            ok, from_query = self._token_ok(scope, headers)
+            if not ok:
+                await _reject(send, 401, "missing or wrong token", [(b"www-authenticate", b"Bearer")])
+                return
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                await _reject(send, 400, "invalid content-length")
+                return
+            if too_big:
+                await _reject(send, 413, f"request body larger than {self.max_body} bytes")
+                return
+        if scope["method"] not in ("GET", "HEAD"):
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > self.max_body:
+                    await _reject(send, 413, f"request body larger than {self.max_body} bytes")
+                    return
+                if not message.get("more_body", False):
+                    break
+            replayed = False
+
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            receive = replay
+        if from_query and self.token is not None:
+            cookie = f"{TOKEN_COOKIE}={self.token.decode()}; HttpOnly; SameSite=Strict; Path=/".encode()
+            inner_send = send
+
+            async def send_with_cookie(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+                await inner_send(message)
+
+            send = send_with_cookie
+        await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A ``(H, W)`` float image in ``[0, 1]`` as an 8-bit grey PNG (for display only; storage stays float32).
+
+    Written directly with zlib: a page renders 32 of these, and Pillow's encoder costs several times more.
+    """
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    height, width = pixels.shape
+    rows = np.zeros((height, width + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
+    rows[:, 1:] = pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A ``(H, W)`` float image in ``[0, 1]`` as a PNG data URL (see :func:`png_bytes`)."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+class _PngCache:
+    """Rendered images by ``(sample id, which)``; samples never change, so entries never go stale."""
+
+    def __init__(self, store: FeedbackStore, size: int = 4096) -> None:
+        self.store = store
+        self.size = size
+        self._cache: OrderedDict[tuple[int, str], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sample_ids: Sequence[int], which: str) -> list[str]:
+        with self._lock:
+            missing = sorted({i for i in sample_ids if (i, which) not in self._cache})
+        if missing:
+            rendered = {i: png_data_url(a) for i, a in zip(missing, self.store.sample_arrays(missing, which))}
+            with self._lock:
+                for i, url in rendered.items():
+                    self._cache[(i, which)] = url
+                while len(self._cache) > self.size:
+                    self._cache.popitem(last=False)
+        out = []
+        with self._lock:
+            for i in sample_ids:
+                url = self._cache.get((i, which))
+                if url is None:  # evicted meanwhile by a burst of other requests
+                    url = png_data_url(self.store.sample_arrays([i], which)[0])
+                out.append(url)
+        return out
+
+
+class _Leases:
+    """Items recently handed to each labeler, so two people labelling at once see different items."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._held: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def others(self, labeler: str) -> set[int]:
+        now = time.monotonic()
+        with self._lock:
+            for item in [i for i, (_, until) in self._held.items() if until < now]:
+                del self._held[item]
+            return {i for i, (who, _) in self._held.items() if who != labeler}
+
+    def hand_out(self, labeler: str, items: Sequence[int]) -> None:
+        until = time.monotonic() + self.seconds
+        with self._lock:
+            for i in items:
+                self._held[i] = (labeler, until)
+
+    def release(self, items: Sequence[int]) -> None:
+        with self._lock:
+            for i in items:
+                self._held.pop(i, None)
+
+
+# ------------------------------------------------------------------------------------------------- app
+
+_ERRORS: dict[int, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "Unknown id."},
+    409: {"model": ErrorOut, "description": "The query was cancelled."},
+    422: {"model": ErrorOut, "description": "Invalid request."},
+    503: {"model": ErrorOut, "description": "The database stayed locked by another process; retry."},
+}
+
+
+def create_app(
+    store: FeedbackStore | str | Path,
+    *,
+    token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    page_size: int = 16,
+    lease_seconds: float = 120.0,
+) -> FastAPI:
+    """The labelling app.
+
+    Args:
+        store: A :class:`FeedbackStore`, or the path of its database (opened here, closed at shutdown).
+        token: When given, every request must carry it.
+        allowed_hosts: Host names accepted in the ``Host`` header (``None``: any). :func:`serve` passes
+            the loopback names when bound to loopback.
+        max_body_bytes: Largest request body accepted (default 256 KiB).
+        page_size: Items per page by default (16).
+        lease_seconds: How long items handed to one labeler are kept from others while others remain.
+
+    Returns:
+        A FastAPI app; run it with uvicorn, or test it with ``fastapi.testclient.TestClient``.
+    """
+    owns = not isinstance(store, FeedbackStore)
+    db = FeedbackStore(store) if owns else store  # type: ignore[arg-type]
+    pngs = _PngCache(db)
+    leases = _Leases(lease_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        if owns:
+            db.close()
+
+    app = FastAPI(
+        title="hfrl labelling",
+        version=__version__,
+        description="Label generator outputs for hfrl. Items are referred to by id only.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.store = db
+
+    @app.exception_handler(FeedbackError)
+    async def feedback_error(_: Request, exc: FeedbackError) -> JSONResponse:
+        if isinstance(exc, UnknownIdError):
+            status = 404
+        elif isinstance(exc, QueryClosedError):
+            status = 409
+        elif isinstance(exc, StoreBusyError):
+            status = 503
+        else:
+            status = 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, which fails to encode for NaN or infinity
+        # (a 500 instead of a 422) and reflects whatever a client sent; the location and reason suffice.
+        errors = [
+            {
+                "loc": [str(part) for part in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/health", response_model=HealthOut, tags=["status"])
+    def health() -> HealthOut:
+        """Liveness check."""
+        return HealthOut(
+            status="ok", version=__version__, schema_version=SCHEMA_VERSION, token_required=bool(token)
+        )
+
+    @app.get("/api/next", response_model=BatchOut, responses=_ERRORS, tags=["labelling"])
+    def next_items(
+        labeler: Annotated[LabelerId, Query(description="Who is labelling.")],
+        limit: Annotated[int, Query(ge=1, le=64, description="Most items (single and pair).")] = page_size,
+        kind: Annotated[KindName | None, Query(description="Only this kind of query.")] = None,
+    ) -> BatchOut:
+        """The next items for this labeler: a page of one kind, or a whole hero batch."""
+        batch = db.next_batch(labeler, limit=limit, kind=kind, avoid=leases.others(labeler))
+        leases.hand_out(labeler, [it.id for it in batch.items])
+        items = list(batch.items)
+        inputs = pngs.get([it.sample_id for it in items], "input")
+        if batch.kind == PAIR:
+            lefts = pngs.get([it.sample_id for it in items], "output")
+            rights = pngs.get([it.other_id for it in items], "output")  # type: ignore[misc]
+            out = [
+                ItemOut(id=it.id, query_id=it.query_id, position=it.position, input=x, left=lft, right=rgt)
+                for it, x, lft, rgt in zip(items, inputs, lefts, rights)
+            ]
+        else:
+            outputs = pngs.get([it.sample_id for it in items], "output")
+            out = [
+                ItemOut(id=it.id, query_id=it.query_id, position=it.position, input=x, output=y)
+                for it, x, y in zip(items, inputs, outputs)
+            ]
+        return BatchOut(kind=batch.kind, items=out)  # type: ignore[arg-type]
+
+    @app.post("/api/labels", response_model=SubmitOut, responses=_ERRORS, tags=["labelling"])
+    def submit(body: SubmitIn) -> SubmitOut:
+        """Store answers in one transaction; a 200 response means they are on disk."""
+        result = db.submit_labels(
+            body.labeler,
+            [LabelInput(e.item_id, e.value, e.best, e.response_ms) for e in body.labels],
+        )
+        leases.release([e.item_id for e in body.labels])
+        return SubmitOut(
+            acknowledged=len(result.label_ids),
+            label_ids=list(result.label_ids),
+            completed_queries=list(result.completed),
+        )
+
+    @app.post("/api/undo", response_model=UndoOut, responses=_ERRORS, tags=["labelling"])
+    def undo(body: UndoIn) -> UndoOut:
+        """Retract this labeler's most recent label (never another labeler's)."""
+        label = db.undo(body.labeler)
+        if label is None:
+            return UndoOut(undone=None)
+        return UndoOut(
+            undone=LabelOut(
+                id=label.id, item_id=label.item_id, labeler=label.labeler, value=label.value, best=label.best
+            )
+        )
+
+    @app.get("/api/progress", response_model=ProgressOut, responses=_ERRORS, tags=["status"])
+    def progress(
+        labeler: Annotated[LabelerId | None, Query(description="Whose labels and rate to count.")] = None,
+    ) -> ProgressOut:
+        """Labelled, pending, and labels per minute."""
+        p = db.progress(labeler)
+        return ProgressOut(**{name: getattr(p, name) for name in ProgressOut.model_fields})
+
+    @app.get("/api/queries/{query_id}", response_model=QueryOut, responses=_ERRORS, tags=["status"])
+    def query_status(
+        query_id: Annotated[int, PathParam(ge=1, le=2**53, description="Query id.")],
+    ) -> QueryOut:
+        """Status of one query."""
+        result = db.query_result(query_id)
+        q = result.query
+        return QueryOut(
+            id=q.id,
+            kind=q.kind,  # type: ignore[arg-type]
+            status=q.status,  # type: ignore[arg-type]
+            size=q.size,
+            labels_needed=q.labels_needed,
+            answered_items=sum(1 for item in result.items if item.votes),
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        GuardMiddleware, token=token, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes
+    )
+    return app
+
+
+# ----------------------------------------------------------------------------------------------- serve
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port`` 0 picks a free one).
+
+    Raises:
+        FeedbackError: when the address cannot be used.
+    """
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise FeedbackError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    # proto must be IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+    # TCP, and without it Nagle's algorithm meets delayed ACKs and every keep-alive response waits 40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(512)
+    except OSError as exc:
+        sock.close()
+        raise FeedbackError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def page_url(host: str, port: int, token: str | None = None) -> str:
+    """The URL to open in a browser."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+
+
+class LabelServer:
+    """A labelling server bound and ready: :meth:`run` serves until interrupted or :meth:`stop`.
+
+    Made by :func:`prepare_server`.
+
+    Attributes:
+        url: The URL people open (with the token, when one is required).
+        token: The token every request must carry, or ``None``.
+        store: The feedback store it serves (closed when :meth:`run` returns).
+    """
+
+    def __init__(
+        self, server: Any, sock: socket.socket, store: FeedbackStore, url: str, token: str | None
+    ) -> None:
+        self.server = server
+        self.sock = sock
+        self.store = store
+        self.url = url
+        self.token = token
+
+    def run(self) -> None:
+        """Serve until Ctrl-C (SIGINT/SIGTERM) or :meth:`stop`; then close the socket and the store."""
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.sock.close()
+            self.store.close()
+
+    def stop(self) -> None:
+        """Ask a running server to finish (from another thread)."""
+        self.server.should_exit = True
+
+    @property
+    def started(self) -> bool:
+        """Whether the server accepts connections."""
+        return bool(self.server.started)
+
+
+def prepare_server(
+    db: str | Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    page_size: int = 16,
+    log_level: str = "warning",
+    announce: Callable[[str], None] = print,
+) -> LabelServer:
+    """Open the store, bind the address and announce the URL; :meth:`LabelServer.run` then serves.
+
+    Args:
+        db: The feedback database (created when missing).
+        host: Address to bind (default loopback). Any other address requires a token.
+        port: TCP port (0 picks a free one).
+        token: Token every request must carry; generated (and announced once) when binding beyond
+            loopback without one.
+        max_body_bytes: Largest request body accepted.
+        page_size: Items per page.
+        log_level: uvicorn's log level.
+        announce: Where the URL (and so a generated token) is printed.
+
+    Raises:
+        FeedbackError: for an unusable database or address.
+    """
+    import uvicorn
+
+    if not is_loopback(host) and not token:
+        token = secrets.token_urlsafe(24)
+    store = FeedbackStore(db)
+    try:
+        sock = bind_socket(host, port)
+    except FeedbackError:
+        store.close()
+        raise
+    url = page_url(host, sock.getsockname()[1], token)
+    allowed = [*LOOPBACK_NAMES] if is_loopback(host) else None
+    app = create_app(
+        store, token=token, allowed_hosts=allowed, max_body_bytes=max_body_bytes, page_size=page_size
+    )
+    state = "new, empty feedback database" if store.created else "feedback database"
+    announce(f"{state}: {store.path}")
+    announce(f"labelling page: {url}  (Ctrl-C to stop)")
+    if token and not is_loopback(host):
+        announce("every request needs the token in the URL above (or 'Authorization: Bearer TOKEN')")
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3
+    )
+    return LabelServer(uvicorn.Server(config), sock, store, url, token)
+
+
+def serve(
+    db: str | Path,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    page_size: int = 16,
+    log_level: str = "warning",
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve the labelling page until interrupted (``hfrl label serve``); see :func:`prepare_server`.
+
+    Raises:
+        FeedbackError: for an unusable database or address.
+    """
+    server = prepare_server(
+        db, host, port, token=token, max_body_bytes=max_body_bytes, page_size=page_size, log_level=log_level,
+        announce=announce,
+    )  # fmt: skip
+    # Everything allocated so far (torch, the app) lives as long as this process: keeping it out of the
+    # garbage collector's full passes keeps those pauses (tens of ms) out of request latencies.
+    gc.collect()
+    gc.freeze()
+    server.run()

@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from hfrl.checkpoint import save_checkpoint
+from hfrl.classifiers import ClassifierConfig, DigitClassifier, classifier_config_dict
+from hfrl.cli import main
+from hfrl.feedback import FeedbackStore
+from hfrl.feedback.server import prepare_server
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def db(tmp_path: Path, digits) -> Path:
+    path = tmp_path / "feedback.sqlite"
+    with FeedbackStore(path) as s:
+        d = digits.take(0, 12)
+        s.add_query("single", d.inputs, d.outputs, clean=d.clean, classes=d.classes)
+        s.add_query(
+            "pair", d.inputs[:4], d.outputs[:4], others=d.others[:4], clean=d.clean[:4], classes=d.classes[:4]
+        )
+        s.add_query("hero", d.inputs[:5], d.outputs[:5], clean=d.clean[:5], classes=d.classes[:5])
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        config = ClassifierConfig()
+        model = DigitClassifier(config)
+    path = tmp_path_factory.mktemp("ckpt") / "labeler"
+    save_checkpoint(path, model, "classifier", classifier_config_dict(config))
+    return path
+
+
+@pytest.mark.parametrize("action", [[], ["serve"], ["simulate"], ["status"], ["export"], ["import"]])
+def test_every_action_has_help(action: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["label", *action, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: hfrl label") and "--db" in out or not action
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["label"],
+        ["label", "frobnicate"],
+        ["label", "serve"],
+        ["label", "serve", "--db", "x.sqlite", "--port", "70000"],
+        ["label", "simulate", "--db", "/no/such/file.sqlite"],
+        ["label", "simulate", "--db", "{db}", "--flip-rate", "2"],
+        ["label", "simulate", "--db", "{db}", "--kind", "triple"],
+        ["label", "export", "--db", "{db}"],
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(
+    argv: list[str], db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("{db}", str(db)) for a in argv])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_serve_refuses_a_newer_database_without_touching_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "newer.sqlite"
+    FeedbackStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = path.read_bytes()
+    assert main(["label", "serve", "--db", str(path), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hfrl label: error:") and "newer hfrl" in err and len(err.splitlines()) == 1
+    assert path.read_bytes() == before
+
+
+def test_serve_reports_a_busy_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hfrl.feedback.server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        code = main(
+            ["label", "serve", "--db", str(tmp_path / "fb.sqlite"), "--port", str(sock.getsockname()[1])]
+        )
+    finally:
+        sock.close()
+    assert code == 2 and "cannot listen" in capsys.readouterr().err
+
+
+def test_simulate_status_export_import(
+    db: Path, tmp_path: Path, classifier_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["label", "status", "--db", str(db)]) == 0
+    assert "3 pending" in capsys.readouterr().out
+    argv = [
+        "label",
+        "simulate",
+        "--db",
+        str(db),
+        "--labeler-checkpoint",
+        str(classifier_checkpoint),
+        "--device",
+        "cpu",
+    ]
+    assert main([*argv, "--labeler-id", "robot", "--kind", "pair"]) == 0
+    assert "robot: 4 labels" in capsys.readouterr().out
+    assert (
+        main([*argv, "--labeler-id", "robot", "--flip-rate", "0.1", "--skip-rate", "0.1", "--seed", "3"]) == 0
+    )
+    assert "robot: 17 labels in 2 batches" in capsys.readouterr().out
+    with FeedbackStore(db, create=False) as s:
+        assert {lab.labeler for lab in s.labels()} == {"robot"} and len(s.labels()) == 21
+        assert all(q.status == "done" for q in s.queries())
+    assert main(["label", "status", "--db", str(db)]) == 0
+    assert "21 from 1 labelers" in capsys.readouterr().out
+    archive = tmp_path / "fb.zip"
+    assert main(["label", "export", "--db", str(db), "--out", str(archive)]) == 0
+    other = tmp_path / "other" / "fb.sqlite"
+    assert main(["label", "import", "--db", str(other), str(archive)]) == 0
+    assert "21 labels" in capsys.readouterr().out.splitlines()[-1]
+    with FeedbackStore(other, create=False) as s:
+        assert len(s.labels()) == 21
+    archive.write_bytes(b"garbage")
+    assert main(["label", "import", "--db", str(other), str(archive)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_simulate_without_a_usable_checkpoint_is_a_one_line_error(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert (
+        main(["label", "simulate", "--db", str(db), "--labeler-checkpoint", str(bad), "--device", "cpu"]) == 2
+    )
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_serve_beyond_loopback_requires_the_printed_token(tmp_path: Path) -> None:
+    lines: list[str] = []
+    server = prepare_server(tmp_path / "fb.sqlite", "0.0.0.0", 0, announce=lines.append)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        printed = "\n".join(lines)
+        assert "new, empty feedback database" in printed and f"?token={server.token}" in printed
+        assert server.token and len(server.token) >= 24
+        port = server.sock.getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/api/health").status_code == 401
+            assert client.get("/api/health", headers={"Authorization": "Bearer nope"}).status_code == 401
+            ok = client.get("/api/health", headers={"Authorization": f"Bearer {server.token}"})
+            assert ok.status_code == 200 and ok.json()["token_required"] is True
+            # Beyond loopback any Host header is fine: the token is the protection.
+            assert (
+                client.get(
+                    "/api/health", headers={"Authorization": f"Bearer {server.token}", "host": "lab.example"}
+                ).status_code
+                == 200
+            )
+    finally:
+        server.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_loopback_server_only_answers_loopback_host_names(tmp_path: Path) -> None:
+    server = prepare_server(tmp_path / "fb.sqlite", "127.0.0.1", 0, announce=lambda line: None)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.token is None and server.url.startswith("http://127.0.0.1:")
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/api/health").status_code == 200
+            # A page on another site that resolves its own name to 127.0.0.1 (DNS rebinding) gets nothing.
+            assert client.get("/api/health", headers={"host": "attacker.example"}).status_code == 400
+    finally:
+        server.stop()
+        thread.join(10)
+
+
+def test_bench_script_runs_briefly_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_feedback", REPO / "scripts" / "bench_feedback.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "bench_feedback", bench)  # its dataclasses look themselves up there
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    out = tmp_path / "feedback.md"
+    code = bench.main(["--seconds", "1.5", "--saturate-seconds", "0.5", "--labelers", "3", "--out", str(out)])
+    text = out.read_text()
+    assert code == 0 and "| acknowledged labels lost | 0 | 0 |" in text and "p99" in text

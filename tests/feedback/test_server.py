@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from hfrl.feedback import FeedbackStore
+from hfrl.feedback.labels import ALL_VALUES, KINDS
+from hfrl.feedback.server import (
+    TOKEN_COOKIE,
+    KindName,
+    LabelWord,
+    bind_socket,
+    create_app,
+    is_loopback,
+    page_url,
+    png_data_url,
+)
+from hfrl.feedback.store import FeedbackError
+
+
+@pytest.fixture()
+def client(store: FeedbackStore) -> Iterator[TestClient]:
+    with TestClient(create_app(store)) as c:
+        yield c
+
+
+@pytest.fixture()
+def queries(store: FeedbackStore, digits) -> dict[str, int]:
+    d = digits.take(0, 20)
+    return {
+        "single": store.add_query("single", d.inputs, d.outputs, clean=d.clean, classes=d.classes),
+        "hero": store.add_query("hero", d.inputs[:6], d.outputs[:6], clean=d.clean[:6]),
+        "pair": store.add_query("pair", d.inputs[:4], d.outputs[:4], others=d.others[:4], clean=d.clean[:4]),
+    }
+
+
+def decode(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_api_literals_match_the_label_module() -> None:
+    assert set(typing.get_args(LabelWord)) == set(ALL_VALUES)
+    assert set(typing.get_args(KindName)) == set(KINDS)
+
+
+def test_page_static_files_health_and_openapi(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "app.js" in page.text
+    for name, kind in [("app.js", "javascript"), ("style.css", "text/css")]:
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+    assert client.get("/static/nope.js").status_code == 404
+    assert client.get("/static/../store.py").status_code == 404
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["schema_version"] == 1 and health["token_required"] is False
+    schema = client.get("/openapi.json").json()
+    assert {"/api/next", "/api/labels", "/api/undo", "/api/progress", "/api/queries/{query_id}"} <= set(
+        schema["paths"]
+    )
+    assert client.get("/docs").status_code == 404  # no CDN assets: the machine may be offline
+
+
+def test_next_serves_pages_by_id_without_clean_images(
+    client: TestClient, store: FeedbackStore, queries, digits
+) -> None:
+    first = client.get("/api/next", params={"labeler": "alice", "kind": "single", "limit": 5}).json()
+    assert first["kind"] == "single" and len(first["items"]) == 5
+    item = first["items"][0]
+    assert set(item) == {"id", "query_id", "position", "input", "output", "left", "right"}
+    assert item["left"] is None and item["query_id"] == queries["single"]
+    expected = (np.clip(digits.outputs[0, 0].numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(decode(item["output"]), expected)
+    # Another labeler gets different items while there are enough (items just handed out come last).
+    bob = client.get("/api/next", params={"labeler": "bob", "kind": "single", "limit": 5}).json()
+    assert {i["id"] for i in bob["items"]}.isdisjoint({i["id"] for i in first["items"]})
+    clean_png = png_data_url(digits.clean[0, 0].numpy())
+    body = client.get("/api/next", params={"labeler": "alice"}).text
+    assert clean_png not in body and "clean" not in body
+    pair = client.get("/api/next", params={"labeler": "alice", "kind": "pair"}).json()
+    assert pair["kind"] == "pair" and pair["items"][0]["output"] is None and pair["items"][0]["right"]
+    hero = client.get("/api/next", params={"labeler": "alice", "kind": "hero"}).json()
+    assert hero["kind"] == "hero" and len(hero["items"]) == 6
+    nothing = client.get("/api/next", params={"labeler": "carol", "kind": "hero"})
+    assert nothing.status_code == 200 and len(nothing.json()["items"]) == 6
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"labeler": ""},
+        {"labeler": "x" * 65},
+        {"labeler": "bad name"},
+        {"labeler": "../etc"},
+        {"labeler": "a", "limit": 0},
+        {"labeler": "a", "limit": 65},
+        {"labeler": "a", "limit": "ten"},
+        {"labeler": "a", "kind": "triple"},
+    ],
+)
+def test_next_rejects_bad_parameters(client: TestClient, params: dict) -> None:
+    assert client.get("/api/next", params=params).status_code == 422
+
+
+def test_submit_undo_progress_and_query_status(client: TestClient, store: FeedbackStore, queries) -> None:
+    items = client.get("/api/next", params={"labeler": "alice", "kind": "single", "limit": 3}).json()["items"]
+    body = {
+        "labeler": "alice",
+        "labels": [
+            {"item_id": items[0]["id"], "value": "good", "response_ms": 812.5},
+            {"item_id": items[1]["id"], "value": "bad"},
+            {"item_id": items[2]["id"], "value": "skip", "best": False},
+        ],
+    }
+    r = client.post("/api/labels", json=body)
+    assert r.status_code == 200
+    ack = r.json()
+    assert ack["acknowledged"] == 3 and ack["completed_queries"] == []
+    assert store.label_ids() == set(ack["label_ids"])
+    assert [(lab.value, lab.response_ms) for lab in store.labels()] == [
+        ("good", 812.5),
+        ("bad", None),
+        ("skip", None),
+    ]
+    progress = client.get("/api/progress", params={"labeler": "alice"}).json()
+    assert progress["labelled"] == 3 and progress["labels_total"] == 3 and progress["pending_items"] == 27
+    assert client.get("/api/progress").json()["labelled"] == 3
+    status = client.get(f"/api/queries/{queries['single']}").json()
+    assert status == {"id": queries["single"], "kind": "single", "status": "pending", "size": 20,
+                      "labels_needed": 1, "answered_items": 3}  # fmt: skip
+    # Bob's undo never touches Alice's labels.
+    assert client.post("/api/undo", json={"labeler": "bob"}).json() == {"undone": None}
+    undone = client.post("/api/undo", json={"labeler": "alice"}).json()["undone"]
+    assert undone["item_id"] == items[2]["id"] and undone["value"] == "skip" and undone["labeler"] == "alice"
+    assert len(store.labels()) == 2
+    # Completing a query is reported.
+    hero = store.items(queries["hero"])
+    r = client.post(
+        "/api/labels",
+        json={
+            "labeler": "bob",
+            "labels": [{"item_id": i.id, "value": "good", "best": i.position == 0} for i in hero],
+        },
+    )
+    assert r.json()["completed_queries"] == [queries["hero"]]
+    assert client.get(f"/api/queries/{queries['hero']}").json()["status"] == "done"
+
+
+def test_submit_rejects_bad_bodies(client: TestClient, store: FeedbackStore, queries) -> None:
+    single = store.items(queries["single"])[0].id
+    pair = store.items(queries["pair"])[0].id
+    ok = {"item_id": single, "value": "good"}
+    bad_bodies = [
+        None,
+        [],
+        {},
+        {"labeler": "a"},
+        {"labels": [ok]},
+        {"labeler": "a", "labels": []},
+        {"labeler": "a", "labels": [ok] * 257},
+        {"labeler": "a", "labels": [ok], "extra": 1},
+        {"labeler": "a", "labels": [{**ok, "path": "/etc/passwd"}]},
+        {"labeler": "a", "labels": [{"item_id": single, "value": "great"}]},
+        {"labeler": "a", "labels": [{"item_id": single}]},
+        {"labeler": "a", "labels": [{"item_id": -1, "value": "good"}]},
+        {"labeler": "a", "labels": [{"item_id": "one", "value": "good"}]},
+        {"labeler": "a", "labels": [{**ok, "response_ms": -5}]},
+        {"labeler": "a", "labels": [{**ok, "response_ms": 1e300}]},
+        {"labeler": "", "labels": [ok]},
+        {"labeler": 7, "labels": [ok]},
+        {"labeler": "a", "labels": [ok, ok]},
+        {"labeler": "a", "labels": [{"item_id": pair, "value": "good"}]},
+        {"labeler": "a", "labels": [{"item_id": single, "value": "left"}]},
+        {"labeler": "a", "labels": [{**ok, "best": True}]},
+    ]
+    for body in bad_bodies:
+        r = client.post("/api/labels", json=body)
+        assert r.status_code == 422, (body, r.text)
+    assert (
+        client.post(
+            "/api/labels", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+    assert client.post("/api/labels", content=b'{"labeler": "a", "labels": [{"item_id": 1, "value": "good", "response_ms": NaN}]}',
+                       headers={"content-type": "application/json"}).status_code == 422  # fmt: skip
+    unknown = client.post(
+        "/api/labels", json={"labeler": "a", "labels": [ok, {"item_id": 9999, "value": "good"}]}
+    )
+    assert unknown.status_code == 404 and "9999" in unknown.json()["detail"]
+    store.cancel_query(queries["pair"])
+    assert (
+        client.post(
+            "/api/labels", json={"labeler": "a", "labels": [{"item_id": pair, "value": "left"}]}
+        ).status_code
+        == 409
+    )
+    for body in (None, {}, {"labeler": ""}, {"labeler": "a", "more": 1}):
+        assert client.post("/api/undo", json=body).status_code == 422
+    assert client.get("/api/queries/999").status_code == 404
+    assert client.get("/api/queries/abc").status_code == 422
+    assert client.get("/api/progress", params={"labeler": "no spaces"}).status_code == 422
+    assert store.labels(include_retracted=True) == []  # nothing got in
+
+
+def test_request_size_is_limited(store: FeedbackStore, queries) -> None:
+    with TestClient(create_app(store, max_body_bytes=1000)) as c:
+        big = {"labeler": "a", "labels": [{"item_id": 1, "value": "good"}] * 40}
+        r = c.post("/api/labels", json=big)
+        assert r.status_code == 413
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"labeler": "a", "labels": ['
+            for _ in range(100):
+                yield b'{"item_id": 1, "value": "good"},'
+
+        assert (
+            c.post("/api/labels", content=chunks(), headers={"content-type": "application/json"}).status_code
+            == 413
+        )
+        assert c.post("/api/labels", content=b"{}", headers={"content-length": "nope"}).status_code in (
+            400,
+            413,
+        )
+        ok = c.post("/api/labels", json={"labeler": "a", "labels": [{"item_id": 1, "value": "good"}]})
+        assert ok.status_code == 200
+
+
+def test_token_is_required_on_every_request(store: FeedbackStore, queries) -> None:
+    token = "s3cret-token"
+    with TestClient(create_app(store, token=token)) as c:
+        routes = [("GET", "/"), ("GET", "/static/app.js"), ("GET", "/openapi.json"), ("GET", "/api/health"),
+                  ("GET", "/api/next?labeler=a"), ("GET", "/api/progress"), ("GET", "/api/queries/1"),
+                  ("POST", "/api/labels"), ("POST", "/api/undo")]  # fmt: skip
+        for method, path in routes:
+            r = c.request(method, path)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+            r = c.request(method, path, headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401, path
+        auth = {"Authorization": f"Bearer {token}"}
+        assert c.get("/api/health", headers=auth).json()["token_required"] is True
+        body = {"labeler": "a", "labels": [{"item_id": 1, "value": "good"}]}
+        assert c.post("/api/labels", json=body, headers=auth).status_code == 200
+        # The printed URL carries the token; the page then gets a cookie so its own files load.
+        page = c.get(f"/?token={token}")
+        assert page.status_code == 200 and TOKEN_COOKIE in page.headers["set-cookie"]
+        assert "HttpOnly" in page.headers["set-cookie"] and "SameSite=Strict" in page.headers["set-cookie"]
+        assert c.get("/static/app.js").status_code == 200  # cookie sent by the client
+        # ...but a cookie alone never authorises a change (another site's form could send it).
+        assert c.post("/api/labels", json=body).status_code == 401
+        assert c.post(f"/api/labels?token={token}", json=body).status_code == 401
+    assert len(store.labels()) == 1
+
+
+def test_host_header_is_checked_when_asked(store: FeedbackStore) -> None:
+    app = create_app(store, allowed_hosts=["127.0.0.1", "localhost", "::1"])
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/api/health").status_code == 200
+        assert c.get("/api/health", headers={"host": "localhost:8765"}).status_code == 200
+        assert c.get("/api/health", headers={"host": "[::1]:8765"}).status_code == 200
+        assert c.get("/api/health", headers={"host": "evil.example:8765"}).status_code == 400
+
+
+def test_serving_helpers() -> None:
+    assert (
+        is_loopback("127.0.0.1")
+        and is_loopback("localhost")
+        and is_loopback("::1")
+        and is_loopback("127.0.0.2")
+    )
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.org")
+    assert page_url("127.0.0.1", 8765) == "http://127.0.0.1:8765/"
+    assert page_url("::1", 80, "t") == "http://[::1]:80/?token=t"
+    sock = bind_socket("127.0.0.1", 0)
+    # asyncio sets TCP_NODELAY only on sockets that say TCP; without it keep-alive replies wait 40 ms.
+    assert sock.proto == socket.IPPROTO_TCP
+    try:
+        with pytest.raises(FeedbackError, match="cannot listen"):
+            bind_socket("127.0.0.1", sock.getsockname()[1])
+    finally:
+        sock.close()
+    with pytest.raises(FeedbackError, match="cannot listen"):
+        bind_socket("no-such-host.invalid", 0)
+
+
+def test_app_owning_its_store_closes_it(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "fb.sqlite")
+    with TestClient(app) as c:
+        assert c.get("/api/progress").json()["labels_total"] == 0
+    with pytest.raises(FeedbackError, match="closed"):
+        app.state.store.progress()
