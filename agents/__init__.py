@@ -1,1 +1,68 @@
-"""Fine-tuning agents for hfrl (installed as ``hfrl.agents``)."""
+"""Fine-tuning agents for hfrl (installed as ``hfrl.agents``).
+
+Every agent shares one trainer loop (:class:`~hfrl.agents.base.Trainer`), one objective (reward minus
+``kl``, ``aux`` and ``consistency`` penalties) and one way of logging. Available by name:
+
+=============== =============================================================================
+``reinforce``   REINFORCE with a batch-mean baseline
+``ppo``         PPO-clip with a KL penalty to the pretrained policy (DPOK)
+``rwl``         reward-weighted likelihood (Lee et al. 2023), with a filtered variant
+``reward-grad`` direct reward gradient through a frozen reward model (the seed paper)
+``dpo``         DPO on pairs of outputs, no reward model (a D3PO-style preference baseline)
+``sb3-ppo``     Stable-Baselines3 PPO with the generator as the actor's mean
+``sb3-a2c``     Stable-Baselines3 A2C, likewise
+=============== =============================================================================
+"""
+
+from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
+from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
+from hfrl.agents.config import TrainerConfig
+from hfrl.agents.dpo import DPOConfig, DPOTrainer
+from hfrl.agents.ppo import PPOConfig, PPOTrainer
+from hfrl.agents.registry import AGENTS, agent_class, make_config, make_trainer, register_agent
+from hfrl.agents.reinforce import ReinforceConfig, ReinforceTrainer
+from hfrl.agents.reward_grad import RewardGradConfig, RewardGradTrainer
+from hfrl.agents.rwl import RWLConfig, RWLTrainer
+from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Config, SB3Trainer
+
+for _cls in (
+    ReinforceTrainer,
+    PPOTrainer,
+    RWLTrainer,
+    RewardGradTrainer,
+    DPOTrainer,
+    SB3Trainer,
+    SB3A2CTrainer,
+):
+    register_agent(_cls.name, _cls, overwrite=True)
+
+__all__ = [
+    "AGENTS",
+    "Callback",
+    "CallbackList",
+    "CheckpointCallback",
+    "DPOConfig",
+    "DPOTrainer",
+    "EarlyStopping",
+    "EvalCallback",
+    "GeneratorActorCriticPolicy",
+    "NonFiniteLossError",
+    "PPOConfig",
+    "PPOTrainer",
+    "RWLConfig",
+    "RWLTrainer",
+    "ReinforceConfig",
+    "ReinforceTrainer",
+    "RewardGradConfig",
+    "RewardGradTrainer",
+    "SB3A2CTrainer",
+    "SB3Config",
+    "SB3Trainer",
+    "TrainResult",
+    "Trainer",
+    "TrainerConfig",
+    "agent_class",
+    "make_config",
+    "make_trainer",
+    "register_agent",
+]

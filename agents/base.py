@@ -1,0 +1,471 @@
+"""The trainer base class: it owns the loop; each agent writes its loss and little else.
+
+Every agent maximises the same regularised objective on the one-step denoising environment::
+
+    J(theta) = E_x E_{a ~ pi_theta(.|x)} [ r(x, a) ]
+               - kl          * E_x KL(pi_theta(.|x) || pi_ref(.|x))       # frozen pretrained policy
+               - aux         * E_(x_s, y_s) || g_theta(x_s) - y_s ||^2     # source-domain denoising
+               - consistency * E_x || g_theta(x) - g_0(x) ||^2             # frozen initial generator
+
+with ``x`` noisy *target* images (the agent never sees their clean versions) and ``(x_s, y_s)`` noisy /
+clean *source* pairs (that skill is what the auxiliary loss keeps). :meth:`Trainer.regularizers` computes
+the three penalties — each is logged even at weight 0, and a weight of 0 removes its gradient — and an
+agent's :meth:`Trainer.update` adds its own reward term.
+
+The trainer also owns seeding, the device, logging (CSV + TensorBoard, metrics named ``group/name``),
+the progress bar, resumable checkpoints (safetensors + JSON: policy, optimiser and every RNG state), the
+periodic and final evaluation by the independent evaluator, and callbacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EvalCallback
+from hfrl.agents.config import TrainerConfig
+from hfrl.checkpoint import save_checkpoint
+from hfrl.data import Domains, load_dataset
+from hfrl.device import resolve_device
+from hfrl.envs.rewards import RewardSpec
+from hfrl.envs.vector import BatchedDenoiseEnv
+from hfrl.envs.wrappers import SourceAuxTerm
+from hfrl.errors import CheckpointError, ConfigError, HfrlError
+from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
+from hfrl.judges import Evaluator
+from hfrl.noise import make_noise
+from hfrl.policy import GaussianPolicy
+from hfrl.runs import CSVLogger, make_run_dir, write_json
+
+STATE_FILE = "state"
+_INITIAL_EVALUATIONS: dict[tuple, Evaluation] = {}
+"""Test-split evaluations of initial generators, shared by the trainers of one process (sweeps and
+benchmarks start many runs from the same generator)."""
+
+
+class NonFiniteLossError(HfrlError):
+    """A loss became NaN or inf; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.train` returns.
+
+    Attributes:
+        steps: Updates done in total (including those before a resume).
+        history: Metrics of every update of this call.
+        final: The final evaluation (``compare`` of the initial and the fine-tuned generator on the test
+            split, plus ``labels_used`` and ``seconds``).
+        run_dir: Where everything was written.
+    """
+
+    steps: int
+    history: list[dict[str, float]]
+    final: dict[str, Any]
+    run_dir: Path
+
+
+class MetricLogger:
+    """Writes step metrics to ``train.csv`` and evaluation metrics to ``eval.csv``, both to TensorBoard."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.train_csv = CSVLogger(run_dir / "train.csv")
+        self.eval_csv = CSVLogger(run_dir / "eval.csv")
+        self._tb: Any = None
+        self._tb_dir = run_dir / "tb"
+
+    @property
+    def tb(self) -> Any:
+        """The TensorBoard writer, created on first use (importing TensorBoard takes a moment)."""
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self._tb_dir))
+        return self._tb
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Write one update's metrics (``eval/*`` go to ``eval.csv``)."""
+        train = {k: v for k, v in metrics.items() if not k.startswith("eval/")}
+        evals = {k: v for k, v in metrics.items() if k.startswith("eval/")}
+        self.train_csv.log({"step": step, **train})
+        if evals:
+            self.eval_csv.log({"step": step, **evals})
+        for key, value in metrics.items():
+            self.tb.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        """Flush and close TensorBoard."""
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Trainer(ABC):
+    """Base class of every fine-tuning agent.
+
+    Subclasses set ``name`` and ``config_class`` and implement :meth:`update`; agents with state beyond
+    the policy and optimiser (an adaptive KL coefficient, a replay of labelled samples) also override
+    :meth:`extra_state` / :meth:`load_extra_state`.
+
+    Args:
+        config: The agent's configuration.
+        reward: The reward: a reward model (``nn.Module``), any callable ``(noisy, output) -> (B,)``,
+            ``"labeler"`` (oracle) or a checkpoint path; default ``config.reward``.
+        policy: The policy to fine-tune; default: a :class:`~hfrl.policy.GaussianPolicy` around
+            ``config.generator`` (the shipped source-domain denoiser when ``None``).
+        run_dir: Run directory (default ``runs/finetune-<agent>-TIMESTAMP``).
+        callbacks: Extra callbacks (checkpoint and evaluation callbacks come from the config).
+        evaluator: The independent judge used for logging and the final evaluation (default: shipped).
+    """
+
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[TrainerConfig]] = TrainerConfig
+    needs_reward: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        config: TrainerConfig,
+        *,
+        reward: RewardSpec = None,
+        policy: GaussianPolicy | None = None,
+        run_dir: str | Path | None = None,
+        callbacks: Iterable[Callback] = (),
+        evaluator: Evaluator | None = None,
+    ) -> None:
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.run_dir = make_run_dir(run_dir, f"finetune-{self.name}")
+        self.rng = torch.Generator().manual_seed(config.seed)
+
+        if policy is None:
+            policy = GaussianPolicy.from_checkpoint(
+                config.generator,
+                device=self.device,
+                space=config.policy_space,  # type: ignore[arg-type]
+                log_std=config.log_std,
+                learn_std=config.learn_std,
+            )
+        self.policy = policy.to(self.device)
+        self.reference = self.policy.frozen_copy()  # pi_ref for the KL term, g_0 for consistency
+
+        reward = reward if reward is not None else config.reward
+        if reward is None and self.needs_reward:
+            raise ConfigError(f"agent {self.name!r} needs a reward: a reward-model checkpoint or 'labeler'")
+        data = load_dataset(config.dataset, config.data_dir)
+        self.domains = Domains(data, config.source_classes, config.target_classes)
+        self.env = BatchedDenoiseEnv(
+            config.batch_size,
+            reward=reward,
+            dataset=data,
+            source_classes=config.source_classes,
+            target_classes=config.target_classes,
+            noise=config.noise,
+            noise_level=config.noise_level,
+            evaluate=False,
+            device=self.device,
+            seed=config.seed,
+        )
+        self.reward = self.env.task.reward
+        if self.reward is not None and isinstance(self.reward, torch.nn.Module):
+            for p in self.reward.parameters():  # the reward model is frozen: agents never update it
+                p.requires_grad_(False)
+        self.aux_term = SourceAuxTerm(
+            images=self.domains.source("train").images,
+            noise=make_noise(config.noise, config.noise_level),
+            batch_size=config.aux_batch_size,
+            seed=config.seed + 1,
+        )
+        trainable = [p for p in self.policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
+        self.evaluator = evaluator if evaluator is not None else Evaluator.from_pretrained(device=self.device)
+        self.noise = make_noise(config.noise, config.noise_level)
+
+        self.step = 0
+        self.labels_used = 0
+        self.callbacks = CallbackList(
+            [CheckpointCallback(config.checkpoint_every), EvalCallback(config.eval_every), *callbacks]
+        )
+        self.logger = MetricLogger(self.run_dir)
+        self._initial_eval: Evaluation | None = None
+
+    # -- what agents implement -------------------------------------------------------------------------
+
+    @abstractmethod
+    def update(self) -> dict[str, float]:
+        """One update of the policy; returns its metrics (``losses/*``, ``reward/*``, ...)."""
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Agent state beyond policy, optimiser and RNGs: ``(tensors, json_values)``."""
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:  # noqa: B027
+        """Restore what :meth:`extra_state` returned (default: nothing to restore)."""
+
+    # -- shared pieces of every loss -------------------------------------------------------------------
+
+    def observe(self) -> torch.Tensor:
+        """Start a batch of episodes and return their noisy target images ``(N, 1, H, W)``."""
+        obs, _ = self.env.reset_torch()
+        return obs
+
+    def act(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample actions without gradients and score them in the environment.
+
+        Returns:
+            ``(actions (N, 1, H, W), rewards (N,))``.
+        """
+        with torch.no_grad():
+            actions = self.policy.sample(noisy, generator=self.rng)
+        _, reward, _, _, _ = self.env.step_torch(actions)
+        return actions, reward.float()
+
+    def regularizers(self, noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """``kl * KL + aux * L_aux + consistency * L_cons`` on a batch, and each term for logging.
+
+        A term whose weight is 0 is computed without gradients, so it is logged but adds nothing.
+
+        Args:
+            noisy: ``(N, 1, H, W)`` target observations.
+        """
+        cfg = self.config
+        terms: dict[str, torch.Tensor] = {}
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.kl > 0):
+            terms["kl"] = self.policy.kl(self.reference, noisy).mean()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.aux > 0):
+            terms["aux"] = self.aux_term.loss(self.policy)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and cfg.consistency > 0):
+            with torch.no_grad():
+                initial = self.reference.mode(noisy)
+            terms["consistency"] = (self.policy.mode(noisy) - initial).pow(2).mean()
+        total = cfg.kl * terms["kl"] + cfg.aux * terms["aux"] + cfg.consistency * terms["consistency"]
+        return total, {f"losses/{k}": v.item() for k, v in terms.items()}
+
+    def optimize(self, loss: torch.Tensor, what: str = "loss") -> float:
+        """Backpropagate ``loss`` and take one optimiser step; returns the gradient norm.
+
+        Raises:
+            NonFiniteLossError: if the loss is NaN or inf (nothing is updated).
+        """
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"step {self.step + 1}: {what} is {loss.item()}; stopped, the last good checkpoint is in "
+                f"{self.run_dir} (lower --lr, or check the reward model)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or float("inf"))
+        if not torch.isfinite(norm):
+            raise NonFiniteLossError(f"step {self.step + 1}: gradient of {what} is not finite; stopped")
+        self.optimizer.step()
+        return float(norm)
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def train(self) -> TrainResult:
+        """Run updates until ``config.steps`` (or a callback stops), then evaluate and save.
+
+        Returns:
+            The history and the final evaluation; see :class:`TrainResult`.
+        """
+        cfg = self.config
+        write_json(self.run_dir / "config.json", {"agent": self.name, **cfg.to_dict()})
+        self.callbacks.init(self)
+        self.callbacks.on_train_start()
+        history: list[dict[str, float]] = []
+        start = time.perf_counter()
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc=f"finetune[{self.name}]", disable=not cfg.progress
+        )
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                self.policy.train()
+                metrics = self.update()
+                self.step += 1
+                metrics["charts/labels_used"] = float(self.labels_used)
+                metrics["charts/sps"] = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                keep_going = self.callbacks.on_step(metrics)
+                self.logger.log(self.step, metrics)
+                history.append(metrics)
+                bar.update(1)
+                if "reward/mean" in metrics:
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}")
+                if not keep_going:
+                    break
+        finally:
+            bar.close()
+        self.save_state()
+        final = self.finish(time.perf_counter() - start)
+        self.callbacks.on_train_end()
+        self.logger.close()
+        return TrainResult(self.step, history, final, self.run_dir)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+
+    def validate(self) -> dict[str, float]:
+        """Evaluator metrics on a fixed subset of the validation split (``eval/*``); no training data."""
+        target = self.domains.target("val")
+        target = target.subset(torch.arange(min(len(target), self.config.eval_size)))
+        source = self.domains.source("val")
+        generator = self.policy.generator
+        t = evaluate_on(generator, target, "target", self.noise, self.evaluator, seed=10_000).summary()
+        s = evaluate_on(generator, source, "source", self.noise, self.evaluator, seed=10_001).summary()
+        return {
+            "eval/target_good_rate": t["good_rate"],
+            "eval/target_psnr": t["psnr"],
+            "eval/source_good_rate": s["good_rate"],
+            "eval/source_psnr": s["psnr"],
+        }
+
+    def initial_evaluation(self) -> Evaluation:
+        """The frozen initial generator's test-split evaluation (computed once per generator and task)."""
+        if self._initial_eval is None:
+            cfg, ev = self.config, self.evaluator
+            key = (
+                _digest(self.reference.generator),
+                _digest(ev.classifier),
+                ev.prob_threshold,
+                ev.ssim_threshold,
+                ev.corr_threshold,
+                cfg.dataset,
+                cfg.data_dir,
+                cfg.source_classes,
+                cfg.target_classes,
+                cfg.noise,
+                cfg.noise_level,
+            )
+            if key not in _INITIAL_EVALUATIONS:
+                _INITIAL_EVALUATIONS[key] = evaluate_generator(
+                    self.reference.generator, self.domains, self.noise, self.evaluator, split="test", seed=0
+                )
+            self._initial_eval = _INITIAL_EVALUATIONS[key]
+        return self._initial_eval
+
+    def finish(self, seconds: float) -> dict[str, Any]:
+        """Final test-split evaluation against the initial generator.
+
+        Writes ``evaluation.json``, the fine-tuned generator checkpoint and before/after image grids.
+        """
+        from hfrl.evaluation import save_grid
+
+        after = evaluate_generator(
+            self.policy.generator, self.domains, self.noise, self.evaluator, split="test", seed=0
+        )
+        final = {
+            "agent": self.name,
+            "steps": self.step,
+            "labels_used": self.labels_used,
+            "seconds": seconds,
+            **compare(self.initial_evaluation(), after),
+            "per_class": after.rows(),
+        }
+        write_json(self.run_dir / "evaluation.json", final)
+        gen = self.policy.generator
+        config = gen.config.to_dict() if hasattr(gen, "config") else {}
+        save_checkpoint(
+            self.run_dir / "generator", gen, "generator", config, {"agent": self.name, "steps": self.step}
+        )
+        save_grid(after, self.run_dir / "grid_after.png")
+        save_grid(self.initial_evaluation(), self.run_dir / "grid_before.png")
+        return final
+
+    # -- checkpoints and resume ------------------------------------------------------------------------
+
+    def save_state(self) -> Path:
+        """Write a resumable checkpoint ``RUN_DIR/state.safetensors`` + ``state.json`` (atomically)."""
+        tensors: dict[str, torch.Tensor] = {
+            f"policy.{k}": v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()
+        }
+        opt = self.optimizer.state_dict()
+        opt_json: dict[str, Any] = {"param_groups": opt["param_groups"], "state": {}}
+        for pid, state in opt["state"].items():
+            opt_json["state"][str(pid)] = {}
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
+                else:
+                    opt_json["state"][str(pid)][key] = value
+        tensors["rng.trainer"] = self.rng.get_state()
+        tensors["rng.aux"] = self.aux_term.generator.get_state()
+        extra_t, extra_v = self.extra_state()
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
+        doc = {
+            "format": "hfrl-trainer-state",
+            "agent": self.name,
+            "step": self.step,
+            "labels_used": self.labels_used,
+            "optimizer": opt_json,
+            "env_rngs": [g.bit_generator.state for g in self.env.sub_env_np_randoms],  # type: ignore[union-attr]
+            "extra": extra_v,
+        }
+        weights, meta = self.run_dir / f"{STATE_FILE}.safetensors", self.run_dir / f"{STATE_FILE}.json"
+        save_file(tensors, str(weights) + ".tmp")
+        Path(str(weights) + ".tmp").replace(weights)
+        Path(str(meta) + ".tmp").write_text(json.dumps(doc, default=_json_default))
+        Path(str(meta) + ".tmp").replace(meta)
+        return weights
+
+    def load_state(self, run_dir: str | Path | None = None) -> None:
+        """Restore policy, optimiser, RNGs and counters from a checkpoint written by :meth:`save_state`."""
+        run_dir = Path(run_dir or self.run_dir)
+        weights, meta = run_dir / f"{STATE_FILE}.safetensors", run_dir / f"{STATE_FILE}.json"
+        if not weights.exists() or not meta.exists():
+            raise CheckpointError(
+                f"{run_dir}: no trainer checkpoint ({STATE_FILE}.safetensors/.json) to resume from"
+            )
+        try:
+            doc = json.loads(meta.read_text())
+            tensors = load_file(str(weights))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt checkpoint
+            raise CheckpointError(f"{weights}: cannot read trainer checkpoint ({exc})") from None
+        if doc.get("agent") != self.name:
+            raise CheckpointError(f"{meta}: checkpoint of agent {doc.get('agent')!r}, not {self.name!r}")
+        self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
+        opt_json = doc["optimizer"]
+        state: dict[int, dict[str, Any]] = {}
+        for pid, values in opt_json["state"].items():
+            state[int(pid)] = dict(values)
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+        self.optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
+        self.rng.set_state(tensors["rng.trainer"])
+        self.aux_term.generator.set_state(tensors["rng.aux"])
+        for g, s in zip(self.env.sub_env_np_randoms, doc["env_rngs"]):
+            g.bit_generator.state = s  # type: ignore[union-attr]
+        self.step = int(doc["step"])
+        self.labels_used = int(doc["labels_used"])
+        self.load_extra_state(
+            {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}, doc.get("extra", {})
+        )
+
+
+def _digest(module: torch.nn.Module) -> str:
+    digest = hashlib.sha1()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

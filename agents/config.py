@@ -1,0 +1,198 @@
+"""Configuration shared by every fine-tuning agent.
+
+Each agent has a dataclass that extends :class:`TrainerConfig` with its own fields; the CLI and sweep
+grids set fields by name (``kl``, ``aux``, ``consistency``, ...), and a run directory keeps the resolved
+config as JSON so that ``--resume`` rebuilds the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from hfrl.errors import ConfigError
+
+C = TypeVar("C", bound="TrainerConfig")
+
+
+@dataclass
+class TrainerConfig:
+    """Settings every agent shares: the task, the objective's weights, optimisation and bookkeeping."""
+
+    # -- the objective: reward - kl * KL(pi || pi_ref) - aux * L_aux - consistency * L_cons -------------
+    kl: float = 0.1
+    """Weight of the KL divergence to the frozen pretrained policy (closed form for Gaussian policies)."""
+    aux: float = 1.0
+    """Weight of the auxiliary loss: supervised denoising on source-domain pairs (keeps the source skill)."""
+    consistency: float = 1.0
+    """Weight of the pixel MSE to the frozen initial generator's output on the same input (seed paper)."""
+
+    # -- the reward ------------------------------------------------------------------------------------
+    reward: str | None = None
+    """Reward-model checkpoint path, or ``"labeler"`` (oracle for tests/upper bounds). Python callers may
+    pass a reward object to the trainer instead."""
+
+    # -- the policy ------------------------------------------------------------------------------------
+    generator: str | None = None
+    """Generator checkpoint to start from (default: the shipped source-domain denoiser)."""
+    policy_space: str = "pixel"
+    """Where the Gaussian policy lives: ``pixel`` or ``logit``."""
+    log_std: float = -2.0
+    """Initial log standard deviation of the policy."""
+    learn_std: bool = False
+    """Train the log standard deviation too."""
+
+    # -- the task --------------------------------------------------------------------------------------
+    dataset: str = "mnist-embedded"
+    """Dataset name."""
+    data_dir: str | None = None
+    """Folder of torchvision datasets."""
+    source_classes: tuple[int, ...] = (0,)
+    """Source-domain classes (auxiliary loss data)."""
+    target_classes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    """Target-domain classes (where the policy acts)."""
+    noise: str = "gaussian"
+    """Noise model."""
+    noise_level: float = 0.5
+    """Noise strength."""
+
+    # -- optimisation ----------------------------------------------------------------------------------
+    steps: int = 200
+    """Number of updates."""
+    batch_size: int = 64
+    """Episodes (noisy target images) per update."""
+    aux_batch_size: int = 32
+    """Source-domain pairs per update for the auxiliary loss."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping (0 turns it off)."""
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    seed: int = 0
+    """Seeds the environment, the policy's samples and the auxiliary batches."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``."""
+    eval_every: int = 0
+    """Evaluate on the validation split every this many steps (0: only at the end)."""
+    eval_size: int = 270
+    """Validation target images per periodic evaluation."""
+    checkpoint_every: int = 50
+    """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        for name in ("kl", "aux", "consistency", "lr", "max_grad_norm"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("steps", "batch_size", "aux_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.policy_space not in ("pixel", "logit"):
+            raise ConfigError(f"policy_space must be 'pixel' or 'logit', got {self.policy_space!r}")
+        self.source_classes = tuple(int(c) for c in self.source_classes)
+        self.target_classes = tuple(int(c) for c in self.target_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+        """Build from a dict, rejecting unknown keys with one clear error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Docstrings of a config dataclass's fields (the string literal under each field), for ``--help``."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type hints of a config dataclass's fields."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def coerce_field(cls: type, name: str, text: str) -> Any:
+    """Parse the text ``text`` into the type of field ``name`` of config class ``cls``.
+
+    Handles ``int``, ``float``, ``bool`` (``true/false/1/0/yes/no``), ``str``, optional values (``none``)
+    and class tuples (``"1-9"``, ``"0,1"``).
+
+    Raises:
+        ConfigError: for an unknown field or a value of the wrong type.
+    """
+    import types
+    import typing
+
+    types_ = field_types(cls)
+    if name not in types_:
+        raise ConfigError(
+            f"{name!r} is not a setting of {cls.__name__}; settings: {', '.join(sorted(types_))}"
+        )
+    hint = types_[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional and text.strip().lower() in ("none", "null", ""):
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+    try:
+        if hint is bool:
+            lowered = text.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if typing.get_origin(hint) is tuple:
+            from hfrl.data import parse_classes
+
+            return parse_classes(text)
+        return str(text)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name}: cannot read {text!r} as {getattr(hint, '__name__', hint)}") from None
+
+
+__all__ = ["TrainerConfig", "coerce_field", "field", "field_docs", "field_types"]

@@ -1,0 +1,270 @@
+"""Stable-Baselines3 agents whose actor is the generator: SB3's PPO and A2C on ``hfrl/Denoise-v0``.
+
+:class:`GeneratorActorCriticPolicy` is an SB3 ``ActorCriticPolicy`` whose Gaussian mean *is* the
+generator's output (pretrained weights included) and whose critic is a small CNN. SB3 steps the batched
+environment through :class:`~hfrl.envs.sb3.SB3VecEnvAdapter`, and the regularisers come from the reward
+terms of :mod:`hfrl.envs.wrappers` (KL to the pretrained policy, consistency with the initial generator,
+the source-domain term), so SB3 optimises the same objective as the native agents without custom code.
+
+Example (the documented recipe, without the trainer)::
+
+    import gymnasium as gym, hfrl.envs
+    from stable_baselines3 import PPO
+    from hfrl.agents.sb3 import GeneratorActorCriticPolicy
+    from hfrl.envs.sb3 import SB3VecEnvAdapter
+    from hfrl.envs.wrappers import ConsistencyTerm, KLTerm, add_reward_terms
+    from hfrl.policy import GaussianPolicy
+
+    policy = GaussianPolicy.from_checkpoint()                 # the shipped source-domain denoiser
+    venv = gym.make_vec("hfrl/Denoise-v0", num_envs=64, vectorization_mode="vector_entry_point",
+                        reward="path/to/reward_model", evaluate=False)
+    venv = add_reward_terms(venv, KLTerm(policy.frozen_copy(), coef=0.01),
+                            ConsistencyTerm(policy.frozen_copy().generator, coef=1.0))
+    model = PPO(GeneratorActorCriticPolicy, SB3VecEnvAdapter(venv), n_steps=1, batch_size=32,
+                policy_kwargs={"generator": policy.generator}, learning_rate=1e-4)
+    model.learn(6_400)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from hfrl.agents.base import Trainer
+from hfrl.agents.config import TrainerConfig
+from hfrl.envs.sb3 import SB3VecEnvAdapter
+from hfrl.envs.wrappers import ConsistencyTerm, KLTerm, SourceAuxTerm, add_reward_terms
+from hfrl.errors import ConfigError
+
+GENERATOR_KEY = "mlp_extractor.generator."
+
+
+class ImagePassthrough(BaseFeaturesExtractor):
+    """Hands the ``(B, 1, H, W)`` observation to the policy unchanged (the generator needs the image)."""
+
+    def __init__(self, observation_space: gym.spaces.Box) -> None:
+        super().__init__(observation_space, features_dim=int(np.prod(observation_space.shape)))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return observations
+
+
+class GeneratorExtractor(nn.Module):
+    """SB3's ``mlp_extractor`` slot: actor latent = generator output (flattened), critic = small CNN."""
+
+    def __init__(self, generator: nn.Module, image_shape: tuple[int, ...], value_width: int = 32) -> None:
+        super().__init__()
+        self.generator = generator
+        self.latent_dim_pi = int(np.prod(image_shape))
+        self.latent_dim_vf = value_width
+        self.critic = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1),
+            nn.ReLU(),  # (B, 8, H/2, W/2)
+            nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(),  # (B, 16, H/4, W/4)
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),  # (B, 64)
+            nn.Linear(64, value_width),
+            nn.ReLU(),
+        )
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: D102
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        """The generator's output, ``(B, H*W)``: the mean of SB3's diagonal Gaussian."""
+        return self.generator(features).flatten(1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        """Value features ``(B, value_width)``."""
+        return self.critic(features)
+
+
+class GeneratorActorCriticPolicy(ActorCriticPolicy):
+    """An SB3 actor-critic whose action mean is a generator network.
+
+    Pass the generator through ``policy_kwargs={"generator": module}``; its parameters are trained in
+    place. The action distribution is SB3's diagonal Gaussian with a learnt per-pixel log-std
+    (``log_std_init``, default -2 as in :class:`~hfrl.policy.GaussianPolicy`).
+
+    Args:
+        observation_space: ``Box(0, 1, (1, H, W))``.
+        action_space: ``Box(0, 1, (1, H, W))``.
+        lr_schedule: SB3's learning-rate schedule.
+        generator: The generator (``(B, 1, H, W) -> (B, 1, H, W)`` in ``[0, 1]``).
+        value_width: Width of the critic's last layer.
+        **kwargs: Other ``ActorCriticPolicy`` arguments.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        lr_schedule: Any,
+        generator: nn.Module | None = None,
+        value_width: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        if generator is None:
+            raise ConfigError("GeneratorActorCriticPolicy needs policy_kwargs={'generator': module}")
+        # nn.Module forbids assigning a module before Module.__init__, which SB3's __init__ calls and which
+        # builds the extractor; park the generator in the instance dict until _build_mlp_extractor takes it.
+        self.__dict__["_pending"] = (generator, value_width)
+        kwargs.setdefault("log_std_init", -2.0)
+        kwargs["features_extractor_class"] = ImagePassthrough
+        kwargs["ortho_init"] = False  # keep the pretrained weights
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        generator, value_width = self.__dict__.pop("_pending")
+        self.mlp_extractor = GeneratorExtractor(generator, self.observation_space.shape, value_width)
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        # SB3 puts a Linear layer between the latent and the mean; the generator's output is the mean.
+        self.action_net = nn.Identity()
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+@dataclass
+class SB3Config(TrainerConfig):
+    """Settings of the Stable-Baselines3 agents.
+
+    One update is one SB3 rollout of ``batch_size`` episodes and SB3's own training on it.
+    """
+
+    lr: float = 3e-5
+    """SB3 learning rate."""
+    kl: float = 0.01
+    """Weight of the KL reward term (SB3 sees it in the reward)."""
+    n_epochs: int = 4
+    """PPO epochs per rollout."""
+    minibatch_size: int = 32
+    """PPO minibatch size."""
+    clip_range: float = 0.2
+    """PPO clip range."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    vf_coef: float = 0.5
+    """Value-loss weight."""
+
+
+class SB3Trainer(Trainer):
+    """Runs an SB3 algorithm, one rollout per update, inside the shared trainer loop."""
+
+    name: ClassVar[str] = "sb3-ppo"
+    config_class = SB3Config
+    config: SB3Config
+    algorithm: ClassVar[type] = PPO
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.config
+        self.reward_aux = SourceAuxTerm(
+            cfg.aux,
+            policy=self.policy,
+            images=self.domains.source("train").images,
+            noise=self.noise,
+            batch_size=cfg.aux_batch_size,
+            seed=cfg.seed + 2,
+        )
+        terms = [
+            KLTerm(self.reference, coef=cfg.kl),
+            ConsistencyTerm(self.reference.generator, coef=cfg.consistency),
+            self.reward_aux,
+        ]
+        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms))
+        common = {
+            "learning_rate": cfg.lr,
+            "n_steps": 1,  # one step is one episode; the batch is the N sub-environments
+            "ent_coef": cfg.ent_coef,
+            "vf_coef": cfg.vf_coef,
+            "max_grad_norm": cfg.max_grad_norm or 1e9,
+            "policy_kwargs": {"generator": self.policy.generator, "log_std_init": cfg.log_std},
+            "seed": cfg.seed,
+            "device": self.device,
+            "verbose": 0,
+        }
+        if self.algorithm is PPO:
+            common.update(
+                batch_size=min(cfg.minibatch_size, cfg.batch_size),
+                n_epochs=cfg.n_epochs,
+                clip_range=cfg.clip_range,
+            )
+        self.model = self.algorithm(GeneratorActorCriticPolicy, self.venv, **common)
+        # SB3 seeds the env for its next reset; the trainer seeded it already and restores its RNGs on
+        # resume, so a pending reseed would make a resumed run draw different episodes.
+        self.venv._reset_seeds()
+
+    def update(self) -> dict[str, float]:  # noqa: D102
+        self.model._last_obs = None  # reset every update, so a resumed run draws the same episodes
+        self.model.learn(self.config.batch_size, reset_num_timesteps=False, progress_bar=False)
+        logged = dict(self.model.logger.name_to_value)
+        buffer = self.model.rollout_buffer
+        rewards = torch.as_tensor(buffer.rewards)
+        out = {
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()),
+            **{f"sb3/{k.split('/')[-1]}": float(v) for k, v in logged.items() if isinstance(v, (int, float))},
+        }
+        with torch.no_grad():
+            noisy = torch.as_tensor(buffer.observations, device=self.device).reshape(
+                -1, *self.env.task.image_shape
+            )
+            _, reg = self.regularizers(noisy)
+        return {**out, **reg}
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # noqa: D102
+        # The generator's weights are saved with the trainer's policy; safetensors refuses shared tensors.
+        tensors = {
+            f"sb3.{k}": v
+            for k, v in self.model.policy.state_dict().items()
+            if not k.startswith(GENERATOR_KEY)
+        }
+        tensors["torch_rng"] = torch.get_rng_state()
+        tensors["reward_aux_rng"] = self.reward_aux.generator.get_state()
+        np_state = np.random.get_state()  # noqa: NPY002 - SB3 shuffles minibatches with the global RNG
+        values = {
+            "num_timesteps": self.model.num_timesteps,
+            "np_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],  # type: ignore[index]
+            "sb3_optimizer": {
+                k: v for k, v in self.model.policy.optimizer.state_dict().items() if k == "param_groups"
+            },
+        }
+        for pid, state in self.model.policy.optimizer.state_dict()["state"].items():
+            for key, value in state.items():
+                tensors[f"sb3opt.{pid}.{key}"] = value
+        return tensors, values
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:  # noqa: D102
+        own = {k[4:]: v for k, v in tensors.items() if k.startswith("sb3.")}
+        generator = {k: v for k, v in self.model.policy.state_dict().items() if k.startswith(GENERATOR_KEY)}
+        self.model.policy.load_state_dict({**own, **generator})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("sb3opt."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        self.model.policy.optimizer.load_state_dict(
+            {"state": state, "param_groups": values["sb3_optimizer"]["param_groups"]}
+        )
+        torch.set_rng_state(tensors["torch_rng"])
+        self.reward_aux.generator.set_state(tensors["reward_aux_rng"])
+        np_rng = values["np_rng"]
+        np.random.set_state((np_rng[0], np.asarray(np_rng[1], dtype=np.uint32), *np_rng[2:]))  # noqa: NPY002
+        self.model.num_timesteps = int(values["num_timesteps"])
+
+
+class SB3A2CTrainer(SB3Trainer):
+    """Stable-Baselines3 A2C with the generator as the actor."""
+
+    name = "sb3-a2c"
+    algorithm = A2C
