@@ -34,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -200,6 +201,9 @@ class SB3Trainer(Trainer):
                 clip_range=cfg.clip_range,
             )
         self.model = self.algorithm(GeneratorActorCriticPolicy, self.venv, **common)
+        # An in-memory logger: SB3's default writes a fresh temporary folder on every learn() call, and the
+        # trainer already logs SB3's numbers (sb3/*) with its own.
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
         # SB3 seeds the env for its next reset; the trainer seeded it already and restores its RNGs on
         # resume, so a pending reseed would make a resumed run draw different episodes.
         self.venv._reset_seeds()
