@@ -33,6 +33,9 @@ BUILDERS: dict[str, str] = {
     "generator": "hfrl.generators:build_generator",
     "classifier": "hfrl.classifiers:build_classifier",
     "reward_model": "hfrl.rewards:build_reward_model",
+    "ddpm": "hfrl.diffusion:build_ddpm",
+    "stroke_detector": "hfrl.censoring:build_stroke_detector",
+    "censor_reward": "hfrl.censoring:build_censor_reward",
 }
 """Checkpoint kind -> ``"module:function"`` that builds an ``nn.Module`` from the config dict."""
 

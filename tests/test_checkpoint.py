@@ -105,7 +105,11 @@ def test_missing_files(tmp_path: Path) -> None:
 def test_shipped_checkpoints_load() -> None:
     from hfrl.judges import asset_path
 
-    for name, kind in [("denoiser_source", "generator"), ("labeler_classifier", "classifier"), ("evaluator_classifier", "classifier")]:
+    for name, kind in [
+        ("denoiser_source", "generator"),
+        ("labeler_classifier", "classifier"),
+        ("evaluator_classifier", "classifier"),
+    ]:
         model, doc = load_checkpoint(asset_path(name), kind=kind)
         assert not model.training
         assert doc["kind"] == kind

@@ -38,7 +38,10 @@ def test_labeler_and_evaluator_are_independent() -> None:
 def test_shipped_classifiers_are_accurate_on_their_held_out_half(mnist: ImageSet) -> None:
     from hfrl.judges import Evaluator, SyntheticLabeler
 
-    for judge, recipe in ((SyntheticLabeler.from_pretrained(), LABELER_RECIPE), (Evaluator.from_pretrained(), EVALUATOR_RECIPE)):
+    for judge, recipe in (
+        (SyntheticLabeler.from_pretrained(), LABELER_RECIPE),
+        (Evaluator.from_pretrained(), EVALUATOR_RECIPE),
+    ):
         held_out = classifier_half(mnist, 1 - recipe.half)
         acc = (judge.classifier.probabilities(held_out.images).argmax(1) == held_out.labels).float().mean()
         assert float(acc) > 0.93

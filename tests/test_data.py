@@ -111,7 +111,9 @@ def test_parse_classes() -> None:
 def _write_idx(path: Path, array: np.ndarray) -> None:
     """Write an IDX file (the format of MNIST and friends)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
@@ -125,7 +127,9 @@ def _fake_dataset(root: Path, folder: str, prefix: str, n: int = 12) -> tuple[np
     return images, labels
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")]
+)
 def test_torchvision_datasets_from_local_idx(tmp_path: Path, name: str, folder: str) -> None:
     images, labels = _fake_dataset(tmp_path, folder, "")
     data = load_dataset(name, tmp_path)
@@ -147,4 +151,3 @@ def test_missing_dataset_gives_clear_error(tmp_path: Path) -> None:
         load_dataset("kmnist")
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("cifar")
-

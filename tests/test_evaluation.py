@@ -17,7 +17,9 @@ class Identity(torch.nn.Module):
         return x
 
 
-def test_evaluation_table_and_comparison(domains: Domains, source_generator, evaluator, tmp_path: Path) -> None:
+def test_evaluation_table_and_comparison(
+    domains: Domains, source_generator, evaluator, tmp_path: Path
+) -> None:
     noise = make_noise()
     before = evaluate_generator(Identity(), domains, noise, evaluator, seed=0)
     after = evaluate_generator(source_generator, domains, noise, evaluator, seed=0)

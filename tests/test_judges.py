@@ -13,7 +13,9 @@ def _batch(domains: Domains, split: str = "test", n: int = 90):
     return target.images[idx], target.labels[idx]
 
 
-def test_clean_images_are_good_and_blank_or_wrong_images_are_bad(domains: Domains, labeler, evaluator) -> None:
+def test_clean_images_are_good_and_blank_or_wrong_images_are_bad(
+    domains: Domains, labeler, evaluator
+) -> None:
     clean, classes = _batch(domains)
     for judge in (labeler, evaluator):
         assert judge.is_good(clean, clean, classes).float().mean() > 0.9
@@ -32,7 +34,9 @@ def test_labels_flips_and_skips(domains: Domains) -> None:
     bads = labels.count(BAD) / len(labels)
     assert 0.1 < skips < 0.3
     assert 0.15 < bads < 0.45  # clean images are good, so BAD comes from flips
-    again = SyntheticLabeler.from_pretrained(flip_rate=0.3, skip_rate=0.2, seed=0).label(clean, clean, classes)
+    again = SyntheticLabeler.from_pretrained(flip_rate=0.3, skip_rate=0.2, seed=0).label(
+        clean, clean, classes
+    )
     assert labels == again
     with pytest.raises(ValueError):
         SyntheticLabeler.from_pretrained(flip_rate=0.9)
@@ -70,7 +74,9 @@ def test_shipped_generator_shows_the_domain_gap(domains: Domains, source_generat
         assert lo <= rate <= hi, (split, rate)
 
 
-def test_labeler_and_evaluator_disagree_sometimes_but_mostly_agree(domains: Domains, source_generator) -> None:
+def test_labeler_and_evaluator_disagree_sometimes_but_mostly_agree(
+    domains: Domains, source_generator
+) -> None:
     images = domains.target("test")
     noisy = make_noise()(images.images, torch.Generator().manual_seed(0))
     out = generate(source_generator, noisy)

@@ -66,7 +66,10 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], capsys) -> None:
         (["evaluate", "--generator", "{tmp}/bad.json"], "not valid JSON"),
         (["evaluate", "--target-classes", "0-3"], "overlap"),
         (["evaluate", "--source-classes", "x"], "cannot read classes"),
-        (["pretrain", "--source-classes", "42", "--epochs", "1", "--out", "{tmp}/run"], "none of the classes"),
+        (
+            ["pretrain", "--source-classes", "42", "--epochs", "1", "--out", "{tmp}/run"],
+            "none of the classes",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -80,7 +83,10 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], message: str, tmp_path: P
 
 def test_pretrain_then_evaluate(tmp_path: Path, capsys) -> None:
     run = tmp_path / "pre"
-    assert main(["pretrain", "--epochs", "2", "--width", "8", "--out", str(run), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(["pretrain", "--epochs", "2", "--width", "8", "--out", str(run), "--quiet", "--device", "cpu"])
+        == 0
+    )
     assert (run / "generator.safetensors").exists()
     capsys.readouterr()
     assert main(["evaluate", "--generator", str(run), "--out", str(tmp_path / "ev"), "--device", "cpu"]) == 0

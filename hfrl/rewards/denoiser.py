@@ -1,0 +1,184 @@
+"""A label-free estimate of what an output should look like: a self-supervised denoiser of the inputs.
+
+The judges call an output good when it is recognisably the input's digit *and* structurally the same
+image (SSIM and correlation to the clean digit above a threshold, see :mod:`hfrl.judges`). A reward model
+never sees the clean digit — but it can estimate it without labels and without clean images: a denoiser
+trained by Noise2Self (Batson & Royer 2019, arXiv 1901.11365) on the noisy target-domain inputs alone.
+The network sees each noisy image with a grid of pixels masked out and learns to predict those pixels
+from their surroundings; because the noise is independent from pixel to pixel, the best such prediction
+is the expected noisy value given the clean image, i.e. a denoised image (up to the affine distortion
+that clipping brings, which :class:`SelfSupervisedDenoiser` removes by mapping the background and stroke
+levels to 0 and 1).
+
+The reward model then compares an output with this estimate (:func:`similarity_features`: SSIM,
+correlation, RMSE) — the same kind of comparison the judges make with the clean image. This is a prior
+learned from the inputs, not from people: ``scripts/bench_reward.py`` reports what it gives without any
+label, so the share due to feedback stays visible.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hfrl.device import resolve_device
+from hfrl.errors import ConfigError, DataError
+from hfrl.generators import GeneratorConfig, build_generator
+from hfrl.metrics import ssim
+
+STATS = ("ssim", "corr", "rmse")
+"""Scalar features of (output, denoised input) pairs, in the order :func:`similarity_features` returns them."""
+
+_NEIGHBOURS = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]) / 8.0
+
+
+class SelfSupervisedDenoiser(nn.Module):
+    """A generator network trained by Noise2Self, with the affine map from its output to a clean scale.
+
+    ``forward(noisy) = clamp((net(noisy) - low) / (high - low), 0, 1)``, ``(B, 1, H, W)``.
+
+    Args:
+        config: Architecture of the network (a :class:`~hfrl.generators.GeneratorConfig` or its dict);
+            a small ``unet`` by default.
+
+    Buffers ``low`` and ``high`` (set by :func:`train_denoiser`) are the network's output level
+    on background and on strokes; they are saved with the weights.
+    """
+
+    def __init__(self, config: GeneratorConfig | dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = build_generator(config or GeneratorConfig(family="unet", width=16))
+        self.register_buffer("low", torch.tensor(0.0))
+        self.register_buffer("high", torch.tensor(1.0))
+
+    @property
+    def config(self) -> GeneratorConfig:
+        """The network's architecture."""
+        return self.net.config
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Clean-scale estimates ``(B, 1, H, W)`` in ``[0, 1]`` of ``(B, 1, H, W)`` noisy images."""
+        span = (self.high - self.low).clamp(min=1e-3)
+        return ((self.net(noisy) - self.low) / span).clamp(0.0, 1.0)
+
+
+@dataclass
+class DenoiserConfig:
+    """How the self-supervised denoiser is trained."""
+
+    steps: int = 600
+    """Optimiser steps (the masked loss levels off after a few hundred)."""
+    batch_size: int = 64
+    """Noisy images per step."""
+    lr: float = 2e-3
+    """Adam learning rate."""
+    width: int = 16
+    """Channels of the U-Net's first level."""
+    grid: int = 4
+    """Mask every ``grid``-th pixel in each direction (1 / grid**2 of the pixels per step)."""
+    seed: int = 0
+    """Seed of initialisation, batches and masks."""
+    device: str = "cpu"
+    """``auto``, ``cpu`` or ``cuda``."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.width < 1 or self.grid < 2 or self.lr <= 0:
+            raise ConfigError(
+                "self-supervised denoiser: steps, batch_size and width must be >= 1, grid >= 2, lr > 0"
+            )
+
+
+def _masked_input(
+    noisy: torch.Tensor, phase: tuple[int, int], grid: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the pixels of one grid phase by the mean of their 8 neighbours; returns (input, mask)."""
+    mask = torch.zeros_like(noisy[:1])
+    mask[..., phase[0] :: grid, phase[1] :: grid] = 1.0  # (1, 1, H, W)
+    kernel = _NEIGHBOURS.to(noisy.device).view(1, 1, 3, 3)
+    neighbours = F.conv2d(noisy, kernel, padding=1)
+    return noisy * (1 - mask) + neighbours * mask, mask
+
+
+def train_denoiser(
+    noisy: torch.Tensor, config: DenoiserConfig | None = None
+) -> tuple[SelfSupervisedDenoiser, dict[str, float]]:
+    """Train a :class:`SelfSupervisedDenoiser` by Noise2Self on noisy images only.
+
+    Args:
+        noisy: ``(N, 1, H, W)`` noisy inputs (no clean images, no labels).
+        config: Training settings.
+
+    Returns:
+        ``(denoiser in eval mode, {"loss": final masked MSE, "low": ..., "high": ..., "seconds": ...})``.
+
+    Raises:
+        DataError: for fewer than 8 images.
+    """
+    config = config or DenoiserConfig()
+    if noisy.ndim != 4 or noisy.shape[0] < 8:
+        raise DataError(
+            f"the self-supervised denoiser needs at least 8 noisy images (N, 1, H, W), got {tuple(noisy.shape)}"
+        )
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    h, w = noisy.shape[-2:]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        model = SelfSupervisedDenoiser(
+            GeneratorConfig(family="unet", width=config.width, image_size=(h, w))
+        ).to(device)
+    data = noisy.to(device)
+    g = torch.Generator().manual_seed(config.seed)
+    opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(config.steps):
+        idx = torch.randint(0, data.shape[0], (min(config.batch_size, data.shape[0]),), generator=g).to(
+            device
+        )
+        x = data[idx]
+        phase = tuple(int(v) for v in torch.randint(0, config.grid, (2,), generator=g))
+        masked, mask = _masked_input(x, phase, config.grid)  # type: ignore[arg-type]
+        # Noise2Self: predict the masked pixels from their surroundings only
+        loss = (((model.net(masked) - x) ** 2) * mask).sum() / (mask.sum() * x.shape[0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        raw = torch.cat([model.net(chunk) for chunk in data[:2048].split(512)]).flatten()
+        # Background covers most of a digit image; strokes the brightest few per cent.
+        low, high = torch.quantile(raw, 0.5), torch.quantile(raw, 0.99)
+        model.low.copy_(low)
+        model.high.copy_(torch.maximum(high, low + 1e-2))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    info = {
+        "loss": float(loss),
+        "low": float(low),
+        "high": float(high),
+        "seconds": time.perf_counter() - start,
+    }
+    return model, info
+
+
+def similarity_features(output: torch.Tensor, denoised: torch.Tensor) -> torch.Tensor:
+    """How alike an output and the denoised input are: ``(B, 3)`` = SSIM, Pearson correlation, RMSE.
+
+    Differentiable in ``output`` (agents backpropagate through the reward).
+
+    Args:
+        output: ``(B, 1, H, W)`` outputs.
+        denoised: ``(B, 1, H, W)`` estimates from :class:`SelfSupervisedDenoiser`.
+    """
+    s = ssim(output, denoised)  # (B,)
+    oc = output.flatten(1) - output.flatten(1).mean(1, keepdim=True)
+    rc = denoised.flatten(1) - denoised.flatten(1).mean(1, keepdim=True)
+    corr = (oc * rc).sum(1) / (oc.norm(dim=1) * rc.norm(dim=1)).clamp(min=1e-6)
+    rmse = ((output - denoised) ** 2).flatten(1).mean(1).clamp(min=1e-8).sqrt()
+    return torch.stack([s, corr, rmse], dim=1)
