@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ import torch
 from hfrl.checkpoint import load_checkpoint
 from hfrl.classifiers import DigitClassifier
 from hfrl.metrics import correlation, ssim
+
+J = TypeVar("J", bound="DigitJudge")
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 LEFT, RIGHT, TIE = "left", "right", "tie"
@@ -96,6 +99,25 @@ class DigitJudge:
         self.ssim_threshold = float(ssim_threshold)
         self.corr_threshold = float(corr_threshold)
 
+    default_checkpoint: str = LABELER_CHECKPOINT
+    """The shipped classifier :meth:`from_pretrained` loads (subclasses name their own)."""
+
+    @classmethod
+    def from_pretrained(
+        cls: type[J], path: str | Path | None = None, device: torch.device | str = "cpu", **kwargs: Any
+    ) -> J:
+        """Load the shipped classifier of this kind of judge (or the checkpoint at ``path``).
+
+        Args:
+            path: A classifier checkpoint; ``None`` for the shipped one (``default_checkpoint``).
+            device: Where to put the classifier.
+            **kwargs: Other constructor arguments (thresholds, flip rate, seed, ...).
+        """
+        model, _ = load_checkpoint(
+            path or asset_path(cls.default_checkpoint), kind="classifier", device=device
+        )
+        return cls(model, **kwargs)  # type: ignore[arg-type]
+
     @property
     def device(self) -> torch.device:
         """Device of the classifier."""
@@ -152,13 +174,7 @@ class Evaluator(DigitJudge):
     Its good-rate is what every benchmark and ``hfrl evaluate`` report.
     """
 
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path | None = None, device: torch.device | str = "cpu", **kwargs: float
-    ) -> Evaluator:
-        """Load the shipped evaluator classifier (or the checkpoint at ``path``)."""
-        model, _ = load_checkpoint(path or asset_path(EVALUATOR_CHECKPOINT), kind="classifier", device=device)
-        return cls(model, **kwargs)  # type: ignore[arg-type]
+    default_checkpoint = EVALUATOR_CHECKPOINT
 
     def good_rate(
         self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
@@ -205,13 +221,7 @@ class SyntheticLabeler(DigitJudge):
         self.rng = np.random.default_rng(seed)
         self.labeler_id = labeler_id
 
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path | None = None, device: torch.device | str = "cpu", **kwargs: float
-    ) -> SyntheticLabeler:
-        """Load the shipped labeler classifier (or the checkpoint at ``path``)."""
-        model, _ = load_checkpoint(path or asset_path(LABELER_CHECKPOINT), kind="classifier", device=device)
-        return cls(model, **kwargs)  # type: ignore[arg-type]
+    default_checkpoint = LABELER_CHECKPOINT
 
     def label(
         self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
