@@ -5,13 +5,17 @@ sees the clean images, as a person would see the digit); reward models learn fro
 (noisy, output) pairs only. They are scored on held-out target-domain *test* outputs against the
 independent evaluator, for 25, 50, 100, 200 and 500 labels:
 
-* single models: output-only CNN; (noisy, output, residual) CNN; the same with the Lee-style auxiliary loss;
-* ensembles of K members on bootstrap samples, with labels chosen at random or actively (by ensemble
-  disagreement, in rounds 25 -> 50 -> 100 -> 200 -> 500, each round asking about the outputs of the
-  unlabelled pool the current ensemble disagrees on most).
+* CNNs over the output alone and over (noisy, output, residual), the latter with and without the
+  Lee-style auxiliary loss;
+* the similarity reward (logistic regression on SSIM, correlation and RMSE between the output and a
+  self-supervised denoiser's estimate of the clean input, :class:`hfrl.rewards.SimilarityReward`), single,
+  with the auxiliary loss, and as ensembles of K members on bootstrap samples with labels chosen at random
+  or actively (by ensemble disagreement, in rounds 25 -> 50 -> 100 -> 200 -> 500, each round asking about
+  the outputs of the unlabelled pool the current ensemble disagrees on most).
 
-Reference rows: the majority class ("every output is good") and the labeler itself used as a predictor
-(its own verdicts against the evaluator's — the ceiling for a model that imitates the labeler perfectly).
+Reference rows: the majority class (every output good, or every one bad); the labeler itself used as a
+predictor (its own verdicts against the evaluator's — the ceiling for a model that imitates the labeler
+perfectly); and SSIM to the denoiser's estimate without any label (AUC only).
 At 200 labels it also reports agreement on outputs of a *different* generator (a U-Net pre-trained here),
 sensitivity to the input (does the true noisy input score higher than another one for the same output?),
 and exploitability (the evaluator's good-rate after 20 steps of gradient ascent on the reward, starting
@@ -22,7 +26,8 @@ Usage::
     python scripts/bench_reward.py [--seeds 3] [--out bench-results/reward.md] [--quick]
 
 Writes a Markdown report (tables), a JSON file with every number, and a PNG plot next to ``--out``.
-The full run takes about 10 minutes on two CPU cores; ``--quick`` a few seconds (for tests).
+The full run takes 10-25 minutes on two CPU cores (more when other jobs share them); ``--quick`` about
+20 seconds (for tests).
 """
 
 from __future__ import annotations
@@ -44,17 +49,22 @@ from hfrl.data import Domains, load_embedded_mnist
 from hfrl.device import seed_everything
 from hfrl.evaluation import generate
 from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
+from hfrl.metrics import ssim
 from hfrl.noise import make_noise
 from hfrl.rewards import (
+    DenoiserConfig,
     DisagreementSelector,
     LabelledSamples,
     RewardModel,
     RewardModelConfig,
     RewardTrainingConfig,
+    SelfSupervisedDenoiser,
     UnlabelledPairs,
     binary_report,
     make_reward_model,
     roc_auc,
+    similarity_features,
+    train_denoiser,
     train_ensemble,
     train_reward_model,
 )
@@ -73,7 +83,9 @@ class Args:
     steps: int = RewardTrainingConfig.steps
     """Training steps per model."""
     aux_weight: float = 0.5
-    """Weight of the auxiliary loss in the ``+ aux`` row."""
+    """Weight of the auxiliary loss in the ``+ aux`` rows."""
+    denoiser_steps: int = DenoiserConfig.steps
+    """Noise2Self steps of the self-supervised denoiser behind the similarity rows."""
     probe_at: int = 200
     """Label count at which the extra checks (other generator, input sensitivity, exploitability) run."""
     pool: int = 0
@@ -96,23 +108,31 @@ class Args:
 class Method:
     """One row of the table."""
 
-    inputs: tuple[str, ...]
+    arch: str = "cnn"
+    inputs: tuple[str, ...] = ("output",)
     members: int = 1
     aux: bool = False
     active: bool = False
+
+    @property
+    def needs_denoiser(self) -> bool:
+        """Whether the row's model holds the self-supervised denoiser."""
+        return self.arch == "similarity" or any(c.startswith("denoised") for c in self.inputs)
 
 
 PAIR = ("noisy", "output", "residual")
 
 
 def methods(args: Args) -> dict[str, Method]:
-    default = RewardModelConfig().inputs
+    k = args.members
     all_methods = {
-        "output-only": Method(("output",)),
-        "pair (noisy, output, residual)": Method(PAIR),
-        "pair + aux": Method(PAIR, aux=True),
-        f"ensemble x{args.members}": Method(default, members=args.members),
-        f"ensemble x{args.members} + active": Method(default, members=args.members, active=True),
+        "CNN, output only": Method(inputs=("output",)),
+        "CNN, (noisy, output, residual)": Method(inputs=PAIR),
+        "CNN, (noisy, output, residual) + aux": Method(inputs=PAIR, aux=True),
+        "similarity": Method(arch="similarity"),
+        "similarity + aux": Method(arch="similarity", aux=True),
+        f"similarity, ensemble x{k}": Method(arch="similarity", members=k),
+        f"similarity, ensemble x{k} + active": Method(arch="similarity", members=k, active=True),
     }
     if args.methods:
         return {k: v for k, v in all_methods.items() if any(k.startswith(m) for m in args.methods)}
@@ -134,6 +154,8 @@ class Data:
     test_lab: torch.Tensor  # labeler verdicts (same clean images)
     other_output: torch.Tensor | None
     other_ev: torch.Tensor | None
+    denoiser: SelfSupervisedDenoiser
+    denoiser_info: dict[str, float]
 
 
 def make_data(args: Args, evaluator: Evaluator) -> Data:
@@ -161,7 +183,12 @@ def make_data(args: Args, evaluator: Evaluator) -> Data:
         ).generator
         other_output = generate(unet, test_noisy)
         other_ev = evaluator.is_good(other_output, test.images, test.labels).float()
+    # label-free: the self-supervised denoiser sees the pool's noisy inputs only, once for every row and seed
+    denoiser, info = train_denoiser(pool_noisy, DenoiserConfig(steps=args.denoiser_steps, seed=0))
+    info["ssim_to_clean_test"] = float(ssim(denoiser(test_noisy).detach(), test.images).mean())  # report only
     return Data(
+        denoiser=denoiser,
+        denoiser_info=info,
         pool_noisy=pool_noisy,
         pool_output=pool_output,
         pool_label=labeler.is_good(pool_output, train.images, train.labels).float(),
@@ -221,14 +248,20 @@ def score(model: RewardModel, data: Data, evaluator: Evaluator, probe: bool) -> 
 
 
 def train(
-    method: Method, data: LabelledSamples, cfg: RewardTrainingConfig, unlabelled: UnlabelledPairs
+    method: Method,
+    data: LabelledSamples,
+    cfg: RewardTrainingConfig,
+    unlabelled: UnlabelledPairs,
+    denoiser: SelfSupervisedDenoiser,
 ) -> RewardModel:
-    mcfg = RewardModelConfig(inputs=method.inputs)
+    mcfg = RewardModelConfig(arch=method.arch, inputs=method.inputs)
     cfg = replace(cfg, aux_weight=cfg.aux_weight if method.aux else 0.0)
     u = unlabelled if method.aux else None
+    den = denoiser if method.needs_denoiser else None
     if method.members > 1:
-        return train_ensemble(data, method.members, model_config=mcfg, config=cfg, unlabelled=u)[0]
-    return train_reward_model(make_reward_model(mcfg, cfg.seed), data, cfg, u).model
+        member = lambda seed: make_reward_model(mcfg, seed, denoiser=den)  # noqa: E731
+        return train_ensemble(data, method.members, config=cfg, unlabelled=u, make_member=member)[0]
+    return train_reward_model(make_reward_model(mcfg, cfg.seed, denoiser=den), data, cfg, u).model
 
 
 def run_method(
@@ -251,7 +284,7 @@ def run_method(
             chosen = order[:n]
         labelled = LabelledSamples(data.pool_noisy[chosen], data.pool_output[chosen], data.pool_label[chosen])
         start = time.perf_counter()
-        model = train(method, labelled, cfg, unlabelled)
+        model = train(method, labelled, cfg, unlabelled, data.denoiser)
         row = score(model, data, evaluator, probe=n == args.probe_at)
         row["seconds"] = time.perf_counter() - start
         results[n] = row
@@ -304,6 +337,14 @@ def report(
 ) -> str:
     counts = [n for n in args.label_counts if n <= len(data.pool_label)]
     ev_rate = float(data.test_ev.mean())
+    majority = max(ev_rate, 1.0 - ev_rate)
+    with torch.no_grad():
+        denoised = data.denoiser(data.test_noisy)
+        label_free = {
+            name: roc_auc(similarity_features(data.test_output, denoised)[:, k] * sign, data.test_ev)
+            for k, (name, sign) in enumerate((("SSIM", 1), ("correlation", 1), ("RMSE", -1)))
+        }
+    den = data.denoiser_info
     lab_agree = float((data.test_lab == data.test_ev).float().mean())
     lab_auc = roc_auc(data.test_lab, data.test_ev)
     head = "| method | " + " | ".join(f"{n} labels" for n in counts) + " |"
@@ -317,11 +358,18 @@ def report(
         f"Mean ± std over {args.seeds} seed(s); {args.steps} training steps per model. "
         f"Machine: {machine()}; {seconds / 60:.1f} min in all.",
         "",
+        f"The similarity rows compare each output with a self-supervised (Noise2Self) denoiser's estimate of the "
+        f"clean input, trained on the pool's {len(data.pool_label)} noisy inputs alone ({den['seconds']:.0f} s; "
+        f"SSIM of its estimate to the clean test digits, for context only: {den['ssim_to_clean_test']:.2f}). "
+        "Without any label, ranking outputs by SSIM to that estimate gives the AUC in the 'no labels' row.",
+        "",
         "## Agreement with the evaluator (%, reward >= 0.5 read as good)",
         "",
         head,
         sep,
-        "| majority class (always good) | " + " | ".join(f"{100 * ev_rate:.1f}" for _ in counts) + " |",
+        f"| majority class (always {'good' if ev_rate >= 0.5 else 'bad'}) | "
+        + " | ".join(f"{100 * majority:.1f}" for _ in counts)
+        + " |",
         "| the labeler itself (ceiling) | " + " | ".join(f"{100 * lab_agree:.1f}" for _ in counts) + " |",
     ]
     for name, by_n in results.items():
@@ -329,7 +377,9 @@ def report(
             f"| {name} | " + " | ".join(cell([r["agree_ev"] for r in by_n.get(n, [])]) for n in counts) + " |"
         )
     lines += ["", "## ROC AUC against the evaluator's verdicts (%)", "", head, sep,
-              "| the labeler's verdicts | " + " | ".join(f"{100 * lab_auc:.1f}" for _ in counts) + " |"]  # fmt: skip
+              "| the labeler's verdicts | " + " | ".join(f"{100 * lab_auc:.1f}" for _ in counts) + " |",
+              "| similarity to the denoised input, no labels (SSIM) | "
+              + " | ".join(f"{100 * label_free['SSIM']:.1f}" for _ in counts) + " |"]  # fmt: skip
     for name, by_n in results.items():
         lines.append(
             f"| {name} | " + " | ".join(cell([r["auc_ev"] for r in by_n.get(n, [])]) for n in counts) + " |"
@@ -386,7 +436,8 @@ def plot(args: Args, results: dict[str, dict[int, list[dict[str, float]]]], data
             m = [mean_std([r[key] for r in by_n[n]]) for n in ns]
             ax.errorbar(ns, [v[0] for v in m], yerr=[v[1] for v in m], marker="o", capsize=3, label=name)
         if key == "agree_ev":
-            ax.axhline(float(data.test_ev.mean()), color="grey", ls=":", label="majority class")
+            rate = float(data.test_ev.mean())
+            ax.axhline(max(rate, 1 - rate), color="grey", ls=":", label="majority class")
             ax.axhline(
                 float((data.test_lab == data.test_ev).float().mean()),
                 color="black",
@@ -423,7 +474,7 @@ def parse(argv: list[str] | None = None) -> Args:
     )  # fmt: skip
     if args.quick:
         args = replace(args, seeds=1, label_counts=(20, 40), members=2, steps=10, pool=120, test=100,
-                       other_generator=False, probe_at=40)  # fmt: skip
+                       other_generator=False, probe_at=40, denoiser_steps=10)  # fmt: skip
     return args
 
 

@@ -5,6 +5,10 @@ on the held-out rows against the labels and — where the store keeps the clean 
 does for synthetic labels — against the independent evaluator. It writes ``model.safetensors`` +
 ``model.json`` (so the run directory itself can be passed as a reward to the environments),
 ``report.json``, ``report.md``, ``config.json`` and ``metrics.csv``.
+
+The default model (``--model similarity``) first trains a self-supervised denoiser on noisy inputs only
+— the store's and, with ``--denoiser-images``, noisy target-domain images drawn as the environment draws
+them — and then fits a logistic regression on how alike each output and the denoised input are.
 """
 
 from __future__ import annotations
@@ -19,15 +23,26 @@ from typing import Any
 import torch
 
 from hfrl.cli import OneLineArgumentParser
-from hfrl.cli.common import add_device, add_out, add_seed, existing_path, non_negative_float, positive_int
+from hfrl.cli.common import (
+    add_data,
+    add_device,
+    add_out,
+    add_seed,
+    existing_path,
+    non_negative_float,
+    positive_int,
+)
 
 KINDS = ("binary", "pairwise", "triplet")
-INPUTS = {
-    "output": ("output",),
-    "pair": ("noisy", "output"),
-    "residual": ("noisy", "output", "residual"),
+MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "similarity": ("similarity", ()),
+    "output": ("cnn", ("output",)),
+    "pair": ("cnn", ("noisy", "output")),
+    "residual": ("cnn", ("noisy", "output", "residual")),
+    "denoised": ("cnn", ("output", "denoised", "denoised_residual")),
 }
-"""``--inputs`` choices: what the reward network sees."""
+"""``--model`` choices: ``(architecture, input channels)``; ``triplet`` turns ``cnn`` into ``embedding``."""
+NEEDS_DENOISER = ("similarity", "denoised")
 
 
 def _fraction(text: str) -> float:
@@ -37,9 +52,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``hfrl reward`` and its actions."""
-    from hfrl.rewards import RewardModelConfig, RewardTrainingConfig
+    from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
     from hfrl.rewards.ensemble import COMBINES
     from hfrl.rewards.training import RESAMPLING
 
@@ -66,6 +91,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--kind", default="binary", choices=KINDS, help="feedback to learn from (default: %(default)s)"
     )
     p.add_argument(
+        "--model",
+        default=None,
+        choices=tuple(MODELS),
+        help="similarity: logistic regression on similarity to a self-supervised denoiser's estimate of the "
+        "clean input (default; 'denoised' for --kind triplet); output / pair / residual / denoised: a CNN "
+        "over the output alone, the (noisy, output) pair, the pair plus their blurred residual, or the output "
+        "beside the denoised input",
+    )
+    p.add_argument(
         "--ensemble", type=positive_int, default=1, metavar="K", help="members of an ensemble (default: 1)"
     )
     p.add_argument(
@@ -76,13 +110,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="bootstrap",
         choices=RESAMPLING,
         help="each member's labels: a bootstrap sample or a disjoint part (default: %(default)s)",
-    )
-    p.add_argument(
-        "--inputs",
-        default=_default_inputs(RewardModelConfig.inputs),
-        choices=tuple(INPUTS),
-        help="what the network sees: the output alone, the (noisy, output) pair, or the pair plus their "
-        "blurred residual (default: %(default)s)",
     )
     p.add_argument(
         "--val-fraction",
@@ -121,7 +148,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--pretrain-steps",
-        type=int,
+        type=_non_negative_int,
         default=defaults.pretrain_steps,
         help="label-free steps of the auxiliary task before training (default: %(default)s)",
     )
@@ -133,14 +160,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.label_smoothing,
         help="label smoothing in [0, 0.5) (default: %(default)s)",
     )
+    d = p.add_argument_group("self-supervised denoiser (--model similarity or denoised)")
+    d.add_argument(
+        "--denoiser-steps",
+        type=positive_int,
+        default=DenoiserConfig.steps,
+        help="Noise2Self training steps (default: %(default)s)",
+    )
+    d.add_argument(
+        "--denoiser-images",
+        type=_non_negative_int,
+        default=2000,
+        help="noisy target-domain train images (no labels, no clean images reach the model) added to the "
+        "store's noisy inputs to train the denoiser; 0 = the store's alone (default: %(default)s)",
+    )
+    add_data(p)
     add_seed(p)
     add_device(p)
     add_out(p, "reward")
     p.set_defaults(func=run_train)
-
-
-def _default_inputs(channels: tuple[str, ...]) -> str:
-    return next((name for name, value in INPUTS.items() if value == tuple(channels)), "residual")
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,6 +205,43 @@ def _evaluator_verdicts(store: Any, ids: list[int], evaluator_path: Path | None,
     return evaluator.judge(store.images(ids, "output"), clean, store.sample_classes(ids))
 
 
+def _store_inputs(store: Any) -> torch.Tensor:
+    """Every noisy input the store holds, labelled or not: ``(N, 1, H, W)``."""
+    ids = sorted(
+        {
+            i
+            for q in store.queries()
+            for item in store.items(q.id)
+            for i in (item.sample_id, item.other_id)
+            if i is not None
+        }
+    )
+    return store.images(ids, "input")
+
+
+def _denoiser_images(args: argparse.Namespace, store_inputs: torch.Tensor) -> torch.Tensor:
+    """Noisy images to train the self-supervised denoiser on: the store's, plus target-domain ones."""
+    if args.denoiser_images == 0:
+        return store_inputs
+    from hfrl.data import Domains, load_dataset, parse_classes
+    from hfrl.noise import make_noise
+
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    domains = Domains(data, parse_classes(args.source_classes), parse_classes(args.target_classes))
+    images = domains.target("train")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    idx = torch.randperm(len(images), generator=g)[: args.denoiser_images]
+    noisy = make_noise(args.noise, args.noise_level)(images.images[idx], g)
+    if noisy.shape[1:] != store_inputs.shape[1:]:
+        from hfrl.errors import DataError
+
+        raise DataError(
+            f"{args.dataset} images are {tuple(noisy.shape[2:])} but the store's are "
+            f"{tuple(store_inputs.shape[2:])}; pass --denoiser-images 0 or the matching --dataset"
+        )
+    return torch.cat([store_inputs, noisy])
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "n/a" if math.isnan(value) else f"{value:.3f}"
@@ -174,13 +249,23 @@ def _fmt(value: Any) -> str:
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    title = f"# Reward model: {report['kind']}, {report['model_name']}"
+    if report["ensemble"] > 1:
+        title += f", ensemble of {report['ensemble']} ({report['combine']})"
     lines = [
-        f"# Reward model: {report['kind']}"
-        + (f", ensemble of {report['ensemble']}" if report["ensemble"] > 1 else ""),
+        title,
         "",
         f"- feedback store: `{report['db']}`",
         f"- rows: {report['rows']['train']} train, {report['rows']['val']} validation",
-        f"- inputs: {', '.join(report['model']['inputs'])}; seed {report['seed']}; {report['seconds']:.1f} s",
+        f"- seed {report['seed']}; {report['seconds']:.1f} s",
+    ]
+    if report.get("denoiser"):
+        den = report["denoiser"]
+        lines.append(
+            f"- self-supervised denoiser: {den['images']} noisy images, {den['steps']} steps, "
+            f"{den['seconds']:.1f} s"
+        )
+    lines += [
         "",
         "| validation against | n | accuracy | AUC | calibration error (ECE) |",
         "| --- | --- | --- | --- | --- |",
@@ -197,12 +282,36 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    from hfrl.errors import ConfigError
+
+    if args.label_smoothing >= 0.5:
+        raise ConfigError(f"--label-smoothing must be below 0.5, got {args.label_smoothing}")
+    if args.lr <= 0:
+        raise ConfigError(f"--lr must be > 0, got {args.lr}")
+    if args.model is None:
+        args.model = "denoised" if args.kind == "triplet" else "similarity"
+    uses_aux = args.aux_weight > 0 or args.pretrain_steps > 0
+    if args.kind == "triplet" and args.model == "similarity":
+        raise ConfigError(
+            "--kind triplet trains an embedding network; use --model output, pair, residual or denoised"
+        )
+    if args.kind == "triplet" and uses_aux:
+        raise ConfigError("--aux-weight and --pretrain-steps need a logit head; --kind triplet has none")
+    if args.model == "output" and uses_aux:
+        raise ConfigError(
+            "--aux-weight and --pretrain-steps ask which noisy input an output belongs to; "
+            "--model output does not see the input (use pair, residual, denoised or similarity)"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Load the labels, split, train, validate and write the run directory."""
     from hfrl.device import resolve_device, seed_everything
-    from hfrl.errors import ConfigError, DataError
+    from hfrl.errors import DataError
     from hfrl.feedback import FeedbackStore
     from hfrl.rewards import (
+        DenoiserConfig,
         LabelledSamples,
         PreferencePairs,
         RewardModelConfig,
@@ -212,23 +321,13 @@ def run_train(args: argparse.Namespace) -> int:
         make_reward_model,
         pairwise_report,
         save_reward_model,
+        train_denoiser,
         train_ensemble,
+        train_reward_model,
     )
     from hfrl.runs import CSVLogger, make_run_dir, write_json
 
-    if args.pretrain_steps < 0:
-        raise ConfigError(f"--pretrain-steps must be >= 0, got {args.pretrain_steps}")
-    if args.label_smoothing >= 0.5:
-        raise ConfigError(f"--label-smoothing must be below 0.5, got {args.label_smoothing}")
-    if args.lr <= 0:
-        raise ConfigError(f"--lr must be > 0, got {args.lr}")
-    if args.kind == "triplet" and (args.aux_weight > 0 or args.pretrain_steps > 0):
-        raise ConfigError("--aux-weight and --pretrain-steps need a logit head; --kind triplet has none")
-    if args.inputs == "output" and (args.aux_weight > 0 or args.pretrain_steps > 0):
-        raise ConfigError(
-            "--aux-weight and --pretrain-steps ask which noisy input an output belongs to; "
-            "use --inputs pair or residual (--inputs output does not see the input)"
-        )
+    _check_args(args)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     start = time.perf_counter()
@@ -257,10 +356,18 @@ def run_train(args: argparse.Namespace) -> int:
         val_right = [ids_right[i] for i in val_idx.tolist()] if ids_right else []
         verdict_left = _evaluator_verdicts(store, val_left, args.evaluator, device)
         verdict_right = _evaluator_verdicts(store, val_right, args.evaluator, device) if val_right else None
+        store_inputs = _store_inputs(store) if args.model in NEEDS_DENOISER else None
 
-    model_config = RewardModelConfig(
-        arch="embedding" if args.kind == "triplet" else "cnn", inputs=INPUTS[args.inputs]
-    )
+    denoiser = denoiser_info = None
+    if store_inputs is not None:
+        images = _denoiser_images(args, store_inputs)
+        den_config = DenoiserConfig(steps=args.denoiser_steps, seed=args.seed, device=str(device))
+        denoiser, info = train_denoiser(images, den_config)
+        denoiser_info = {"images": int(images.shape[0]), "steps": args.denoiser_steps, **info}
+    arch, inputs = MODELS[args.model]
+    if args.kind == "triplet":
+        arch = "embedding"
+    model_config = RewardModelConfig(arch=arch, inputs=inputs)
     config = RewardTrainingConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -277,15 +384,15 @@ def run_train(args: argparse.Namespace) -> int:
         model, results = train_ensemble(
             train,
             args.ensemble,
-            model_config=model_config,
             config=config,
             resampling=args.resampling,
             combine=args.combine,
+            make_member=lambda seed: make_reward_model(model_config, seed, denoiser=denoiser),
         )
     else:
-        from hfrl.rewards import train_reward_model
-
-        result = train_reward_model(make_reward_model(model_config, args.seed), train, config)
+        result = train_reward_model(
+            make_reward_model(model_config, args.seed, denoiser=denoiser), train, config
+        )
         model, results = result.model, [result]
 
     validation: dict[str, Any] = {}
@@ -310,7 +417,13 @@ def run_train(args: argparse.Namespace) -> int:
         )
 
     out = make_run_dir(args.out, "reward")
-    meta = {"kind": args.kind, "db": str(args.db), "seed": args.seed, "validation": validation}
+    meta = {
+        "kind": args.kind,
+        "model": args.model,
+        "db": str(args.db),
+        "seed": args.seed,
+        "validation": validation,
+    }
     checkpoint = save_reward_model(out / "model", model, metadata=meta)
     logger = CSVLogger(out / "metrics.csv")
     for member, r in enumerate(results):
@@ -320,12 +433,14 @@ def run_train(args: argparse.Namespace) -> int:
             )
     report = {
         "kind": args.kind,
+        "model_name": args.model,
         "db": str(args.db),
         "ensemble": args.ensemble,
         "combine": args.combine if args.ensemble > 1 else None,
         "seed": args.seed,
         "rows": {"train": len(train), "val": len(val)},
         "model": model_config.to_dict(),
+        "denoiser": denoiser_info,
         "training": asdict(config),
         "validation": validation,
         "seconds": time.perf_counter() - start,

@@ -4,10 +4,11 @@ A reward model scores an output for its noisy input, higher = better: ``forward(
 rewards in ``[0, 1]`` with gradients (what environments and agents call), ``logits`` the same in logit
 units, ``predict`` the rewards without gradients, batched, from tensors or arrays.
 
-* Models: :class:`CNNReward` (over the stacked (noisy, output) pair, or the output alone, optionally
-  with a frozen :class:`SelfSupervisedDenoiser` inside — trained on noisy inputs alone by
-  :func:`train_denoiser` — whose estimate of the clean input the output is compared with),
-  :class:`EmbeddingReward` (HERO), and the :class:`RewardEnsemble` wrapper.
+* Models: :class:`CNNReward` (over the stacked (noisy, output) pair, or the output alone);
+  :class:`SimilarityReward` (a logistic regression on how alike the output and a label-free estimate of
+  the clean input are; the estimate comes from a frozen :class:`SelfSupervisedDenoiser` trained on noisy
+  inputs alone by :func:`train_denoiser`); :class:`EmbeddingReward` (HERO); the :class:`RewardEnsemble`
+  wrapper.
 * Feedback records: :class:`LabelledSamples`, :class:`PreferencePairs`, :class:`TripletFeedback`,
   :class:`UnlabelledPairs`; :mod:`hfrl.rewards.feedback` reads them from a feedback store.
 * Training: :func:`train_reward_model` (binary cross-entropy, Bradley–Terry, triplet; optional Lee-style
@@ -31,7 +32,7 @@ from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, simila
 from hfrl.rewards.embedding import EmbeddingReward
 from hfrl.rewards.ensemble import COMBINES, RewardEnsemble
 from hfrl.rewards.metrics import binary_report, expected_calibration_error, pairwise_report, roc_auc
-from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig
+from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward
 from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback, UnlabelledPairs
 from hfrl.rewards.selection import (
     DisagreementSelector,
@@ -47,6 +48,7 @@ from hfrl.rewards.training import (
     RewardTrainingConfig,
     TrainResult,
     TripletRewardTrainer,
+    build_single,
     make_reward_model,
     train_ensemble,
     train_reward_model,
@@ -75,8 +77,7 @@ def build_reward_model(config: dict[str, Any]) -> nn.Module:
         if combine not in COMBINES:
             raise ConfigError(f"unknown ensemble combination {combine!r}")
         return RewardEnsemble([build_reward_model(m) for m in members], combine)  # type: ignore[misc]
-    cfg = RewardModelConfig.from_dict(config)
-    return EmbeddingReward(cfg) if cfg.arch == "embedding" else CNNReward(cfg)
+    return build_single(RewardModelConfig.from_dict(config))
 
 
 def save_reward_model(
@@ -111,6 +112,7 @@ __all__ = [
     "RewardTrainer",
     "RewardTrainingConfig",
     "SelfSupervisedDenoiser",
+    "SimilarityReward",
     "TrainResult",
     "TripletFeedback",
     "TripletRewardTrainer",

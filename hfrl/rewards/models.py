@@ -12,9 +12,9 @@ Every reward model is an ``nn.Module`` with
 Architectures (:class:`RewardModelConfig`): a small CNN over the stacked (noisy, output) pair — the seed
 paper's reward model sees both (arXiv 2308.00307) — or over the output alone (``inputs=("output",)``),
 optionally with a frozen self-supervised denoiser inside (:mod:`hfrl.rewards.denoiser`) whose estimate of
-the clean input becomes extra channels and similarity features; and the HERO embedding model in
-:mod:`hfrl.rewards.embedding`. Ensembles are a wrapper (:class:`~hfrl.rewards.ensemble.RewardEnsemble`),
-not a flag.
+the clean input becomes extra channels; :class:`SimilarityReward`, a logistic regression on how alike the
+output and that estimate are; and the HERO embedding model in :mod:`hfrl.rewards.embedding`. Ensembles
+are a wrapper (:class:`~hfrl.rewards.ensemble.RewardEnsemble`), not a flag.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from hfrl.errors import ConfigError, DataError
 from hfrl.rewards.denoiser import STATS, SelfSupervisedDenoiser, similarity_features
 from hfrl.rewards.features import CHANNELS, DENOISED_CHANNELS, PairFeatures
 
-ARCHS = ("cnn", "embedding")
+ARCHS = ("cnn", "similarity", "embedding")
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,14 @@ class RewardModelConfig:
     """Architecture of a single reward model.
 
     Attributes:
-        arch: ``cnn`` (a logit head) or ``embedding`` (HERO: cosine similarity to reference embeddings).
-        inputs: Channels stacked as the network's input (see :data:`hfrl.rewards.features.CHANNELS`).
-            The output alone by default: at every label count measured (``scripts/bench_reward.py``) it
-            agreed with the evaluator at least as well as networks that also see the noisy input, which
-            fit its noise from a few hundred labels. It ignores the input, though: for an input-aware
-            reward use the ``denoised`` channels or ``("noisy", "output", "residual")`` with the auxiliary
-            loss.
+        arch: ``cnn`` (a CNN with a logit head), ``similarity`` (logistic regression on similarity to the
+            denoised input; ``inputs`` unused) or ``embedding`` (HERO: cosine similarity to reference
+            embeddings).
+        inputs: Channels stacked as the CNN's input (see :data:`hfrl.rewards.features.CHANNELS`). The
+            output alone by default: in ``scripts/bench_reward.py`` it agreed with the evaluator about as
+            well as CNNs that also see the noisy input, which fit its noise from a few hundred labels. It
+            ignores the input, though; the input-aware choices are ``("noisy", "output", "residual")``
+            with the auxiliary loss, or the ``similarity`` architecture (the recommended one).
         width: Channels of the first conv layer; later layers use ``2 * width``. 16 keeps a model small
             enough to train in seconds on two CPU cores, which ensembles and the benchmark need.
         hidden: Units of the dense layer after the conv trunk.
@@ -56,13 +57,9 @@ class RewardModelConfig:
         num_references: Reference embeddings stored with the model (``embedding`` only).
         reference_reduce: ``max`` (similarity to the closest reference, e.g. the best sample) or ``mean``
             (to the mean reference direction), ``embedding`` only.
-        denoiser: Architecture (:class:`~hfrl.generators.GeneratorConfig` dict) of a frozen
+                denoiser: Architecture (:class:`~hfrl.generators.GeneratorConfig` dict) of a frozen
             self-supervised denoiser held inside the model, its weights saved with the model; needed by
-            the ``denoised`` channels and by ``denoiser_stats``. ``None``: no denoiser.
-        denoiser_stats: With a denoiser (``cnn`` only), feed SSIM, correlation and RMSE between the
-            output and the denoised input (:func:`hfrl.rewards.denoiser.similarity_features`),
-            standardised, to the head beside the conv features. With ``inputs=()`` the model is a
-            logistic regression on these three numbers.
+            the ``denoised`` channels and by ``similarity``. ``None``: no denoiser.
     """
 
     arch: str = "cnn"
@@ -76,7 +73,6 @@ class RewardModelConfig:
     num_references: int = 1
     reference_reduce: str = "max"
     denoiser: dict[str, Any] | None = None
-    denoiser_stats: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -101,11 +97,6 @@ class RewardModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.reference_reduce not in ("max", "mean"):
             raise ConfigError(f"reference_reduce must be 'max' or 'mean', got {self.reference_reduce!r}")
-
-    @property
-    def uses_stats(self) -> bool:
-        """Whether the head gets similarity features to the denoised input."""
-        return self.denoiser is not None and self.denoiser_stats and self.arch == "cnn"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what checkpoints store)."""
@@ -293,20 +284,23 @@ class RewardModel(nn.Module):
 
 
 def check_denoiser_inputs(config: RewardModelConfig) -> None:
-    """Raise :class:`~hfrl.errors.ConfigError` when the inputs need a denoiser the config lacks.
+    """Raise :class:`~hfrl.errors.ConfigError` when the model needs a denoiser the config lacks.
 
     Checked when a model is built rather than in the config, so that a config can name the channels
     first and :func:`hfrl.rewards.training.make_reward_model` add the trained denoiser afterwards.
     """
+    if config.arch == "similarity":
+        if config.denoiser is None:
+            raise ConfigError(
+                "the similarity reward needs a self-supervised denoiser; pass one to make_reward_model"
+            )
+        return
     if config.denoiser is None and any(c in DENOISED_CHANNELS for c in config.inputs):
         raise ConfigError(
             f"inputs {config.inputs} need a self-supervised denoiser; pass one to make_reward_model"
         )
-    if not config.inputs and not config.uses_stats:
-        raise ConfigError(
-            "reward inputs may be empty only for a cnn with a denoiser and denoiser_stats "
-            "(a regression on similarity to the denoised input)"
-        )
+    if not config.inputs:
+        raise ConfigError(f"a {config.arch} reward model needs at least one input channel")
 
 
 def frozen_denoiser(config: RewardModelConfig) -> SelfSupervisedDenoiser | None:
@@ -325,8 +319,7 @@ def frozen_denoiser(config: RewardModelConfig) -> SelfSupervisedDenoiser | None:
 class CNNReward(RewardModel):
     """A small CNN with a logit head over chosen channels of the (noisy, output) pair.
 
-    ``logits = head([trunk(features(noisy, output, denoised)), standardised similarity features])``,
-    ``(B,)``; the similarity features only with a denoiser and ``denoiser_stats``.
+    ``logits = head(trunk(features(noisy, output, denoised)))``, ``(B,)``.
 
     Args:
         config: Architecture (``arch="cnn"``).
@@ -337,20 +330,46 @@ class CNNReward(RewardModel):
         self.config = c = config or RewardModelConfig()
         check_denoiser_inputs(c)
         self.denoiser = frozen_denoiser(c)
-        self.features = PairFeatures(c.inputs, c.residual_sigma) if c.inputs else None
-        self.trunk = ConvTrunk(len(c.inputs), c) if c.inputs else None
-        n_stats = len(STATS) if c.uses_stats else 0
-        if n_stats:
-            # Standardisation of the similarity features, fitted on the training rows (no labels needed):
-            # SSIM differences of 0.1 separate good from bad, too fine for a head on raw values to
-            # resolve in a few hundred small steps.
-            self.register_buffer("stats_mean", torch.zeros(n_stats))
-            self.register_buffer("stats_std", torch.ones(n_stats))
-        self.head = nn.Linear((c.hidden if c.inputs else 0) + n_stats, 1)
+        self.features = PairFeatures(c.inputs, c.residual_sigma)
+        self.trunk = ConvTrunk(len(c.inputs), c)
+        self.head = nn.Linear(c.hidden, 1)
 
     @property
     def uses_noisy(self) -> bool:  # noqa: D102
-        return self.denoiser is not None or (self.features is not None and self.features.uses_noisy)
+        return self.features.uses_noisy
+
+    def logits(  # noqa: D102
+        self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.features.uses_denoised and denoised is None:
+            denoised = self.denoise(noisy)
+        return self.head(self.trunk(self.features(noisy, output, denoised))).squeeze(1)  # (B,)
+
+
+class SimilarityReward(RewardModel):
+    """Logistic regression on how alike an output and the self-supervised estimate of its clean input are.
+
+    ``logits = w . standardise([SSIM, correlation, RMSE](output, denoiser(noisy))) + b``, ``(B,)``: four
+    weights, so a few dozen labels fit it, and what the features measure — the same digit, structurally
+    close to the clean image — is what the judges check (against the clean image, which this model never
+    sees: it compares with an estimate). The standardisation is fitted label-free to the training pairs
+    (:meth:`fit_stats`). Geometric augmentation and output noise change SSIM itself, so this model is
+    trained without them (``augmentable = False``).
+
+    Args:
+        config: Architecture (``arch="similarity"`` and a ``denoiser``).
+    """
+
+    augmentable = False
+
+    def __init__(self, config: RewardModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        check_denoiser_inputs(config)
+        self.denoiser = frozen_denoiser(config)
+        self.register_buffer("stats_mean", torch.zeros(len(STATS)))
+        self.register_buffer("stats_std", torch.ones(len(STATS)))
+        self.head = nn.Linear(len(STATS), 1)
 
     def similarity(
         self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
@@ -358,13 +377,13 @@ class CNNReward(RewardModel):
         """Standardised similarity features ``(B, 3)`` of the outputs to the denoised inputs."""
         if denoised is None:
             denoised = self.denoise(noisy)
+        # standardised: SSIM differences of ~0.1 separate good from bad, too fine for a head on raw values
+        # to resolve in a few hundred small optimiser steps
         return (similarity_features(output, denoised) - self.stats_mean) / self.stats_std  # type: ignore[arg-type]
 
     @torch.no_grad()
     def fit_stats(self, output: torch.Tensor, denoised: torch.Tensor) -> None:
-        """Fit the standardisation of the similarity features to ``(N, 1, H, W)`` training rows."""
-        if not self.config.uses_stats:
-            return
+        """Fit the standardisation to ``(N, 1, H, W)`` training outputs and their denoised inputs."""
         f = torch.cat([similarity_features(o, d) for o, d in zip(output.split(512), denoised.split(512))])
         self.stats_mean.copy_(f.mean(0))
         self.stats_std.copy_(f.std(0).clamp(min=1e-3) if f.shape[0] > 1 else torch.ones_like(f[0]))
@@ -372,11 +391,4 @@ class CNNReward(RewardModel):
     def logits(  # noqa: D102
         self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.denoiser is not None and denoised is None:
-            denoised = self.denoise(noisy)
-        parts = []
-        if self.trunk is not None:
-            parts.append(self.trunk(self.features(noisy, output, denoised)))  # type: ignore[misc]  # (B, hidden)
-        if self.config.uses_stats:
-            parts.append(self.similarity(noisy, output, denoised))  # (B, 3)
-        return self.head(torch.cat(parts, dim=1)).squeeze(1)  # (B,)
+        return self.head(self.similarity(noisy, output, denoised)).squeeze(1)  # (B,)

@@ -32,7 +32,7 @@ from hfrl.rewards.augment import NEGATIVE_KINDS, PairAugment, perturb_inputs
 from hfrl.rewards.denoiser import SelfSupervisedDenoiser
 from hfrl.rewards.embedding import EmbeddingReward
 from hfrl.rewards.ensemble import RewardEnsemble
-from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig
+from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward
 from hfrl.rewards.objectives import (
     binary_loss,
     bradley_terry_loss,
@@ -70,7 +70,8 @@ class RewardTrainingConfig:
     label_smoothing: float = 0.05
     """Targets move to ``y (1 - eps) + eps / 2``; a guard against over-confidence on few, noisy labels."""
     augment: bool = True
-    """Apply :class:`~hfrl.rewards.augment.PairAugment` (rotation, shift, output noise) to every batch."""
+    """Apply :class:`~hfrl.rewards.augment.PairAugment` (rotation, shift, output noise) to every batch
+    (not to models whose features it would change: :class:`~hfrl.rewards.models.SimilarityReward`)."""
     max_rotation: float = 10.0
     """Largest augmentation rotation, degrees."""
     max_shift: float = 2.0
@@ -133,6 +134,15 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def build_single(config: RewardModelConfig) -> RewardModel:
+    """An untrained single model of the config's architecture."""
+    if config.arch == "embedding":
+        return EmbeddingReward(config)
+    if config.arch == "similarity":
+        return SimilarityReward(config)
+    return CNNReward(config)
+
+
 def make_reward_model(
     config: RewardModelConfig | None = None, seed: int = 0, denoiser: SelfSupervisedDenoiser | None = None
 ) -> RewardModel:
@@ -149,7 +159,7 @@ def make_reward_model(
         config = replace(config, denoiser=denoiser.config.to_dict())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = EmbeddingReward(config) if config.arch == "embedding" else CNNReward(config)
+        model = build_single(config)
     if denoiser is not None:
         model.denoiser.load_state_dict(denoiser.state_dict())  # type: ignore[union-attr]
     return model
@@ -177,7 +187,8 @@ class RewardTrainer(ABC, Generic[D]):
         self.model = model.to(self.device)
         self.unlabelled = unlabelled
         self.log_every = max(1, int(log_every))
-        self.augment = self.config.augmentation()
+        # models whose features augmentation would change (the similarity reward) train without it
+        self.augment = self.config.augmentation() if getattr(model, "augmentable", True) else None
         self.denoised: torch.Tensor | None = None  # the rows' denoised inputs, set by train()
         self.pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None  # auxiliary pairs
         if self.config.aux_weight > 0 or self.config.pretrain_steps > 0:
@@ -281,7 +292,7 @@ class RewardTrainer(ABC, Generic[D]):
             px, po = torch.cat([px, u.noisy]), torch.cat([po, u.output])
             pd = torch.cat([pd, ud]) if pd is not None and ud is not None else None
         self.pool = (px, po, pd)
-        if pd is not None and isinstance(self.model, CNNReward):
+        if pd is not None and isinstance(self.model, SimilarityReward):
             self.model.fit_stats(po, pd)  # label-free: every pair the trainer has, labelled or not
         generator = torch.Generator().manual_seed(cfg.seed)
         history: list[dict[str, float]] = []

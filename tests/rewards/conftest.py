@@ -15,7 +15,14 @@ from hfrl.data import Domains
 from hfrl.evaluation import generate
 from hfrl.judges import SyntheticLabeler
 from hfrl.noise import make_noise
-from hfrl.rewards import LabelledSamples, PreferencePairs, TripletFeedback
+from hfrl.rewards import (
+    DenoiserConfig,
+    LabelledSamples,
+    PreferencePairs,
+    SelfSupervisedDenoiser,
+    TripletFeedback,
+    train_denoiser,
+)
 from hfrl.rewards.training import RewardTrainingConfig
 
 N_TRAIN = 400
@@ -55,6 +62,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def denoiser(train_split: Split) -> SelfSupervisedDenoiser:
+    """A quickly trained self-supervised denoiser (noisy training inputs only)."""
+    model, _ = train_denoiser(train_split.noisy, DenoiserConfig(steps=150, batch_size=32, width=8))
+    return model
 
 
 @pytest.fixture(scope="session")

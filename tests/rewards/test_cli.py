@@ -14,6 +14,7 @@ from hfrl.rewards import RewardEnsemble, load_reward_model
 from hfrl.rewards.feedback import labelled_samples, preference_pairs, triplet_feedback
 
 N = 96
+FAST_ARGS = ["--steps", "20", "--device", "cpu", "--denoiser-steps", "5", "--denoiser-images", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_store_exports_become_records(store_path) -> None:
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--kind", "binary", "--inputs", "output"],
+        ["--kind", "binary"],
+        ["--kind", "binary", "--model", "output"],
         [
             "--kind",
             "binary",
@@ -56,33 +58,19 @@ def test_store_exports_become_records(store_path) -> None:
             "2",
             "--combine",
             "product",
-            "--inputs",
+            "--model",
             "residual",
             "--aux-weight",
             "0.5",
         ],
-        ["--kind", "pairwise"],
+        ["--kind", "pairwise", "--ensemble", "2", "--denoiser-images", "50"],
         ["--kind", "triplet"],
     ],
-    ids=["binary", "ensemble-aux", "pairwise", "triplet"],
+    ids=["similarity", "output", "ensemble-aux", "pairwise-similarity", "triplet-denoised"],
 )
 def test_reward_train_end_to_end(store_path, tmp_path, capsys, extra) -> None:
     out = tmp_path / "run"
-    code = main(
-        [
-            "reward",
-            "train",
-            "--db",
-            str(store_path),
-            "--out",
-            str(out),
-            "--steps",
-            "20",
-            "--device",
-            "cpu",
-            *extra,
-        ]
-    )
+    code = main(["reward", "train", "--db", str(store_path), "--out", str(out), *FAST_ARGS, *extra])
     assert code == 0
     for name in ("model.safetensors", "model.json", "report.json", "report.md", "config.json", "metrics.csv"):
         assert (out / name).is_file(), name
@@ -101,7 +89,7 @@ def test_reward_train_end_to_end(store_path, tmp_path, capsys, extra) -> None:
 def test_run_directory_is_a_reward_for_the_environments(store_path, tmp_path) -> None:
     envs = pytest.importorskip("hfrl.envs")
     out = tmp_path / "run"
-    assert main(["reward", "train", "--db", str(store_path), "--out", str(out), "--steps", "5"]) == 0
+    assert main(["reward", "train", "--db", str(store_path), "--out", str(out), *FAST_ARGS]) == 0
     reward = envs.resolve_reward(str(out))
     x = torch.rand(3, 1, 28, 28)
     assert reward(x, x).shape == (3,)
@@ -116,10 +104,12 @@ def test_run_directory_is_a_reward_for_the_environments(store_path, tmp_path) ->
         ["reward", "train", "--db", "DB", "--kind", "dpo"],
         ["reward", "train", "--db", "DB", "--ensemble", "0"],
         ["reward", "train", "--db", "DB", "--val-fraction", "1.5"],
-        ["reward", "train", "--db", "DB", "--inputs", "clean"],
+        ["reward", "train", "--db", "DB", "--model", "clean"],
+        ["reward", "train", "--db", "DB", "--kind", "triplet", "--model", "similarity"],
+        ["reward", "train", "--db", "DB", "--denoiser-steps", "0"],
         ["reward", "train", "--db", "DB", "--device", "tpu"],
         ["reward", "train", "--db", "DB", "--kind", "triplet", "--aux-weight", "1"],
-        ["reward", "train", "--db", "DB", "--inputs", "output", "--aux-weight", "1"],
+        ["reward", "train", "--db", "DB", "--model", "output", "--aux-weight", "1"],
         ["reward", "train", "--db", "DB", "--label-smoothing", "0.7"],
         ["reward", "train", "--db", "EMPTY"],
         ["reward", "train", "--db", "NOTADB"],

@@ -10,12 +10,14 @@ import torch
 
 from hfrl.checkpoint import load_checkpoint
 from hfrl.errors import CheckpointError, ConfigError, DataError
+from hfrl.generators import GeneratorConfig
 from hfrl.rewards import (
     CNNReward,
     EmbeddingReward,
     RewardEnsemble,
     RewardModel,
     RewardModelConfig,
+    SelfSupervisedDenoiser,
     build_reward_model,
     load_reward_model,
     make_reward_model,
@@ -30,6 +32,12 @@ def _embedding() -> EmbeddingReward:
     return model  # type: ignore[return-value]
 
 
+def _tiny_denoiser() -> SelfSupervisedDenoiser:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return SelfSupervisedDenoiser(GeneratorConfig(family="unet", width=4)).eval()
+
+
 MODELS = {
     "pair-residual": lambda: make_reward_model(
         RewardModelConfig(inputs=("noisy", "output", "residual")), seed=0
@@ -37,6 +45,10 @@ MODELS = {
     "pair": lambda: make_reward_model(RewardModelConfig(inputs=("noisy", "output")), seed=0),
     "output-only": lambda: make_reward_model(RewardModelConfig(), seed=0),
     "embedding": _embedding,
+    "similarity": lambda: make_reward_model(RewardModelConfig(arch="similarity"), denoiser=_tiny_denoiser()),
+    "cnn-denoised": lambda: make_reward_model(
+        RewardModelConfig(inputs=("output", "denoised", "denoised_residual")), denoiser=_tiny_denoiser()
+    ),
     "ensemble-mean": lambda: RewardEnsemble([make_reward_model(seed=s) for s in range(3)], "mean"),
     "ensemble-product": lambda: RewardEnsemble(
         [make_reward_model(RewardModelConfig(inputs=("output",)), seed=s) for s in range(2)], "product"
@@ -149,9 +161,31 @@ def test_config_dict_round_trip() -> None:
 
 
 def test_embedding_reward_is_rescaled_similarity() -> None:
-    model = _embedding()
+    model = _embedding().eval()
     noisy, output = _batch(3)
     sim = model.similarity(noisy, output)
-    torch.testing.assert_close(model(noisy, output), (1 + sim) / 2, atol=2e-4, rtol=0)
+    eps = 1e-4  # the affine squeeze that keeps the logit finite
+    torch.testing.assert_close(model(noisy, output), eps + (1 - 2 * eps) * (1 + sim) / 2, atol=1e-5, rtol=0)
     with pytest.raises(DataError, match="no reference"):
         model.set_references(noisy[:0], output[:0])
+
+
+def test_models_that_need_a_denoiser_say_so() -> None:
+    with pytest.raises(ConfigError, match="denoiser"):
+        make_reward_model(RewardModelConfig(arch="similarity"))
+    with pytest.raises(ConfigError, match="denoiser"):
+        make_reward_model(RewardModelConfig(inputs=("output", "denoised")))
+    with pytest.raises(ConfigError, match="input channel"):
+        make_reward_model(RewardModelConfig(inputs=()))
+
+
+def test_ensemble_computes_a_shared_denoiser_estimate_once() -> None:
+    den = _tiny_denoiser()
+    config = RewardModelConfig(arch="similarity")
+    shared = RewardEnsemble([make_reward_model(config, seed=s, denoiser=den) for s in range(2)])
+    x = torch.rand(2, 1, 28, 28)
+    assert shared.denoise(x) is not None
+    other = make_reward_model(
+        config, denoiser=SelfSupervisedDenoiser(GeneratorConfig(family="unet", width=4))
+    )
+    assert RewardEnsemble([shared.members[0], other]).denoise(x) is None  # type: ignore[list-item]

@@ -32,6 +32,33 @@ def test_binary_objective_beats_chance(train_split, test_split, inputs) -> None:
     assert result.history and result.history[-1]["step"] == FAST.steps
 
 
+def test_similarity_reward_beats_chance_from_50_labels(denoiser, train_split, test_split) -> None:
+    model = make_reward_model(RewardModelConfig(arch="similarity"), seed=0, denoiser=denoiser)
+    result = train_reward_model(model, train_split.samples().subset(range(50)), FAST)
+    report = binary_report(result.model.predict(test_split.noisy, test_split.output), test_split.label)
+    assert report["auc"] > 0.5 + CHANCE_MARGIN, report
+
+
+def test_self_supervised_denoiser_denoises_without_clean_images(denoiser, test_split) -> None:
+    from hfrl.metrics import ssim
+
+    with torch.no_grad():
+        estimate = denoiser(test_split.noisy)
+    assert (
+        estimate.shape == test_split.noisy.shape and 0 <= float(estimate.min()) <= float(estimate.max()) <= 1
+    )
+    assert ssim(estimate, test_split.clean).mean() > ssim(test_split.noisy, test_split.clean).mean() + 0.2
+
+
+def test_denoiser_errors() -> None:
+    from hfrl.rewards import DenoiserConfig, train_denoiser
+
+    with pytest.raises(DataError, match="at least 8"):
+        train_denoiser(torch.rand(3, 1, 28, 28))
+    with pytest.raises(ConfigError):
+        DenoiserConfig(grid=1)
+
+
 def test_pairwise_objective_beats_chance(train_pairs, test_pairs) -> None:
     pairs, decided = test_pairs
     model = make_reward_model(RewardModelConfig(inputs=("output",)), seed=0)

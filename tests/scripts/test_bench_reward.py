@@ -23,10 +23,17 @@ def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     assert out.read_text() == text
-    assert "| majority class (always good) |" in text and "| the labeler itself (ceiling) |" in text
-    for method in ("output-only", "pair + aux", "ensemble x2", "ensemble x2 + active"):
+    assert "| majority class (always" in text and "| the labeler itself (ceiling) |" in text
+    assert "no labels (SSIM)" in text
+    for method in (
+        "CNN, output only",
+        "CNN, (noisy, output, residual) + aux",
+        "similarity",
+        "similarity, ensemble x2",
+        "similarity, ensemble x2 + active",
+    ):
         assert f"| {method} |" in text
     assert "input sensitivity" in text and "exploit" in text
     data = json.loads(out.with_suffix(".json").read_text())
-    assert set(data["results"]["output-only"]) == {"20", "40"}
+    assert set(data["results"]["similarity"]) == {"20", "40"}
     assert out.with_suffix(".png").stat().st_size > 1000
