@@ -177,6 +177,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data(p)
     add_seed(p)
     add_device(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is much faster when other jobs share the cores)",
+    )
     add_out(p, "reward")
     p.set_defaults(func=run_train)
 
@@ -328,6 +334,8 @@ def run_train(args: argparse.Namespace) -> int:
     from hfrl.runs import CSVLogger, make_run_dir, write_json
 
     _check_args(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     start = time.perf_counter()
