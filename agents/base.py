@@ -218,8 +218,12 @@ class Trainer(ABC):
     # -- shared pieces of every loss -------------------------------------------------------------------
 
     def observe(self) -> torch.Tensor:
-        """Start a batch of episodes and return their noisy target images ``(N, 1, H, W)``."""
-        obs, _ = self.env.reset_torch()
+        """Start a batch of episodes and return their noisy target images ``(N, 1, H, W)``.
+
+        With ``config.group_size = K`` each run of ``K`` consecutive images is one input repeated.
+        """
+        group = self.config.group_size
+        obs, _ = self.env.reset_torch(options={"group": group} if group > 1 else None)
         return obs
 
     def act(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

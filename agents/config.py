@@ -61,7 +61,11 @@ class TrainerConfig:
     steps: int = 200
     """Number of updates."""
     batch_size: int = 64
-    """Episodes (noisy target images) per update."""
+    """Episodes per update."""
+    group_size: int = 1
+    """Actions sampled for each noisy input (must divide ``batch_size``): with ``K > 1`` a batch holds
+    ``batch_size / K`` inputs, each answered ``K`` times, and the sampling agents compare rewards within
+    each group (an RLOO / GRPO baseline) instead of across different inputs."""
     aux_batch_size: int = 32
     """Source-domain pairs per update for the auxiliary loss."""
     lr: float = 1e-4
@@ -91,6 +95,10 @@ class TrainerConfig:
         for name in ("steps", "batch_size", "aux_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if int(self.group_size) < 1 or int(self.batch_size) % int(self.group_size):
+            raise ConfigError(
+                f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}"
+            )
         if self.policy_space not in ("pixel", "logit"):
             raise ConfigError(f"policy_space must be 'pixel' or 'logit', got {self.policy_space!r}")
         self.source_classes = tuple(int(c) for c in self.source_classes)

@@ -17,6 +17,9 @@ from hfrl.errors import ConfigError
 class PPOConfig(TrainerConfig):
     """PPO settings (each update collects ``batch_size`` episodes, then optimises on them)."""
 
+    group_size: int = 8
+    """Actions per noisy input, compared within the group for the advantage (see ``reinforce``)."""
+
     clip_range: float = 0.2
     """Clip of the probability ratio ``pi / pi_old``."""
     epochs: int = 4
@@ -56,7 +59,7 @@ class PPOTrainer(Trainer):
         cfg = self.config
         noisy = self.observe()
         actions, reward = self.act(noisy)
-        adv = advantages(reward)
+        adv = advantages(reward, group_size=cfg.group_size)
         with torch.no_grad():
             old_logp = self.policy.log_prob(noisy, actions)
         n = noisy.shape[0]

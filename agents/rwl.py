@@ -31,13 +31,19 @@ class RWLConfig(TrainerConfig):
 
     kl: float = 0.0
     """KL weight (off by default: Lee et al. regularise with the pre-training loss only)."""
-    weighting: str = "reward"
-    """``reward``: weight = reward clipped at 0 (Lee et al.); ``filter``: weight 1 above ``threshold``,
-    0 below (filtered fine-tuning); ``exp``: ``exp(r / temperature)`` normalised to mean 1 (RWR)."""
+    weighting: str = "exp"
+    """``exp`` (default): ``exp(r / temperature)`` normalised to mean 1 within each input's group of
+    ``group_size`` samples (reward-weighted regression that ranks the actions for one input);
+    ``reward``: weight = reward clipped at 0 (Lee et al., who weight by human labels directly);
+    ``filter``: weight 1 above ``threshold``, 0 below (filtered fine-tuning). With a learned reward's
+    scores the ``reward`` weights barely differ between samples and moved the generator nowhere in 200
+    steps (52 % -> 53 % good); ``exp`` reached 58 % (+0.05 dB source PSNR)."""
     threshold: float = 0.5
     """Reward threshold of the ``filter`` weighting."""
-    temperature: float = 0.1
-    """Temperature of the ``exp`` weighting."""
+    temperature: float = 0.01
+    """Temperature of the ``exp`` weighting (reward units)."""
+    group_size: int = 8
+    """Samples per noisy input (see :class:`~hfrl.agents.config.TrainerConfig`)."""
     dataset_size: int = 512
     """Samples collected per round."""
     round_steps: int = 50
@@ -54,15 +60,20 @@ class RWLConfig(TrainerConfig):
 
 
 def sample_weights(
-    reward: torch.Tensor, weighting: str, threshold: float, temperature: float
+    reward: torch.Tensor, weighting: str, threshold: float, temperature: float, group_size: int = 1
 ) -> torch.Tensor:
-    """Per-sample weights ``(N,)`` for reward-weighted likelihood (see :class:`RWLConfig`)."""
+    """Per-sample weights ``(N,)`` for reward-weighted likelihood (see :class:`RWLConfig`).
+
+    With ``group_size = K > 1`` the ``exp`` weights are a softmax within each run of ``K`` samples of the
+    same input (normalised to mean 1 per group), so they rank actions for an input, not inputs.
+    """
     if weighting == "reward":
         return reward.clamp(min=0.0)
     if weighting == "filter":
         return (reward >= threshold).float()
-    w = torch.softmax(reward / temperature, dim=0)
-    return w * reward.numel()
+    groups = reward.view(-1, group_size) if group_size > 1 else reward.view(1, -1)
+    w = torch.softmax(groups / temperature, dim=1) * groups.shape[1]
+    return w.reshape(-1)
 
 
 class RWLTrainer(Trainer):
@@ -83,13 +94,18 @@ class RWLTrainer(Trainer):
         while remaining > 0:
             noisy = self.observe()
             actions, reward = self.act(noisy)
-            take = min(remaining, noisy.shape[0])
+            k = self.config.group_size
+            take = min(-(-remaining // k) * k, noisy.shape[0])  # whole groups only
             for key, value in (("noisy", noisy), ("action", actions), ("reward", reward)):
                 chunks[key].append(value[:take])
             remaining -= take
         data = {k: torch.cat(v) for k, v in chunks.items()}
         data["weight"] = sample_weights(
-            data["reward"], self.config.weighting, self.config.threshold, self.config.temperature
+            data["reward"],
+            self.config.weighting,
+            self.config.threshold,
+            self.config.temperature,
+            self.config.group_size,
         )
         return data
 

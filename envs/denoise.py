@@ -44,7 +44,7 @@ from hfrl.metrics import psnr
 from hfrl.noise import DEFAULT_LEVEL, GaussianNoise, NoiseModel, make_noise
 
 DOMAINS = ("target", "source", "all")
-RESET_OPTIONS = ("index", "noise_level")
+RESET_OPTIONS = ("index", "noise_level", "group")
 DEFAULT_RENDER_SCALE = 4
 
 # ---------------------------------------------------------------------------------------------------------
@@ -334,12 +334,16 @@ class DenoiseTask:
         Args:
             index: ``(B,)`` drawn image positions (replaced by ``options["index"]`` when given).
             key: ``(B,)`` noise keys.
-            options: ``{"index": int or B ints, "noise_level": float or B floats}``, both optional.
+            options: ``{"index": int or B ints, "noise_level": float or B floats, "group": K}``, all
+                optional. ``group`` makes each run of ``K`` consecutive episodes share the first one's
+                image, noise and level (``B`` must be a multiple of ``K``): ``K`` actions for one input,
+                for group-relative baselines (RLOO, GRPO) and best-of-K selection.
 
         Raises:
             ConfigError: for unknown options or out-of-range values.
         """
         batch = len(index)
+        group = 1
         levels = np.full(batch, self.level, dtype=np.float32)
         if options:
             if not isinstance(options, Mapping):
@@ -359,6 +363,15 @@ class DenoiseTask:
                     raise ConfigError(
                         f"reset option noise_level must be finite and >= 0, got {levels.tolist()}"
                     )
+            if options.get("group") is not None:
+                group = options["group"]
+                if isinstance(group, bool) or not isinstance(group, (int, np.integer)) or group < 1:
+                    raise ConfigError(f"reset option group must be an int >= 1, got {group!r}")
+                if batch % group:
+                    raise ConfigError(f"reset option group={group} must divide the {batch} episodes")
+        if group > 1:
+            first = np.arange(batch) // group * group
+            index, key, levels = index[first], key[first], levels[first]
         dev = self.device
         index_t = torch.from_numpy(np.ascontiguousarray(index)).to(dev)
         key_t = torch.from_numpy(np.ascontiguousarray(key)).to(dev)
@@ -545,7 +558,8 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Starting State
 
     An image drawn uniformly from the domain's split and its noise, both from ``np_random``;
-    ``options={"index": i, "noise_level": s}`` fixes either for that reset.
+    ``options={"index": i, "noise_level": s}`` fixes either for that reset. In the batched environment,
+    ``options={"group": K}`` also makes each run of ``K`` sub-environments share one image and its noise.
 
     ## Episode End
 

@@ -152,7 +152,9 @@ class BatchedDenoiseEnv(VectorEnv):
         Args:
             seed: One int (sub-env ``i`` gets ``seed + i``), a sequence of ``N`` ints or ``None``s, or
                 ``None`` to continue each sub-environment's ``np_random``.
-            options: ``{"index": int or N ints, "noise_level": float or N floats}``, for this reset only.
+            options: ``{"index": int or N ints, "noise_level": float or N floats, "group": K}``, for
+                this reset only; ``group`` gives each run of ``K`` consecutive sub-environments the same
+                image and noise (see :meth:`DenoiseTask.start <hfrl.envs.denoise.DenoiseTask.start>`).
 
         Returns:
             ``(obs, info)``: ``(N, 1, H, W)`` noisy images on the device and

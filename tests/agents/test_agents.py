@@ -102,6 +102,30 @@ def test_sampling_agents_run_on_the_oracle_reward(tmp_path: Path, tiny) -> None:
     assert 0.0 < result.history[-1]["reward/mean"] < 1.0
 
 
+def test_group_advantages_compare_actions_for_the_same_input() -> None:
+    from hfrl.agents.reinforce import advantages
+    from hfrl.agents.rwl import sample_weights
+
+    reward = torch.tensor([1.0, 2.0, 3.0, 10.0, 10.0, 13.0])
+    adv = advantages(reward, normalize=False, group_size=3)
+    assert torch.allclose(adv, torch.tensor([-1.5, 0.0, 1.5, -1.5, -1.5, 3.0]))  # leave-one-out baselines
+    assert torch.allclose(advantages(reward, normalize=False), reward - reward.mean())
+    assert advantages(reward, group_size=3).std().item() == pytest.approx(1.0, abs=1e-5)
+    w = sample_weights(reward, "exp", 0.5, 1.0, group_size=3)
+    assert torch.allclose(w.view(2, 3).mean(1), torch.ones(2))  # normalised within each input's group
+    assert w[2] > w[1] > w[0] and w[3] == w[4] < w[5]
+
+
+def test_group_size_must_divide_the_batch(tiny, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="group_size"):
+        make_config("reinforce", **{**tiny, "group_size": 3})
+    trainer = make_trainer(
+        "reinforce", make_config("reinforce", **{**tiny, "group_size": 4}), reward="labeler", run_dir=tmp_path
+    )
+    noisy = trainer.observe()
+    assert torch.equal(noisy[0], noisy[3]) and not torch.equal(noisy[0], noisy[4])
+
+
 def test_bad_config_is_one_clear_error(tiny) -> None:
     with pytest.raises(ConfigError, match="kl must be"):
         make_config("ppo", kl=-1)

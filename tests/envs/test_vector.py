@@ -75,6 +75,23 @@ def test_per_env_seeds_and_options(env_kwargs: dict[str, Any]) -> None:
         venv.reset(seed=[1, 2])
 
 
+def test_group_option_repeats_each_input_k_times(env_kwargs: dict[str, Any]) -> None:
+    venv = BatchedDenoiseEnv(6, **env_kwargs)
+    obs, info = venv.reset_torch(seed=3, options={"group": 3})
+    assert torch.equal(obs[0], obs[1]) and torch.equal(obs[0], obs[2]) and torch.equal(obs[3], obs[5])
+    assert not torch.equal(obs[0], obs[3])
+    assert info["index"].tolist()[:3] == [info["index"][0].item()] * 3
+    ungrouped, _ = BatchedDenoiseEnv(6, **env_kwargs).reset_torch(seed=3)
+    assert torch.equal(obs[0], ungrouped[0]) and torch.equal(
+        obs[3], ungrouped[3]
+    )  # groups lead with slot 0, 3
+    next_obs, *_ = venv.step_torch(obs)
+    assert not torch.equal(next_obs[0], next_obs[1])  # the option holds for that reset only
+    for bad in (4, 0, 1.5, True):
+        with pytest.raises(ConfigError, match="group"):
+            venv.reset(options={"group": bad})
+
+
 def test_autoreset_in_the_same_step_never_ignores_an_action(env_kwargs: dict[str, Any]) -> None:
     venv = BatchedDenoiseEnv(4, **env_kwargs)
     obs, info = venv.reset(seed=0)
