@@ -12,12 +12,18 @@ Every agent shares one trainer loop (:class:`~hfrl.agents.base.Trainer`), one ob
 ``sb3-ppo``     Stable-Baselines3 PPO with the generator as the actor's mean
 ``sb3-a2c``     Stable-Baselines3 A2C, likewise
 =============== =============================================================================
+
+Online fine-tuning of the diffusion model from feedback (:mod:`hfrl.agents.hero`, ``hfrl hero``):
+``hero`` (HERO: triplet embedding reward + PPO + noise recycling), ``rwl`` (reward-weighted denoising
+loss), ``ddpo`` (PPO with a reward model and DPOK's KL) and ``d3po`` (pairwise, no reward model); see
+:func:`~hfrl.agents.hero.make_online_trainer`.
 """
 
 from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
 from hfrl.agents.config import TrainerConfig
 from hfrl.agents.dpo import DPOConfig, DPOTrainer
+from hfrl.agents.hero import HeroConfig, HeroTrainer, make_online_config, make_online_trainer, recycle_noise
 from hfrl.agents.ppo import PPOConfig, PPOTrainer
 from hfrl.agents.registry import AGENTS, agent_class, make_config, make_trainer, register_agent
 from hfrl.agents.reinforce import ReinforceConfig, ReinforceTrainer
@@ -46,6 +52,8 @@ __all__ = [
     "EarlyStopping",
     "EvalCallback",
     "GeneratorActorCriticPolicy",
+    "HeroConfig",
+    "HeroTrainer",
     "NonFiniteLossError",
     "PPOConfig",
     "PPOTrainer",
@@ -63,6 +71,9 @@ __all__ = [
     "TrainerConfig",
     "agent_class",
     "make_config",
+    "make_online_config",
+    "make_online_trainer",
     "make_trainer",
+    "recycle_noise",
     "register_agent",
 ]

@@ -17,6 +17,10 @@ from hfrl.errors import ConfigError
 class PPOConfig(TrainerConfig):
     """PPO settings (each update collects ``batch_size`` episodes, then optimises on them)."""
 
+    kl: float = 0.01
+    """Weight of the KL penalty to the pretrained policy (per image). With the similarity reward from 200
+    labels and 100 updates: kl 0.01 took the target good-rate from 52 % to 66 % (source PSNR unchanged);
+    kl 0.03 reached 55 %, and kl 0 reached 85 % in 200 updates but lost 1.3 dB of source PSNR."""
     group_size: int = 8
     """Actions per noisy input, compared within the group for the advantage (see ``reinforce``)."""
 

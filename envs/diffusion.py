@@ -344,13 +344,17 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
 
         Args:
             seed: Reseeds ``np_random``.
-            options: Unused.
+            options: ``{"initial_noise": (C, H, W)}`` starts the chain at that ``x_T`` instead (HERO
+                recycles the noise of good samples this way).
 
         Returns:
             ``({"x_t": (C, H, W) float32, "t": int64}, {})``.
         """
         super().reset(seed=seed)
         self._x = self.task.start(self.task.draw([self.np_random]))
+        noise = _initial_noise_option(options, tuple(self._x.shape[1:]), self._x.device)
+        if noise is not None:
+            self._x = noise[None]
         self._step = 0
         self._done = False
         return self._obs(), {}
@@ -392,6 +396,30 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
 def _item(info: dict[str, Any]) -> dict[str, Any]:
     """A batch-of-one info as Python scalars."""
     return {k: _item(v) if isinstance(v, dict) else v[0].item() for k, v in info.items()}
+
+
+def _initial_noise_option(
+    options: dict[str, Any] | None, shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor | None:
+    """The ``initial_noise`` reset option as a tensor of ``shape`` on ``device`` (None when not given).
+
+    Raises:
+        ConfigError: for unknown options.
+        DataError: for a wrong shape, NaN or inf.
+    """
+    if not options:
+        return None
+    unknown = sorted(set(options) - {"initial_noise"})
+    if unknown:
+        raise ConfigError(f"unknown reset option(s) {unknown}; expected initial_noise")
+    if options.get("initial_noise") is None:
+        return None
+    noise = torch.as_tensor(options["initial_noise"], dtype=torch.float32)
+    if tuple(noise.shape) != tuple(shape):
+        raise DataError(f"initial_noise has shape {tuple(noise.shape)}, expected {tuple(shape)}")
+    if not torch.isfinite(noise).all():
+        raise DataError("initial_noise contains NaN or inf")
+    return noise.to(device).clone()
 
 
 class BatchedDiffusionDenoiseEnv(VectorEnv):
@@ -487,7 +515,8 @@ class BatchedDiffusionDenoiseEnv(VectorEnv):
 
         Args:
             seed: One int (sub-env ``i`` gets ``seed + i``), ``N`` ints or ``None`` s, or ``None``.
-            options: Unused.
+            options: ``{"initial_noise": (N, C, H, W)}`` starts chain ``i`` at ``initial_noise[i]``
+                instead of noise drawn from its sub-environment (the draw still advances its RNG).
 
         Returns:
             ``({"x_t": (N, C, H, W), "t": (N,)}, {})`` on the device.
@@ -495,6 +524,10 @@ class BatchedDiffusionDenoiseEnv(VectorEnv):
         super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)
         self._seed(seed)
         self._start()
+        assert self._x is not None
+        noise = _initial_noise_option(options, tuple(self._x.shape), self._x.device)
+        if noise is not None:
+            self._x = noise
         return self._obs_torch(), {}
 
     def step_torch(

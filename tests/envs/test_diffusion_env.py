@@ -128,6 +128,22 @@ def test_same_seed_same_chain_and_the_vector_env_matches_single_envs(env_kwargs:
     assert obs["t"].tolist() == [DDIMScheduler(num_inference_steps=STEPS).timesteps[0].item()] * 3
 
 
+def test_initial_noise_option_starts_the_chains_there(env_kwargs: dict[str, Any]) -> None:
+    venv = BatchedDiffusionDenoiseEnv(2, **env_kwargs)
+    shape = venv.single_observation_space["x_t"].shape
+    z = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    obs, _ = venv.reset_torch(seed=1, options={"initial_noise": z})
+    assert torch.equal(obs["x_t"].cpu(), z)
+    single, _ = DiffusionDenoiseEnv(**env_kwargs).reset(seed=1, options={"initial_noise": z[1].numpy()})
+    assert np.array_equal(single["x_t"], z[1].numpy())
+    with pytest.raises(DataError, match="initial_noise has shape"):
+        venv.reset(options={"initial_noise": z[:1]})
+    with pytest.raises(DataError, match="NaN"):
+        venv.reset(options={"initial_noise": z * float("nan")})
+    with pytest.raises(ConfigError, match="unknown reset option"):
+        venv.reset(options={"index": 0})
+
+
 def test_torch_face_and_a_ddim_policy_with_log_probs() -> None:
     model = load_ddpm()
     venv = BatchedDiffusionDenoiseEnv(4, reward="labeler", num_inference_steps=STEPS, evaluate=False)

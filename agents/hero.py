@@ -1,0 +1,265 @@
+"""HERO: human-feedback efficient online fine-tuning of a diffusion model (Hiranaka et al., arXiv 2410.05116).
+
+Each round (:meth:`HeroTrainer.update` inside :class:`~hfrl.agents.diffusion_agents.OnlineDiffusionTrainer`'s
+loop):
+
+1. sample a batch from the current model, starting from the initial noises of step 5 of the last round;
+2. ask people (or :class:`~hfrl.agents.diffusion_agents.TargetDigitLabeler`) to mark every sample good or
+   bad and pick the best one — a ``hero`` query on the labelling page;
+3. train the *feedback-aligned representation*: an embedding (:class:`~hfrl.rewards.EmbeddingReward`)
+   fitted with a triplet loss, anchor = best, positive = good, negative = bad, on all labels so far;
+4. reward every sample by its cosine similarity to the best samples' embeddings, and update the model
+   with PPO on the reverse chain (DDPO), optionally with DPOK's KL to the base model;
+5. *feedback-guided image generation*: draw the next round's initial noises around the noises of the good
+   samples, ``best_share`` of them around the best one's::
+
+       z = sqrt(1 - eps^2) z_good + eps n,   n ~ N(0, I),   eps = 0.1
+
+   which keeps ``z`` a unit Gaussian (for unit ``z_good`` and ``n``) while staying close to a noise the
+   model already turns into a good image.
+
+``METHODS`` maps the ``hfrl hero --method`` names to trainers: ``hero`` and the baselines of
+:mod:`hfrl.agents.diffusion_agents` (``rwl``, ``ddpo``, ``d3po``), which share the loop, the feedback path
+and the label count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hfrl.agents.diffusion_agents import (
+    BASELINES,
+    D3POConfig,
+    D3POTrainer,
+    DDPOConfig,
+    DDPOTrainer,
+    OnlineDiffusionConfig,
+    OnlineDiffusionTrainer,
+    OnlineResult,
+    RWLDiffusionConfig,
+    RWLDiffusionTrainer,
+    TargetDigitEvaluator,
+    TargetDigitLabeler,
+    Trajectories,
+    normalised,
+)
+from hfrl.errors import ConfigError
+from hfrl.feedback import BAD, GOOD, HERO
+from hfrl.rewards import (
+    RewardModelConfig,
+    RewardTrainingConfig,
+    TripletFeedback,
+    make_reward_model,
+    save_reward_model,
+    train_reward_model,
+)
+
+
+def recycle_noise(
+    best: torch.Tensor,
+    good: torch.Tensor,
+    num: int,
+    *,
+    epsilon: float = 0.1,
+    best_share: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """HERO's feedback-guided initial noises: ``z = sqrt(1 - eps^2) z_src + eps n``.
+
+    ``round(best_share * num)`` of the sources are the best sample's noise, the rest are drawn uniformly
+    (with replacement) from the good samples' noises.
+
+    Args:
+        best: ``(C, H, W)`` the initial noise of the best sample.
+        good: ``(G, C, H, W)`` the initial noises of the good samples (``G >= 1``; may include the best).
+        num: Noises to draw.
+        epsilon: ``eps`` in ``[0, 1]``: 0 repeats the sources, 1 is fresh noise.
+        best_share: Share of the noises drawn around the best one, in ``[0, 1]``.
+        generator: Randomness of ``n`` and of the choice of good sources (CPU).
+
+    Returns:
+        ``(num, C, H, W)`` on the CPU.
+    """
+    if not 0.0 <= epsilon <= 1.0 or not 0.0 <= best_share <= 1.0:
+        raise ConfigError(f"epsilon and best_share must be in [0, 1], got {epsilon}, {best_share}")
+    if good.shape[0] == 0:
+        good = best[None]
+    best, good = best.cpu(), good.cpu()
+    n_best = int(round(best_share * num))
+    pick = torch.randint(0, good.shape[0], (num - n_best,), generator=generator)
+    sources = torch.cat([best[None].expand(n_best, *best.shape), good[pick]])  # (num, C, H, W)
+    fresh = torch.randn(sources.shape, generator=generator)
+    return math.sqrt(1.0 - epsilon**2) * sources + epsilon * fresh
+
+
+@dataclass
+class HeroConfig(OnlineDiffusionConfig):
+    """HERO's settings on top of the shared ones (rounds, batch size, PPO weights, ...)."""
+
+    epsilon: float = 0.1
+    """Noise-recycling ``eps``: how far the next round's initial noises stray from the good ones (paper: 0.1)."""
+    best_share: float = 0.5
+    """Share of the next round's noises drawn around the best sample's (paper: half)."""
+    recycle: bool = True
+    """Feedback-guided generation on (False: fresh noise every round, the representation alone)."""
+    embed_dim: int = 32
+    """Size of the feedback-aligned embedding."""
+    triplet_margin: float = 0.5
+    """Margin of the triplet loss, in cosine distance."""
+    reference: str = "best"
+    """Reward = similarity to the ``best`` samples' embeddings (paper) or to all ``good`` ones'."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.epsilon <= 1.0 or not 0.0 <= self.best_share <= 1.0:
+            raise ConfigError(
+                f"epsilon and best_share must be in [0, 1], got {self.epsilon}, {self.best_share}"
+            )
+        if self.embed_dim < 1 or self.triplet_margin < 0:
+            raise ConfigError("embed_dim must be >= 1 and triplet_margin >= 0")
+        if self.reference not in ("best", "good"):
+            raise ConfigError(f"reference must be 'best' or 'good', got {self.reference!r}")
+
+
+class HeroTrainer(OnlineDiffusionTrainer):
+    """HERO (arXiv 2410.05116): triplet-embedding reward, PPO on the reverse chain, noise recycling.
+
+    Until the labels hold both a good and a bad sample there is nothing to learn: the round's samples
+    are labelled (and counted) and the model is left as it is.
+    """
+
+    name = "hero"
+    feedback_kind = HERO
+    config_class = HeroConfig
+    config: HeroConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.config
+        self.reward_model = make_reward_model(
+            RewardModelConfig(
+                arch="embedding",
+                inputs=("output",),
+                width=cfg.reward_width,
+                embed_dim=cfg.embed_dim,
+                reference_reduce="max",
+            ),  # fmt: skip
+            seed=cfg.seed,
+        ).to(self.device)
+        self.reward_ready = False
+        self.images: list[torch.Tensor] = []
+        self.labels: list[float] = []
+        self.best: list[bool] = []
+        self.best_noise: torch.Tensor | None = None  # (C, H, W)
+        self.good_noise: torch.Tensor | None = None  # (G, C, H, W)
+
+    def initial_noise(self, num: int) -> torch.Tensor:
+        """Noises around the last good samples' (fresh ones before any good sample, or with ``recycle`` off)."""
+        if not self.config.recycle or self.best_noise is None or self.good_noise is None:
+            return super().initial_noise(num)
+        return recycle_noise(
+            self.best_noise, self.good_noise, num, epsilon=self.config.epsilon,
+            best_share=self.config.best_share, generator=self.rng,
+        )  # fmt: skip
+
+    def eval_noises(self) -> dict[str, torch.Tensor]:
+        """Fixed fresh noise (the model alone) and, once there are good samples, recycled noise.
+
+        The recycled set gives ``success_rate_recycled``: what HERO's sampling delivers.
+        """
+        noises = super().eval_noises()
+        if self.config.recycle and self.best_noise is not None and self.good_noise is not None:
+            gen = torch.Generator().manual_seed(self.config.seed + 30_011)
+            noises["recycled"] = recycle_noise(
+                self.best_noise, self.good_noise, self.config.eval_samples, epsilon=self.config.epsilon,
+                best_share=self.config.best_share, generator=gen,
+            )  # fmt: skip
+        return noises
+
+    def update(self, traj: Trajectories, feedback: Any) -> dict[str, float]:  # noqa: D102
+        cfg = self.config
+        words = feedback.labels
+        best = feedback.best
+        good_idx = [i for i, w in enumerate(words) if w == GOOD]
+        for i, (image, word) in enumerate(zip(traj.images, words)):
+            if word in (GOOD, BAD):
+                self.images.append(image)
+                self.labels.append(1.0 if word == GOOD else 0.0)
+                self.best.append(i == best and word == GOOD)
+        if good_idx:
+            # The best mark falls back to the first good sample when the labeler gave none.
+            b = best if best is not None and best in good_idx else good_idx[0]
+            self.best_noise = traj.noise[b].cpu()
+            self.good_noise = traj.noise[good_idx].cpu()
+        metrics: dict[str, float] = {"charts/good": float(len(good_idx))}
+        if not (0 < sum(self.labels) < len(self.labels)):
+            return metrics
+        x = torch.stack(self.images)
+        data = TripletFeedback(x, x, torch.tensor(self.labels), torch.tensor(self.best))
+        rc = RewardTrainingConfig(
+            steps=cfg.reward_steps, batch_size=cfg.reward_batch_size, lr=cfg.reward_lr, triplet_margin=cfg.triplet_margin, reference=cfg.reference,
+            seed=cfg.seed + self.round, device=str(self.device),
+        )  # fmt: skip
+        if cfg.reward_steps:
+            result = train_reward_model(self.reward_model, data, rc)
+            self.reward_model = result.model  # type: ignore[assignment]
+            self.reward_ready = True
+            metrics["losses/triplet"] = result.history[-1]["loss"] if result.history else float("nan")
+        if not self.reward_ready:
+            return metrics
+        with torch.no_grad():
+            r = self.reward_model.predict_th(traj.images, traj.images).to(self.device)  # (B,) in [0, 1]
+        metrics |= {"reward/mean": float(r.mean()), "reward/std": float(r.std())}
+        return metrics | self.ppo_update(traj, normalised(r))
+
+    def save_extra(self) -> None:  # noqa: D102
+        if self.reward_ready:
+            meta = {"labels": len(self.labels), "best": int(sum(self.best))}
+            save_reward_model(self.run_dir / "reward", self.reward_model, meta)  # type: ignore[arg-type]
+
+
+METHODS: dict[str, type[OnlineDiffusionTrainer]] = {HeroTrainer.name: HeroTrainer, **BASELINES}
+"""``hfrl hero --method`` names: ``hero``, ``rwl``, ``ddpo``, ``d3po``."""
+
+
+def make_online_config(method: str, **fields: Any) -> OnlineDiffusionConfig:
+    """The method's config with ``fields`` set by name.
+
+    Raises:
+        ConfigError: for an unknown method or field.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[method].config_class.from_dict(fields)
+
+
+def make_online_trainer(
+    method: str, config: OnlineDiffusionConfig | None = None, **kwargs: Any
+) -> OnlineDiffusionTrainer:
+    """Build the trainer of ``method``; ``kwargs`` go to :class:`OnlineDiffusionTrainer` (``run_dir``, ...)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[method](config, **kwargs)
+
+
+__all__ = [
+    "METHODS",
+    "D3POConfig",
+    "D3POTrainer",
+    "DDPOConfig",
+    "DDPOTrainer",
+    "HeroConfig",
+    "HeroTrainer",
+    "OnlineResult",
+    "RWLDiffusionConfig",
+    "RWLDiffusionTrainer",
+    "TargetDigitEvaluator",
+    "TargetDigitLabeler",
+    "make_online_config",
+    "make_online_trainer",
+    "recycle_noise",
+]

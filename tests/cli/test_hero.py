@@ -1,0 +1,131 @@
+"""``hfrl hero`` end to end on tiny budgets: headless, with people on the page (answered over HTTP), errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from hfrl.cli import main
+from hfrl.feedback import FeedbackStore
+
+FAST = ["--rounds", "1", "--batch-size", "4", "--steps", "4", "--eval-samples", "4", "--device", "cpu",
+        "--set", "reward_steps=2", "--set", "policy_epochs=1", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["hero", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--method", "--target-class", "--rounds", "--batch-size", "--out", "--human", "--device",
+                   "--epsilon", "--best-share", "--set"):  # fmt: skip
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["hero", "--target-class", "12"],
+        ["hero", "--rounds", "0"],
+        ["hero", "--method", "nope"],
+        ["hero", "--epsilon", "2"],
+        ["hero", "--device", "tpu"],
+        ["hero", "--set", "no_such_field=1"],
+        ["hero", "--set", "oops"],
+        ["hero", "--method", "rwl", "--epsilon", "0.2"],
+        ["hero", "--set", "clip_range=5"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main([*argv, "--out", str(tmp_path / "run")])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert "error" in _one_line_error(capsys)
+
+
+def test_headless_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["hero", "--target-class", "3", "--out", str(out), *FAST]) == 0
+    text = capsys.readouterr().out
+    assert "hero: success" in text and "4 labels" in text
+    final = json.loads((out / "evaluation.json").read_text())
+    assert final["target_class"] == 3 and final["labels_used"] == 4
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "hero" and config["reward_steps"] == 2 and config["num_inference_steps"] == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _person(url: str, stop: threading.Event, answered: list[int]) -> None:
+    """A 'person' on the labelling page: marks the first item of each hero batch best, all good."""
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while not stop.is_set():
+            try:
+                batch = client.get("/api/next", params={"labeler": "person"}).json()
+            except httpx.HTTPError:
+                time.sleep(0.1)  # the page is not up yet
+                continue
+            if not batch["items"]:
+                time.sleep(0.1)
+                continue
+            labels = [{"item_id": it["id"], "value": "good" if k % 2 == 0 else "bad", "best": k == 0}
+                      for k, it in enumerate(batch["items"])]  # fmt: skip
+            reply = client.post("/api/labels", json={"labeler": "person", "labels": labels})
+            assert reply.status_code == 200, reply.text
+            answered.append(len(labels))
+
+
+def test_human_mode_serves_the_page_and_learns_from_its_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    out = tmp_path / "run"
+    stop, answered = threading.Event(), []
+    person = threading.Thread(target=_person, args=(f"http://127.0.0.1:{port}", stop, answered), daemon=True)
+    person.start()
+    try:
+        code = main(["hero", "--human", "--port", str(port), "--label-timeout", "120", "--out", str(out),
+                     *FAST, "--rounds", "2"])  # fmt: skip
+    finally:
+        stop.set()
+        person.join(timeout=10)
+    assert code == 0 and answered == [4, 4]
+    assert f"labelling page: http://127.0.0.1:{port}/" in capsys.readouterr().out
+    with FeedbackStore(out / "feedback.sqlite") as store:
+        labels = store.labels()
+        assert len(labels) == 8 and {lab.labeler for lab in labels} == {"person"}
+    assert (out / "reward.safetensors").exists()  # good and bad answers trained the embedding
+
+
+def test_human_mode_times_out_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["hero", "--human", "--port", "0", "--label-timeout", "0.3", "--out", str(tmp_path / "run"), *FAST]
+    )
+    captured = capsys.readouterr()
+    assert code == 2 and "not labelled within" in captured.err and len(captured.err.strip().splitlines()) == 1
