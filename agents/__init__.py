@@ -30,6 +30,7 @@ from hfrl.agents.reinforce import ReinforceConfig, ReinforceTrainer
 from hfrl.agents.reward_grad import RewardGradConfig, RewardGradTrainer
 from hfrl.agents.rwl import RWLConfig, RWLTrainer
 from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Config, SB3Trainer
+from hfrl.agents.sweep import load_results, run_sweep, summarise
 
 for _cls in (
     ReinforceTrainer,
@@ -74,6 +75,9 @@ __all__ = [
     "make_online_config",
     "make_online_trainer",
     "make_trainer",
+    "load_results",
     "recycle_noise",
     "register_agent",
+    "run_sweep",
+    "summarise",
 ]

@@ -43,7 +43,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (_, doc, _default) in sorted(_all_fields().items()):
         flag = "--" + name.replace("_", "-")
         group.add_argument(
-            flag, dest=f"cfg_{name}", default=argparse.SUPPRESS, metavar="VALUE", help=f"{doc}"
+            flag, dest=f"cfg_{name}", default=argparse.SUPPRESS, metavar="VALUE", help=doc.replace("%", "%%")
         )
 
 

@@ -1,0 +1,87 @@
+"""``hfrl sweep`` end to end on a tiny budget, resuming, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hfrl.cli import main
+
+TINY = [
+    "--set",
+    "steps=2",
+    "batch_size=8",
+    "aux-batch-size=4",
+    "dataset_size=16",
+    "round_steps=1",
+    "checkpoint_every=0",
+    "--device",
+    "cpu",
+]
+
+
+def test_sweep_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--agent", "rwl", "--grid", "kl=0,0.1", "--reward", "labeler", "--out", str(out)]
+    argv += ["--workers", "1", "--quiet", *TINY]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "target good-rate" in text and "source dPSNR" in text
+    assert "2 ran (of 2 runs)" in text
+    for name in ("results.csv", "results.parquet", "summary.csv", "tradeoff.png"):
+        assert (out / name).is_file() and str(out / name) in text
+    df = pd.read_parquet(out / "results.parquet")
+    assert df["kl"].tolist() == [0.0, 0.1] and df["steps"].tolist() == [2, 2]
+
+    assert main(argv) == 0  # finished runs are not run again
+    assert "2 cached (of 2 runs)" in capsys.readouterr().out
+
+    assert main([*argv, "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("finished") and lines[-1] == "2 runs (2 cells x 1 seeds), 2 finished"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--grid", "nope=1,2"], "not a setting"),
+        (["--grid", "kl=a,b"], "cannot read"),
+        (["--grid", "kl="], "NAME=VALUE"),
+        (["--grid", "kl=-1"], "kl must be"),
+        (["--grid", "kl=0", "--set", "steps"], "FIELD=VALUE"),
+        (["--grid", "kl=0", "--set", "kl=1"], "both"),
+        (["--grid", "kl=0", "--reward", "/nonexistent/model"], "no such reward"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    argv = ["sweep", "--agent", "rwl", "--reward", "labeler", "--out", str(tmp_path / "s"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and err.startswith("hfrl sweep: error:")
+    assert not (tmp_path / "s" / "cells").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--agent", "nope", "--grid", "kl=0"],
+        ["sweep", "--agent", "rwl"],  # no grid
+        ["sweep", "--agent", "rwl", "--grid"],  # empty grid
+        ["sweep", "--agent", "rwl", "--grid", "kl=0", "--seeds", "0"],
+        ["sweep", "--agent", "rwl", "--grid", "kl=0", "--backend", "slurm"],
+        ["sweep", "--agent", "rwl", "--grid", "kl=0", "--workers", "x"],
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err
+
+
+def test_missing_reward_is_named(tmp_path: Path, capsys) -> None:
+    assert main(["sweep", "--agent", "ppo", "--grid", "kl=0", "--out", str(tmp_path)]) == 2
+    assert "needs a reward" in capsys.readouterr().err
