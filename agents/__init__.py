@@ -29,7 +29,7 @@ from hfrl.agents.registry import AGENTS, agent_class, make_config, make_trainer,
 from hfrl.agents.reinforce import ReinforceConfig, ReinforceTrainer
 from hfrl.agents.reward_grad import RewardGradConfig, RewardGradTrainer
 from hfrl.agents.rwl import RWLConfig, RWLTrainer
-from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Config, SB3Trainer
+from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CConfig, SB3A2CTrainer, SB3Config, SB3Trainer
 from hfrl.agents.sweep import load_results, run_sweep, summarise
 
 for _cls in (
@@ -65,6 +65,7 @@ __all__ = [
     "RewardGradConfig",
     "RewardGradTrainer",
     "SB3A2CTrainer",
+    "SB3A2CConfig",
     "SB3Config",
     "SB3Trainer",
     "TrainResult",
