@@ -21,6 +21,7 @@ loss), ``ddpo`` (PPO with a reward model and DPOK's KL) and ``d3po`` (pairwise, 
 
 from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
+from hfrl.agents.compare import compare_agents
 from hfrl.agents.config import TrainerConfig
 from hfrl.agents.dpo import DPOConfig, DPOTrainer
 from hfrl.agents.hero import HeroConfig, HeroTrainer, make_online_config, make_online_trainer, recycle_noise
@@ -72,6 +73,7 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "agent_class",
+    "compare_agents",
     "make_config",
     "make_online_config",
     "make_online_trainer",

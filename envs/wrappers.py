@@ -170,7 +170,8 @@ class ConsistencyTerm(RewardTerm):
     """``-coef * mean((output - g0(x))^2)``: stay consistent with the frozen initial generator's output.
 
     The seed paper's consistency term: the mean squared pixel distance between the action (after
-    clipping) and what the initial generator ``g0`` outputs for the same noisy input.
+    clipping) and what the initial generator ``g0`` outputs for the same noisy input (clipped to
+    ``[0, 1]`` alike, so a generator whose raw output leaves the image range is not penalised for it).
 
     Args:
         initial: The frozen initial generator (or a :class:`GaussianPolicy` around it: its generator is
@@ -187,7 +188,7 @@ class ConsistencyTerm(RewardTerm):
     def __call__(self, transition: Transition) -> torch.Tensor:  # noqa: D102
         output = transition.output
         target = self.initial(transition.noisy.to(module_device(self.initial) or output.device))
-        mse = (output - target.to(output)).pow(2).flatten(1).mean(1)
+        mse = (output - target.to(output).clamp(0, 1)).pow(2).flatten(1).mean(1)
         return -self.coef * mse
 
 

