@@ -14,11 +14,8 @@ them — and then fits a logistic regression on how alike each output and the de
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -32,17 +29,6 @@ from hfrl.cli.common import (
     non_negative_float,
     positive_int,
 )
-
-KINDS = ("binary", "pairwise", "triplet")
-MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "similarity": ("similarity", ()),
-    "output": ("cnn", ("output",)),
-    "pair": ("cnn", ("noisy", "output")),
-    "residual": ("cnn", ("noisy", "output", "residual")),
-    "denoised": ("cnn", ("output", "denoised", "denoised_residual")),
-}
-"""``--model`` choices: ``(architecture, input channels)``; ``triplet`` turns ``cnn`` into ``embedding``."""
-NEEDS_DENOISER = ("similarity", "denoised")
 
 
 def _fraction(text: str) -> float:
@@ -66,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``hfrl reward`` and its actions."""
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
     from hfrl.rewards.ensemble import COMBINES
+    from hfrl.rewards.fit import KINDS, MODELS
     from hfrl.rewards.training import RESAMPLING
 
     parser = subparsers.add_parser(
@@ -155,6 +142,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-augment", action="store_true", help="turn augmentation off")
     g.add_argument("--no-class-weighting", action="store_true", help="turn class weighting off")
     g.add_argument(
+        "--monotone",
+        action="store_true",
+        help="similarity model: keep the weights on SSIM, correlation and RMSE to the denoised input at their "
+        "natural signs (advisable when a generator is fine-tuned by the reward's gradient)",
+    )
+    g.add_argument(
         "--label-smoothing",
         type=non_negative_float,
         default=defaults.label_smoothing,
@@ -187,49 +180,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(train, val)`` row indices: a seeded random split with at least one row on each side."""
-    from hfrl.errors import DataError
+def _denoiser_images(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``--denoiser-images`` noisy target-domain train images for the self-supervised denoiser, or ``None``.
 
-    if n < 2:
-        raise DataError(f"need at least 2 labelled rows to hold out a validation split, got {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = min(n - 1, max(1, int(round(fraction * n))))
-    return perm[n_val:], perm[:n_val]
-
-
-def _evaluator_verdicts(store: Any, ids: list[int], evaluator_path: Path | None, device: torch.device) -> Any:
-    """The evaluator's judgement of the stored outputs ``ids``, or ``None`` without clean images."""
-    from hfrl.feedback import FeedbackError
-    from hfrl.judges import Evaluator
-
-    try:
-        clean = store.clean_images(ids)
-    except FeedbackError:
-        return None
-    evaluator = Evaluator.from_pretrained(evaluator_path, device=device)
-    return evaluator.judge(store.images(ids, "output"), clean, store.sample_classes(ids))
-
-
-def _store_inputs(store: Any) -> torch.Tensor:
-    """Every noisy input the store holds, labelled or not: ``(N, 1, H, W)``."""
-    ids = sorted(
-        {
-            i
-            for q in store.queries()
-            for item in store.items(q.id)
-            for i in (item.sample_id, item.other_id)
-            if i is not None
-        }
-    )
-    return store.images(ids, "input")
-
-
-def _denoiser_images(args: argparse.Namespace, store_inputs: torch.Tensor) -> torch.Tensor:
-    """Noisy images to train the self-supervised denoiser on: the store's, plus target-domain ones."""
+    Args:
+        args: The parsed flags.
+        shape: ``(1, H, W)`` of the store's images, which these must match.
+    """
     if args.denoiser_images == 0:
-        return store_inputs
+        return None
     from hfrl.data import Domains, load_dataset, parse_classes
+    from hfrl.errors import DataError
     from hfrl.noise import make_noise
 
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
@@ -238,54 +199,24 @@ def _denoiser_images(args: argparse.Namespace, store_inputs: torch.Tensor) -> to
     g = torch.Generator().manual_seed(args.seed + 1)
     idx = torch.randperm(len(images), generator=g)[: args.denoiser_images]
     noisy = make_noise(args.noise, args.noise_level)(images.images[idx], g)
-    if noisy.shape[1:] != store_inputs.shape[1:]:
-        from hfrl.errors import DataError
-
+    if tuple(noisy.shape[1:]) != tuple(shape):
         raise DataError(
             f"{args.dataset} images are {tuple(noisy.shape[2:])} but the store's are "
-            f"{tuple(store_inputs.shape[2:])}; pass --denoiser-images 0 or the matching --dataset"
+            f"{tuple(shape[1:])}; pass --denoiser-images 0 or the matching --dataset"
         )
-    return torch.cat([store_inputs, noisy])
+    return noisy
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.3f}"
-    return str(value)
+def _store_image_shape(db: Path) -> tuple[int, ...] | None:
+    """``(1, H, W)`` of the store's first sample, or ``None`` for an empty store."""
+    from hfrl.feedback import FeedbackStore
 
-
-def _markdown(report: dict[str, Any]) -> str:
-    title = f"# Reward model: {report['kind']}, {report['model_name']}"
-    if report["ensemble"] > 1:
-        title += f", ensemble of {report['ensemble']} ({report['combine']})"
-    lines = [
-        title,
-        "",
-        f"- feedback store: `{report['db']}`",
-        f"- rows: {report['rows']['train']} train, {report['rows']['val']} validation",
-        f"- seed {report['seed']}; {report['seconds']:.1f} s",
-    ]
-    if report.get("denoiser"):
-        den = report["denoiser"]
-        lines.append(
-            f"- self-supervised denoiser: {den['images']} noisy images, {den['steps']} steps, "
-            f"{den['seconds']:.1f} s"
-        )
-    lines += [
-        "",
-        "| validation against | n | accuracy | AUC | calibration error (ECE) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, m in report["validation"].items():
-        if m is None:
-            lines.append(f"| {name} | – | not available | | |")
-            continue
-        lines.append(
-            f"| {name} | {m.get('n', '')} | {_fmt(m.get('accuracy', math.nan))} | {_fmt(m.get('auc', math.nan))} "
-            f"| {_fmt(m.get('ece', math.nan))} |"
-        )
-    lines += ["", f"Checkpoint: `{report['checkpoint']}`", ""]
-    return "\n".join(lines)
+    with FeedbackStore(db, create=False) as store:
+        queries = store.queries()
+        items = store.items(queries[0].id) if queries else []
+        if not items:
+            return None
+        return tuple(store.images([items[0].sample_id], "input").shape[1:])
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -296,7 +227,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.lr <= 0:
         raise ConfigError(f"--lr must be > 0, got {args.lr}")
     if args.model is None:
-        args.model = "denoised" if args.kind == "triplet" else "similarity"
+        from hfrl.rewards.fit import default_model
+
+        args.model = default_model(args.kind)
     uses_aux = args.aux_weight > 0 or args.pretrain_steps > 0
     if args.kind == "triplet" and args.model == "similarity":
         raise ConfigError(
@@ -314,24 +247,9 @@ def _check_args(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Load the labels, split, train, validate and write the run directory."""
     from hfrl.device import resolve_device, seed_everything
-    from hfrl.errors import DataError
-    from hfrl.feedback import FeedbackStore
-    from hfrl.rewards import (
-        DenoiserConfig,
-        LabelledSamples,
-        PreferencePairs,
-        RewardModelConfig,
-        RewardTrainingConfig,
-        TripletFeedback,
-        binary_report,
-        make_reward_model,
-        pairwise_report,
-        save_reward_model,
-        train_denoiser,
-        train_ensemble,
-        train_reward_model,
-    )
-    from hfrl.runs import CSVLogger, make_run_dir, write_json
+    from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
+    from hfrl.rewards.fit import NEEDS_DENOISER, fit_reward_from_store, report_markdown
+    from hfrl.runs import make_run_dir, write_json
 
     _check_args(args)
     if args.threads is not None:
@@ -339,43 +257,10 @@ def run_train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     device = resolve_device(args.device)
     start = time.perf_counter()
-
-    with FeedbackStore(args.db, create=False) as store:
-        if args.kind == "pairwise":
-            pt = store.pair_tensors(min_votes=args.min_votes)
-            if len(pt) == 0:
-                raise DataError(
-                    f"{args.db}: no pairwise labels to train on (label some 'pair' queries first)"
-                )
-            data: Any = PreferencePairs(pt.inputs, pt.left, pt.right, pt.preference)
-            ids_left, ids_right = pt.left_ids.tolist(), pt.right_ids.tolist()
-        else:
-            rt = store.rating_tensors(min_votes=args.min_votes)
-            if len(rt) == 0:
-                raise DataError(f"{args.db}: no good/bad labels to train on (label some queries first)")
-            if args.kind == "triplet":
-                data = TripletFeedback(rt.inputs, rt.outputs, rt.targets, rt.best > 0)
-            else:
-                data = LabelledSamples(rt.inputs, rt.outputs, rt.targets)
-            ids_left, ids_right = rt.sample_ids.tolist(), []
-        train_idx, val_idx = _split(len(data), args.val_fraction, args.seed)
-        train, val = data.subset(train_idx), data.subset(val_idx)
-        val_left = [ids_left[i] for i in val_idx.tolist()]
-        val_right = [ids_right[i] for i in val_idx.tolist()] if ids_right else []
-        verdict_left = _evaluator_verdicts(store, val_left, args.evaluator, device)
-        verdict_right = _evaluator_verdicts(store, val_right, args.evaluator, device) if val_right else None
-        store_inputs = _store_inputs(store) if args.model in NEEDS_DENOISER else None
-
-    denoiser = denoiser_info = None
-    if store_inputs is not None:
-        images = _denoiser_images(args, store_inputs)
-        den_config = DenoiserConfig(steps=args.denoiser_steps, seed=args.seed, device=str(device))
-        denoiser, info = train_denoiser(images, den_config)
-        denoiser_info = {"images": int(images.shape[0]), "steps": args.denoiser_steps, **info}
-    arch, inputs = MODELS[args.model]
-    if args.kind == "triplet":
-        arch = "embedding"
-    model_config = RewardModelConfig(arch=arch, inputs=inputs)
+    extra = None
+    if args.model in NEEDS_DENOISER:
+        shape = _store_image_shape(args.db)
+        extra = _denoiser_images(args, shape) if shape is not None else None
     config = RewardTrainingConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -388,75 +273,29 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=str(device),
     )
-    if args.ensemble > 1:
-        model, results = train_ensemble(
-            train,
-            args.ensemble,
-            config=config,
-            resampling=args.resampling,
-            combine=args.combine,
-            make_member=lambda seed: make_reward_model(model_config, seed, denoiser=denoiser),
-        )
-    else:
-        result = train_reward_model(
-            make_reward_model(model_config, args.seed, denoiser=denoiser), train, config
-        )
-        model, results = result.model, [result]
-
-    validation: dict[str, Any] = {}
-    if args.kind == "pairwise":
-        ra = model.predict_th(val.noisy, val.left)
-        rb = model.predict_th(val.noisy, val.right)
-        validation["labels"] = pairwise_report(ra, rb, val.preference)
-        if verdict_left is not None and verdict_right is not None:
-            ql, qr = verdict_left.quality, verdict_right.quality
-            pref = torch.where((ql - qr).abs() < 1e-6, torch.full_like(ql, 0.5), (ql > qr).float())
-            validation["evaluator (pairs)"] = pairwise_report(ra, rb, pref)
-            scores = torch.cat([ra, rb])
-            good = torch.cat([verdict_left.good, verdict_right.good]).float()
-            validation["evaluator (good/bad)"] = binary_report(scores, good)
-        else:
-            validation["evaluator"] = None
-    else:
-        prob = model.predict_th(val.noisy, val.output)
-        validation["labels"] = binary_report(prob, val.label)
-        validation["evaluator"] = (
-            binary_report(prob, verdict_left.good.float()) if verdict_left is not None else None
-        )
-
     out = make_run_dir(args.out, "reward")
-    meta = {
-        "kind": args.kind,
-        "model": args.model,
-        "db": str(args.db),
-        "seed": args.seed,
-        "validation": validation,
-    }
-    checkpoint = save_reward_model(out / "model", model, metadata=meta)
-    logger = CSVLogger(out / "metrics.csv")
-    for member, r in enumerate(results):
-        for row in r.history:
-            logger.log(
-                {"member": member, **{k: row.get(k, "") for k in ("step", "loss", "loss/main", "loss/aux")}}
-            )
-    report = {
-        "kind": args.kind,
-        "model_name": args.model,
-        "db": str(args.db),
-        "ensemble": args.ensemble,
-        "combine": args.combine if args.ensemble > 1 else None,
-        "seed": args.seed,
-        "rows": {"train": len(train), "val": len(val)},
-        "model": model_config.to_dict(),
-        "denoiser": denoiser_info,
-        "training": asdict(config),
-        "validation": validation,
-        "seconds": time.perf_counter() - start,
-        "checkpoint": str(checkpoint),
-    }
+    fit = fit_reward_from_store(
+        args.db,
+        out,
+        kind=args.kind,
+        model=args.model,
+        ensemble=args.ensemble,
+        combine=args.combine,
+        resampling=args.resampling,
+        val_fraction=args.val_fraction,
+        min_votes=args.min_votes,
+        training=config,
+        denoiser_config=DenoiserConfig(steps=args.denoiser_steps, seed=args.seed, device=str(device)),
+        extra_denoiser_images=extra,
+        evaluator=args.evaluator,
+        seed=args.seed,
+        device=device,
+        monotone=args.monotone,
+    )
+    report = {**fit.report, "seconds": time.perf_counter() - start}
     write_json(out / "report.json", report)
     write_json(out / "config.json", {"args": {k: v for k, v in vars(args).items() if k != "func"}, **report})
-    (out / "report.md").write_text(_markdown(report))
-    print(_markdown(report))
-    print(f"wrote {checkpoint}, {out / 'report.json'} and {out / 'report.md'}")
+    (out / "report.md").write_text(report_markdown(report))
+    print(report_markdown(report))
+    print(f"wrote {fit.checkpoint}, {out / 'report.json'} and {out / 'report.md'}")
     return 0
