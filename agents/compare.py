@@ -30,19 +30,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import nn
 
 from hfrl.agents.base import NonFiniteLossError
 from hfrl.agents.config import TrainerConfig
 from hfrl.agents.registry import agent_class
+from hfrl.device import machine_description
 from hfrl.envs.rewards import RewardSpec, resolve_reward
 from hfrl.errors import ConfigError, HfrlError
 from hfrl.runs import write_json
@@ -175,7 +174,7 @@ def compare_agents(
             "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
             "reward": describe_reward(reward),
             "labels_used": labels_used,
-            "machine": machine(),
+            "machine": machine_description(),
         },
     )
     rows: list[dict[str, Any]] = []
@@ -470,20 +469,6 @@ def plot_comparison(results: pd.DataFrame, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.savefig(path)
     return path
-
-
-def machine() -> str:
-    """The machine in a few words (CPU, cores, torch threads, GPU), for ``config.json``."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s){gpu}"
 
 
 __all__ = [

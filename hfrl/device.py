@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,3 +64,21 @@ def seed_everything(seed: int) -> torch.Generator:
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux), for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """The machine in one line: CPU, cores, torch threads, GPU (when there is one), torch version."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu_name()}, {cores} cores, {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"

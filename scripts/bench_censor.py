@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,7 +48,7 @@ from hfrl.censoring import (
     timed,
     train_reward_setup,
 )
-from hfrl.device import resolve_device, seed_everything
+from hfrl.device import cpu_name, resolve_device, seed_everything
 from hfrl.diffusion import DDIMScheduler, load_ddpm
 from hfrl.feedback import FeedbackQueue
 from hfrl.judges import Evaluator
@@ -73,18 +71,6 @@ class Row:
     guidance: str
     report: CensorReport
     train_seconds: float = 0.0
-
-
-def cpu_name() -> str:
-    """The CPU model, as ``lscpu`` reports it (or the platform's name)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fmt_rate(value: float) -> str:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from hfrl.data import load_embedded_mnist
+from hfrl.device import cpu_name
 from hfrl.feedback import FeedbackQueue, FeedbackStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,16 +63,6 @@ class LabelerStats:
     acked: dict[int, tuple[int, str]] = field(default_factory=dict)
     errors: int = 0
     empty_pages: int = 0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def start_server(db: Path, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:

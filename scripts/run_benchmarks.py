@@ -14,36 +14,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from hfrl.device import machine_description
+
 SCRIPTS = Path(__file__).resolve().parent
 RESULTS = Path("bench-results")
-
-
-def machine() -> str:
-    """One line describing the machine (CPU model, cores, GPU when present)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = ""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== bench_{name}.py finished in {time.perf_counter() - start:.0f} s (exit {proc.returncode})")
         if proc.returncode != 0:
             failed.append(name)
-    parts = [f"# Benchmark results\n\nMachine: {machine()}\n"]
+    parts = [f"# Benchmark results\n\nMachine: {machine_description()}\n"]
     for name in available:
         table = RESULTS / f"{name}.md"
         if table.exists():

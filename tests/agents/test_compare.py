@@ -70,7 +70,7 @@ def test_two_agents_two_seeds_share_one_reward_per_seed(tmp_path: Path, tiny: di
     assert (out / "compare.png").stat().st_size > 5_000
     config = json.loads((out / "config.json").read_text())
     assert config["agents"] == ["reward-grad", "dpo"] and config["seeds"] == [0, 1]
-    assert config["labels_used"] == 50 and "CPUs" in config["machine"]
+    assert config["labels_used"] == 50 and "cores" in config["machine"]
 
 
 class NaNReward(nn.Module):
