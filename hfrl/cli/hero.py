@@ -60,8 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size",
         type=positive_int,
-        default=64,
-        help="samples labelled per round (default: %(default)s)",
+        default=None,
+        help="samples labelled per round; d3po asks about half as many pairs (default: hero 32, others 64)",
     )
     p.add_argument(
         "--ddpm", default=None, help="DDPM checkpoint to fine-tune (default: the shipped ddpm_digits)"
@@ -109,11 +109,11 @@ def _parse_value(text: str) -> Any:
 
 def config_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the arguments set (``None`` options keep the method's default)."""
-    fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "batch_size": args.batch_size,
-                              "seed": args.seed, "device": args.device}  # fmt: skip
+    fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "seed": args.seed,
+                              "device": args.device}  # fmt: skip
     optional = {
-        "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr, "kl": args.kl,
-        "epsilon": args.epsilon, "best_share": args.best_share, "eval_samples": args.eval_samples,
+        "batch_size": args.batch_size, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
+        "kl": args.kl, "epsilon": args.epsilon, "best_share": args.best_share, "eval_samples": args.eval_samples,
         "label_timeout": args.label_timeout,
     }  # fmt: skip
     fields.update({k: v for k, v in optional.items() if v is not None})

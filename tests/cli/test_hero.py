@@ -129,3 +129,17 @@ def test_human_mode_times_out_with_one_line(tmp_path: Path, capsys: pytest.Captu
     )
     captured = capsys.readouterr()
     assert code == 2 and "not labelled within" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_batch_size_defaults_to_the_methods_own() -> None:
+    from hfrl.agents.hero import make_online_config
+    from hfrl.cli import build_parser
+    from hfrl.cli.hero import config_fields
+
+    args = build_parser().parse_args(["hero", "--method", "d3po"])
+    fields = config_fields(args)
+    assert "batch_size" not in fields
+    assert make_online_config("hero", **config_fields(build_parser().parse_args(["hero"]))).batch_size == 32
+    assert make_online_config("d3po", **fields).batch_size == 64
+    args = build_parser().parse_args(["hero", "--batch-size", "16"])
+    assert config_fields(args)["batch_size"] == 16
