@@ -2,7 +2,7 @@
 
 For each seed and each number of labels (0, 50, 100, 200, 500 by default) the synthetic labeler answers
 questions about the shipped source generator's target-domain outputs through the feedback store (active
-selection in rounds, :func:`hfrl.feedback.collect.prepare_reward`); a similarity-reward ensemble is fitted
+selection in rounds, :func:`hfrl.feedback.collect.prepare_reward`); a monotone similarity reward is fitted
 to those labels; then every agent fine-tunes the generator against that reward with its default settings
 (:func:`hfrl.agents.compare.compare_agents`). The independent evaluator scores the test split. Agents
 never see a clean target image; the evaluator never trains anything.
@@ -240,7 +240,8 @@ def report(results: dict[str, Any], minutes: float) -> str:
         "",
         f"Target domain: digits 1-9 of the embedded MNIST test split (1350 images), Gaussian noise sigma 0.5. "
         f"Starting point: the shipped source generator (trained on noisy 0s). Labels: the synthetic labeler "
-        f"through the feedback store, active selection; reward: similarity-reward ensemble. Verdicts: the "
+        f"through the feedback store, active selection; reward: the monotone similarity reward fitted to "
+        f"them (0 labels: its label-free prior). Verdicts: the "
         f"independent evaluator. Mean ± std over {seeds} seed(s), {results['args']['steps']} updates per "
         f"agent with its default settings. Machine: {results['machine']}; {minutes:.0f} min in all.",
         "",
