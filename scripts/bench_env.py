@@ -30,7 +30,6 @@ import copy
 import datetime
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from gymnasium.vector import AutoresetMode
 from torch import nn
 
 import hfrl.envs  # noqa: F401  (registers hfrl/Denoise-v0)
-from hfrl.device import resolve_device
+from hfrl.device import cpu_name, resolve_device
 from hfrl.envs.denoise import resolve_images
 from hfrl.envs.rewards import resolve_reward
 from hfrl.envs.vector import BatchedDenoiseEnv
@@ -153,14 +152,7 @@ def build_reward(name: str, device: torch.device) -> tuple[Any, str]:
 
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return {"cpu": cpu, "nproc": str(cores), "threads": str(torch.get_num_threads()), "load": load}

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -40,23 +38,10 @@ import torch
 
 from hfrl.agents.hero import METHODS, make_online_config, make_online_trainer
 from hfrl.cli.hero import _parse_value
+from hfrl.device import machine_description
 
 GOAL_RATIO = 4.0
 RECYCLED = "success_rate_recycled"
-
-
-def machine() -> str:
-    """CPU model, cores and torch threads (or the GPU)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, nproc {os.cpu_count()}, torch threads {torch.get_num_threads()}{gpu}"
 
 
 def labels_per_round(method: str, batch_size: int) -> int:
@@ -251,7 +236,10 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
                 lines.append(_goal_line(summary, name, key, what, args.reach, max_labels))
         if "ratio_d3po_over_hero_labels_to_reach" in summary:
             summary["ratio_d3po_over_hero"] = summary["ratio_d3po_over_hero_labels_to_reach"]
-    lines += ["", f"Machine: {getattr(args, 'machine', None) or machine()}; total {seconds:.0f} s."]
+    lines += [
+        "",
+        f"Machine: {getattr(args, 'machine', None) or machine_description()}; total {seconds:.0f} s.",
+    ]
     return "\n".join(lines) + "\n", summary
 
 
@@ -303,7 +291,7 @@ def write(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
     out.write_text(text)
     payload = {
         "args": {k: v for k, v in vars(args).items() if k not in ("merge", "set")},
-        "machine": getattr(args, "machine", None) or machine(),
+        "machine": getattr(args, "machine", None) or machine_description(),
         "seconds": seconds,
         "summary": summary,
         "runs": runs,

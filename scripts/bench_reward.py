@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -46,7 +44,7 @@ import torch
 
 from hfrl.checkpoint import load_checkpoint
 from hfrl.data import Domains, load_embedded_mnist
-from hfrl.device import seed_everything
+from hfrl.device import machine_description, seed_everything
 from hfrl.evaluation import generate
 from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
 from hfrl.metrics import ssim
@@ -318,20 +316,6 @@ def cell(values: list[float], pct: bool = True) -> str:
     return f"{100 * m:.1f} ± {100 * s:.1f}" if pct else f"{m:.3f} ± {s:.3f}"
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        cpu = next(
-            (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), cpu
-        )
-    except OSError:
-        pass
-    import os
-
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
 def report(
     args: Args, data: Data, results: dict[str, dict[int, list[dict[str, float]]]], seconds: float
 ) -> str:
@@ -356,7 +340,7 @@ def report(
         f"(evaluator good-rate {100 * ev_rate:.1f} %). Labels: synthetic labeler (no flips) on "
         f"{len(data.pool_label)} target train outputs (labeler good-rate {100 * float(data.pool_label.mean()):.1f} %). "
         f"Mean ± std over {args.seeds} seed(s); {args.steps} training steps per model. "
-        f"Machine: {machine()}; {seconds / 60:.1f} min in all.",
+        f"Machine: {machine_description()}; {seconds / 60:.1f} min in all.",
         "",
         f"The similarity rows compare each output with a self-supervised (Noise2Self) denoiser's estimate of the "
         f"clean input, trained on the pool's {len(data.pool_label)} noisy inputs alone ({den['seconds']:.0f} s; "
@@ -504,7 +488,7 @@ def main(argv: list[str] | None = None) -> str:
         json.dumps(
             {
                 "args": asdict(args),
-                "machine": machine(),
+                "machine": machine_description(),
                 "seconds": seconds,
                 "results": {k: {str(n): v for n, v in r.items()} for k, r in results.items()},
             },
