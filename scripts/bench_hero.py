@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from hfrl.agents.hero import METHODS, make_online_config, make_online_trainer
-from hfrl.cli.hero import _parse_value
+from hfrl.cli.common import parse_literal
 from hfrl.device import machine_description
 
 GOAL_RATIO = 4.0
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> str:
             parser.error(
                 f"--set takes METHOD.FIELD=VALUE with METHOD one of {', '.join(METHODS)}, got {item!r}"
             )
-        args.overrides.setdefault(method, {})[name] = _parse_value(value)
+        args.overrides.setdefault(method, {})[name] = parse_literal(value)
     torch.set_num_threads(args.threads)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in METHODS]

@@ -10,14 +10,9 @@ user's own agent, which then takes part like a built-in one.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_device, positive_int
+from hfrl.cli.common import add_device, add_import, import_user_code, positive_int
 from hfrl.errors import ConfigError
 
 DEFAULT_AGENTS = "reward-grad,rwl,ppo"
@@ -69,14 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a config field for every agent that has it (e.g. kl=0.01, batch_size=32), or for one agent "
         "(rwl.dataset_size=256); repeatable. Fields are those of 'hfrl finetune --help'",
     )
-    p.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE|FILE.py",
-        help="import a module or Python file first, e.g. one that calls hfrl.agents.register_agent (repeatable)",
-    )
+    add_import(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/bench-TIMESTAMP)")
     add_device(p)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -147,41 +135,6 @@ def parse_settings(
             raise ConfigError(f"--set {setting!r}: no compared agent has a setting {field!r}")
         base[field] = coerce_field(agent_class(owners[0]).config_class, field, text)
     return base, overrides
-
-
-def import_user_code(spec: str) -> None:
-    """Import a module by name, or a Python file by path, once per process.
-
-    Raises:
-        ConfigError: when it cannot be found or fails while importing.
-    """
-    path = Path(spec)
-    try:
-        if spec.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise ConfigError(f"--import {spec}: no such file")
-            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-            name = f"hfrl_user_{path.stem}_{digest}"
-            if name in sys.modules:
-                return
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"--import {spec}: not a Python file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module  # dataclasses look their module up there
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-        else:
-            importlib.import_module(spec)
-    except ConfigError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"--import {spec}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's code failed: one line, as for every bad input
-        raise ConfigError(f"--import {spec}: {type(exc).__name__}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:

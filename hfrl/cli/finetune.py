@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import existing_path
+from hfrl.cli.common import add_import, existing_path, import_user_code
 from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
 
 AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
+"""The built-in agents (``--import`` may register more)."""
 SKIP_FIELDS = {"progress"}
 
 
@@ -48,8 +49,18 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """The ``--field VALUE`` options the user gave, as raw strings."""
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    """The ``--field VALUE`` and ``--set FIELD=VALUE`` options the user gave, as raw strings.
+
+    Raises:
+        ConfigError: for a ``--set`` option that is not ``FIELD=VALUE``.
+    """
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+    for item in getattr(args, "settings", []):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
+        overrides[name.strip().replace("-", "_")] = value
+    return overrides
 
 
 def build_config(agent: str, overrides: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
@@ -74,7 +85,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "resumable state checkpoint, the fine-tuned generator, image grids and evaluation.json.",
     )
     p.add_argument(
-        "--agent", choices=AGENT_NAMES, default="reward-grad", help="the agent (default: %(default)s)"
+        "--agent",
+        default="reward-grad",
+        metavar="NAME",
+        help=f"the agent: {', '.join(AGENT_NAMES)}, or one registered by --import (default: %(default)s)",
     )
     p.add_argument(
         "--resume",
@@ -85,6 +99,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default=None, help="run directory (default: runs/finetune-AGENT-TIMESTAMP)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import(p)
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any config field of the agent by name, including those of an agent registered by --import "
+        "(repeatable)",
+    )
     add_config_arguments(p)
     p.set_defaults(func=run)
 
@@ -93,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the trainer (or restore it), train, print the final evaluation."""
     from hfrl.agents import agent_class
 
+    for spec in args.imports:
+        import_user_code(spec)
     overrides = config_overrides(args)
     if args.quiet:
         overrides["progress"] = False
@@ -103,6 +129,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{run_dir}: not a finetune run directory (no config.json)")
         saved = json.loads(cfg_path.read_text())
         agent = saved.pop("agent")
+        if agent not in _agents():
+            raise ConfigError(
+                f"{run_dir} was trained by agent {agent!r}, which is not registered here; "
+                "pass the --import that registers it"
+            )
         unknown = set(overrides) - {"steps", "progress", "device"}
         if unknown:
             raise ConfigError(

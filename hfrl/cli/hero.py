@@ -20,7 +20,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_device, add_out, add_quiet, add_seed, non_negative_float, positive_int
+from hfrl.cli.common import (
+    add_device,
+    add_out,
+    add_quiet,
+    add_seed,
+    non_negative_float,
+    parse_literal,
+    positive_int,
+)
 from hfrl.errors import ConfigError
 
 METHOD_CHOICES = ("hero", "rwl", "ddpo", "d3po")
@@ -93,20 +101,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def config_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the arguments set (``None`` options keep the method's default)."""
     fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "seed": args.seed,
@@ -121,7 +115,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
-        fields[name.strip()] = _parse_value(value)
+        fields[name.strip()] = parse_literal(value)
     if args.method != "hero":
         for name in ("epsilon", "best_share"):
             if name in fields:

@@ -14,6 +14,8 @@ Run (the reward: a reward-model checkpoint, e.g. from ``hfrl reward train``, or 
 
     python scripts/examples/custom_agent.py --reward runs/reward/model --labels 200 --out runs/bench-elite
     hfrl bench --import scripts/examples/custom_agent.py --agents reward-grad,rwl,elite --reward runs/reward/model
+    hfrl finetune --import scripts/examples/custom_agent.py --agent elite --set elite_fraction=0.5 \
+        --reward runs/reward/model
 """
 
 from __future__ import annotations
