@@ -68,12 +68,15 @@ class TrainResult:
         final: The final evaluation (``compare`` of the initial and the fine-tuned generator on the test
             split, plus ``labels_used`` and ``seconds``).
         run_dir: Where everything was written.
+        evaluation: The fine-tuned generator's full test-split evaluation behind ``final`` (per-image
+            outputs and metrics, for reports and grids).
     """
 
     steps: int
     history: list[dict[str, float]]
     final: dict[str, Any]
     run_dir: Path
+    evaluation: Evaluation | None = None
 
 
 class MetricLogger:
@@ -201,6 +204,8 @@ class Trainer(ABC):
         )
         self.logger = MetricLogger(self.run_dir)
         self._initial_eval: Evaluation | None = None
+        self.final_evaluation: Evaluation | None = None
+        """The last :meth:`finish` evaluation (``None`` before training ends)."""
 
     # -- what agents implement -------------------------------------------------------------------------
 
@@ -317,7 +322,7 @@ class Trainer(ABC):
         final = self.finish(time.perf_counter() - start)
         self.callbacks.on_train_end()
         self.logger.close()
-        return TrainResult(self.step, history, final, self.run_dir)
+        return TrainResult(self.step, history, final, self.run_dir, self.final_evaluation)
 
     # -- evaluation ------------------------------------------------------------------------------------
 
@@ -370,6 +375,7 @@ class Trainer(ABC):
         after = evaluate_generator(
             self.policy.generator, self.domains, self.noise, self.evaluator, split="test", seed=0
         )
+        self.final_evaluation = after
         final = {
             "agent": self.name,
             "steps": self.step,

@@ -226,7 +226,6 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
 
     from hfrl.agents import agent_class, make_config, make_trainer
     from hfrl.device import seed_everything
-    from hfrl.evaluation import evaluate_generator
     from hfrl.feedback.collect import prepare_reward
     from hfrl.report import RunSummary, run_metrics, save_report_figures, write_report
 
@@ -312,9 +311,8 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
 
     with stages("evaluate"):
         before = trainer.initial_evaluation()
-        after = evaluate_generator(
-            trainer.policy.generator, trainer.domains, trainer.noise, trainer.evaluator, split="test", seed=0
-        )
+        after = result.evaluation  # Trainer.finish evaluated the fine-tuned generator on the test split
+        assert after is not None
         metrics = run_metrics(before, after)
 
     with stages("report"):

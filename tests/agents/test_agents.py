@@ -49,6 +49,9 @@ def test_tiny_run_writes_a_complete_run_directory(name: str, tiny_reward, tmp_pa
         "target_psnr_gain",
     ):
         assert key in final
+    # the evaluation behind evaluation.json comes back with the result (reports need not evaluate again)
+    assert result.evaluation is not None
+    assert result.evaluation.target.summary()["good_rate"] == pytest.approx(final["target_good_rate_after"])
     # the reward model never changes
     for before, after in zip(reward_params, tiny_reward.parameters()):
         assert torch.equal(before, after)
