@@ -194,7 +194,11 @@ class Trainer(ABC):
         )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
-        self.evaluator = evaluator if evaluator is not None else Evaluator.from_pretrained(device=self.device)
+        self.evaluator = (
+            evaluator
+            if evaluator is not None
+            else Evaluator.from_pretrained(config.evaluator, device=self.device)
+        )
         self.noise = make_noise(config.noise, config.noise_level)
 
         self.step = 0

@@ -56,6 +56,9 @@ class TrainerConfig:
     """Noise model."""
     noise_level: float = 0.5
     """Noise strength."""
+    evaluator: str | None = None
+    """Classifier checkpoint of the independent evaluator that scores the results (default: the shipped
+    digit classifier; another dataset needs its own, e.g. ``scripts/bench_fashion.py`` trains one)."""
 
     # -- optimisation ----------------------------------------------------------------------------------
     steps: int = 200

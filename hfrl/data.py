@@ -12,6 +12,7 @@ every machine.
 from __future__ import annotations
 
 import functools
+import gzip
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,58 @@ _TORCHVISION = {
 }
 
 
+IDX_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+"""The MNIST-format file names (``.gz`` or not) of the official training and test parts."""
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}  # fmt: skip
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), plain or gzip-compressed.
+
+    torchvision's reader needs uncompressed files inside its own folder layout; this one reads the files
+    as distributions ship them (e.g. Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets``).
+
+    Raises:
+        DataError: for a file that is not IDX.
+    """
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file")
+    ndim = raw[3]
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = 4 + 4 * ndim + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(f"{path}: IDX header says {dims} but the file holds {len(raw)} bytes, not {expected}")
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write ``uint8`` images ``(N, H, W)`` or labels ``(N,)`` as an IDX file (gzip-compressed for ``.gz``)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    data = header + array.tobytes()
+    path = Path(path)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def find_idx_files(data_dir: str | Path, train: bool = True) -> tuple[Path, Path] | None:
+    """The images and labels IDX files of one part lying directly in ``data_dir`` (plain or ``.gz``)."""
+    found = []
+    for stem in IDX_FILES[train]:
+        candidates = [Path(data_dir) / stem, Path(data_dir) / f"{stem}.gz"]
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            return None
+        found.append(hit)
+    return found[0], found[1]
+
+
 def load_torchvision(
     name: str,
     data_dir: str | Path,
@@ -236,7 +289,11 @@ def load_torchvision(
     emnist_split: str = "digits",
     limit: int | None = None,
 ) -> ImageSet:
-    """A full torchvision dataset read from ``data_dir`` (raw IDX files in ``<data_dir>/<Class>/raw``).
+    """A full torchvision dataset read from ``data_dir``.
+
+    The files may lie where torchvision puts them (``<data_dir>/<Class>/raw``) or, for ``mnist``,
+    ``fashion-mnist`` and ``kmnist``, directly in ``data_dir`` under their usual names, plain or
+    gzip-compressed (:data:`IDX_FILES`).
 
     Args:
         name: ``mnist``, ``fashion-mnist``, ``kmnist`` or ``emnist``.
@@ -253,6 +310,16 @@ def load_torchvision(
 
     if name not in _TORCHVISION:
         raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    flat = find_idx_files(data_dir, train) if name != "emnist" else None
+    if flat is not None:
+        images, labels = (read_idx(f) for f in flat)
+        if images.ndim != 3 or labels.shape != images.shape[:1]:
+            raise DataError(
+                f"{flat[0]}: expected images (N, H, W) and N labels, got {images.shape}, {labels.shape}"
+            )
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        return ImageSet(as_images(images, name=name), torch.from_numpy(labels.astype(np.int64)), name)
     cls = getattr(tvd, _TORCHVISION[name])
     kwargs: dict[str, Any] = {"root": str(data_dir), "train": train, "download": download}
     if name == "emnist":

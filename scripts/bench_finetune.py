@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,7 @@ def run(args: Args) -> dict[str, Any]:
     """Every measurement of the benchmark; returns the JSON-ready results."""
     out = Path(args.out)
     runs = out.with_name(out.stem + "-runs")
+    shutil.rmtree(runs, ignore_errors=True)  # a rerun starts afresh (feedback stores refuse to be reused)
     evaluator = Evaluator.from_pretrained()
     seeds = list(range(args.seeds))
     base = {"steps": args.steps, "eval_every": 0, "checkpoint_every": 0, "progress": False}

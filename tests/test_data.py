@@ -12,7 +12,9 @@ from hfrl.data import (
     load_dataset,
     load_torchvision,
     parse_classes,
+    read_idx,
     split_indices,
+    write_idx,
 )
 from hfrl.errors import DataError
 
@@ -136,6 +138,44 @@ def test_torchvision_datasets_from_local_idx(tmp_path: Path, name: str, folder: 
     assert data.images.shape == (12, 1, 28, 28)
     assert torch.equal(data.labels, torch.from_numpy(labels).long())
     assert torch.allclose(data.images[:, 0], torch.from_numpy(images).float() / 255)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_idx_files_lying_flat_in_the_folder(tmp_path: Path, suffix: str) -> None:
+    """As distributions ship them (e.g. Debian's /usr/share/datasets/fashion-mnist), gzip-compressed or not."""
+    import gzip
+
+    images, labels = _fake_dataset(tmp_path / "staging", "x", "")
+    for part in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            raw = (tmp_path / "staging" / "x" / "raw" / f"{part}-{kind}-ubyte").read_bytes()
+            dest = tmp_path / "flat" / f"{part}-{kind}-ubyte{suffix}"
+            dest.parent.mkdir(exist_ok=True)
+            dest.write_bytes(gzip.compress(raw) if suffix else raw)
+    data = load_dataset("fashion-mnist", tmp_path / "flat")
+    assert data.name == "fashion-mnist" and data.images.shape == (12, 1, 28, 28)
+    assert torch.equal(data.labels, torch.from_numpy(labels).long())
+    assert torch.allclose(data.images[:, 0], torch.from_numpy(images).float() / 255)
+
+
+def test_write_idx_is_read_back_by_torchvision(tmp_path: Path) -> None:
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    images = np.random.default_rng(1).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "images", images)
+    write_idx(tmp_path / "labels.gz", np.arange(5))
+    assert np.array_equal(read_sn3_pascalvincent_tensor(str(tmp_path / "images")).numpy(), images)
+    assert np.array_equal(read_idx(tmp_path / "labels.gz"), np.arange(5))
+
+
+def test_a_broken_idx_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "not-idx").write_bytes(b"PK\x03\x04 a zip file")
+    with pytest.raises(DataError, match="not an IDX file"):
+        read_idx(tmp_path / "not-idx")
+    write_idx(tmp_path / "short", np.zeros((3, 4, 4)))
+    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-5])
+    with pytest.raises(DataError, match="holds"):
+        read_idx(tmp_path / "short")
 
 
 def test_emnist_is_transposed_back(tmp_path: Path) -> None:

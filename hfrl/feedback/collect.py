@@ -514,6 +514,7 @@ def _agreement_with_evaluator(
     seed: int,
     device: torch.device,
     n: int = 1000,
+    evaluator: str | Path | None = None,
 ) -> dict[str, float]:
     """Benchmark-only: the reward (>= 0.5 read as good) against the evaluator on up to ``n`` unasked outputs."""
     from hfrl.judges import Evaluator
@@ -526,7 +527,7 @@ def _agreement_with_evaluator(
     idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + 2000))[:n]]
     if len(idx) == 0:
         return {"n": 0}
-    verdict = Evaluator.from_pretrained(device=device).is_good(
+    verdict = Evaluator.from_pretrained(evaluator, device=device).is_good(
         pool.outputs[idx], pool.clean[idx], pool.classes[idx]
     )
     return binary_report(model.predict_th(pool.noisy[idx], pool.outputs[idx]), verdict.float())
@@ -564,6 +565,8 @@ def prepare_reward(
     reward_lr: float = 0.05,
     monotone: bool = True,
     flip_rate: float = 0.0,
+    labeler: str | Path | None = None,
+    evaluator: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 8765,
     open_browser: bool = True,
@@ -611,6 +614,8 @@ def prepare_reward(
         monotone: Keep the signs of the similarity weights (:func:`hfrl.rewards.fit.make_monotone`), in the
             query ensembles and the final reward.
         flip_rate: Synthetic labeler's error rate.
+        labeler: Classifier checkpoint of the synthetic labeler (default: the shipped digit classifier).
+        evaluator: Classifier checkpoint of the evaluator behind the reported agreement (default: shipped).
         host: Labelling page address (``human``).
         port: Labelling page port (``human``; 0 picks a free one).
         open_browser: Try to open the page in a browser (``human``).
@@ -684,7 +689,7 @@ def prepare_reward(
                 model,
                 metadata={"kind": "label-free", "model": "similarity", "seed": seed},
             )
-            agreement = _agreement_with_evaluator(model, label_pool, None, seed, dev)
+            agreement = _agreement_with_evaluator(model, label_pool, None, seed, dev, evaluator=evaluator)
     else:
         db = out / DEFAULT_DB_NAME
         with _timed(stage, "labels", seconds), FeedbackQueue(db) as queue:
@@ -707,11 +712,11 @@ def prepare_reward(
                     )
             else:
                 labeler_name = "synthetic"
-                labeler = SyntheticLabeler.from_pretrained(
-                    device=dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
+                judge = SyntheticLabeler.from_pretrained(
+                    labeler, device=dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
                 )
                 collected = collect_labels(
-                    queue, label_pool.noisy, label_pool.outputs, labeler=labeler, **common
+                    queue, label_pool.noisy, label_pool.outputs, labeler=judge, **common
                 )
         if len(collected) == 0 or collected.values.min() == collected.values.max():
             raise DataError(
@@ -724,7 +729,9 @@ def prepare_reward(
                 seed=seed, device=dev, monotone=monotone,
             )  # fmt: skip
             model, checkpoint, fit_report = fit.model, fit.checkpoint, fit.report
-            agreement = _agreement_with_evaluator(model, label_pool, collected.asked, seed, dev)
+            agreement = _agreement_with_evaluator(
+                model, label_pool, collected.asked, seed, dev, evaluator=evaluator
+            )
 
     info = RewardInfo(
         model=model,
