@@ -8,25 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hfrl.agents import AGENTS
 from hfrl.cli import main
 from hfrl.cli.bench import parse_seeds
 from hfrl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOM_AGENT = ROOT / "scripts" / "examples" / "custom_agent.py"
-
-
-@pytest.fixture()
-def registry_snapshot():
-    """Undo the registrations and imports a test makes (--import registers 'elite')."""
-    agents, modules = dict(AGENTS), set(sys.modules)
-    yield
-    AGENTS.clear()
-    AGENTS.update(agents)
-    for name in set(sys.modules) - modules:
-        if name.startswith("hfrl_user_"):
-            del sys.modules[name]
 
 
 def test_bench_runs_an_agent_registered_by_an_imported_file(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from hfrl.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOM_AGENT = ROOT / "scripts" / "examples" / "custom_agent.py"
 TINY = ["--batch-size", "8", "--aux-batch-size", "4", "--device", "cpu", "--reward", "labeler", "--quiet"]
-
-
-@pytest.fixture()
-def registry_snapshot():
-    """Undo the registrations and imports a test makes (--import registers 'elite')."""
-    agents, modules = dict(AGENTS), set(sys.modules)
-    yield
-    AGENTS.clear()
-    AGENTS.update(agents)
-    for name in set(sys.modules) - modules:
-        if name.startswith("hfrl_user_"):
-            del sys.modules[name]
 
 
 def test_builtin_agent_then_resume(tmp_path: Path, capsys) -> None:
