@@ -43,7 +43,7 @@ from hfrl.envs.vector import BatchedDenoiseEnv
 from hfrl.envs.wrappers import SourceAuxTerm
 from hfrl.errors import CheckpointError, ConfigError, HfrlError
 from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
-from hfrl.judges import Evaluator
+from hfrl.judges import Evaluator, require_judge
 from hfrl.noise import make_noise
 from hfrl.policy import GaussianPolicy
 from hfrl.runs import CSVLogger, make_run_dir, write_json
@@ -194,11 +194,10 @@ class Trainer(ABC):
         )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
-        self.evaluator = (
-            evaluator
-            if evaluator is not None
-            else Evaluator.from_pretrained(config.evaluator, device=self.device)
-        )
+        if evaluator is None:
+            require_judge(config.dataset, config.evaluator)
+            evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
+        self.evaluator = evaluator
         self.noise = make_noise(config.noise, config.noise_level)
 
         self.step = 0

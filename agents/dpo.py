@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from hfrl.agents.base import Trainer
 from hfrl.agents.config import TrainerConfig
 from hfrl.agents.preferences import PreferenceSource, SyntheticPreferences
+from hfrl.judges import SyntheticLabeler, require_judge
 
 
 @dataclass
@@ -35,6 +36,9 @@ class DPOConfig(TrainerConfig):
     """Inverse temperature of the implicit reward (per image log-ratio units)."""
     lr: float = 3e-5
     """Adam learning rate."""
+    labeler: str | None = None
+    """Classifier checkpoint of the synthetic labeler that answers the pairs (default: the shipped digit
+    classifier; another dataset needs its own)."""
 
 
 class DPOTrainer(Trainer):
@@ -47,7 +51,10 @@ class DPOTrainer(Trainer):
 
     def __init__(self, *args: Any, preferences: PreferenceSource | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.preferences = preferences if preferences is not None else SyntheticPreferences()
+        if preferences is None:
+            require_judge(self.config.dataset, self.config.labeler, "labeler")
+            preferences = SyntheticPreferences(SyntheticLabeler.from_pretrained(self.config.labeler))
+        self.preferences = preferences
 
     def update(self) -> dict[str, float]:  # noqa: D102
         noisy = self.observe()

@@ -36,6 +36,7 @@ import torch
 
 from hfrl.checkpoint import load_checkpoint
 from hfrl.classifiers import DigitClassifier
+from hfrl.errors import ConfigError
 from hfrl.metrics import correlation, ssim
 
 J = TypeVar("J", bound="DigitJudge")
@@ -49,6 +50,28 @@ EVALUATOR_CHECKPOINT = "evaluator_classifier"
 DEFAULT_PROB_THRESHOLD = 0.2
 DEFAULT_SSIM_THRESHOLD = 0.65
 DEFAULT_CORR_THRESHOLD = 0.5
+
+
+DIGIT_DATASETS = ("mnist-embedded", "mnist", "emnist")
+"""Datasets of handwritten digits, which the shipped judges' classifiers know."""
+
+
+def require_judge(dataset: str, checkpoint: str | Path | None, role: str = "evaluator") -> None:
+    """Refuse the shipped digit classifier as a judge of images that are not digits.
+
+    Args:
+        dataset: The task's dataset name.
+        checkpoint: The judge's classifier checkpoint (``None``: the shipped digit one).
+        role: What to call the judge in the message (``evaluator`` or ``labeler``).
+
+    Raises:
+        ConfigError: when ``checkpoint`` is ``None`` and ``dataset`` is not a digit dataset.
+    """
+    if checkpoint is None and dataset not in DIGIT_DATASETS:
+        raise ConfigError(
+            f"the shipped {role} judges handwritten digits, not {dataset!r} images; pass a classifier "
+            f"checkpoint for this dataset as {role}= (scripts/bench_fashion.py trains one)"
+        )
 
 
 def asset_path(name: str) -> Path:

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from hfrl.data import Domains
+from hfrl.errors import ConfigError
 from hfrl.evaluation import generate
-from hfrl.judges import BAD, GOOD, LEFT, RIGHT, SKIP, TIE, Evaluator, SyntheticLabeler
+from hfrl.judges import BAD, GOOD, LEFT, RIGHT, SKIP, TIE, Evaluator, SyntheticLabeler, require_judge
 from hfrl.noise import make_noise
 
 
@@ -84,3 +85,31 @@ def test_labeler_and_evaluator_disagree_sometimes_but_mostly_agree(
     b = Evaluator.from_pretrained().is_good(out, images.images, images.labels)
     agreement = float((a == b).float().mean())
     assert 0.8 < agreement < 0.97
+
+
+def test_the_shipped_judges_refuse_images_that_are_not_digits(tmp_path) -> None:
+    for digits in ("mnist-embedded", "mnist", "emnist"):
+        require_judge(digits, None)
+    require_judge("fashion-mnist", tmp_path / "fashion_classifier")  # a dataset's own judge is fine
+    with pytest.raises(ConfigError, match="shipped labeler judges handwritten digits, not 'kmnist'"):
+        require_judge("kmnist", None, "labeler")
+
+
+def test_trainers_and_reward_preparation_need_a_judge_for_other_datasets(tmp_path) -> None:
+    from hfrl.agents import make_config, make_trainer
+    from hfrl.data import write_idx
+    from hfrl.feedback.collect import prepare_reward
+    from hfrl.judges import asset_path
+
+    images = (torch.rand(40, 28, 28) * 255).to(torch.uint8).numpy()
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", torch.arange(40).remainder(10).numpy())
+    task = {"dataset": "fashion-mnist", "data_dir": str(tmp_path)}
+    with pytest.raises(ConfigError, match="evaluator"):
+        make_trainer("reward-grad", make_config("reward-grad", **task, device="cpu"), reward="labeler")
+    with pytest.raises(ConfigError, match="labeler"):
+        own = str(asset_path("evaluator_classifier"))  # stands in for a Fashion-MNIST evaluator
+        make_trainer("dpo", make_config("dpo", **task, evaluator=own, device="cpu"))
+    with pytest.raises(ConfigError, match="labeler"):
+        prepare_reward(tmp_path / "out", n_labels=10, **task, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -11,7 +11,7 @@ from hfrl.data import Domains, load_dataset, parse_classes
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError
 from hfrl.evaluation import evaluate_generator, format_table, save_grid
-from hfrl.judges import Evaluator, asset_path
+from hfrl.judges import Evaluator, asset_path, require_judge
 from hfrl.noise import make_noise
 from hfrl.runs import make_run_dir, write_json
 
@@ -60,6 +60,7 @@ def resolve_generator_path(path: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
+    require_judge(args.dataset, args.evaluator)
     device = resolve_device(args.device)
     generator, doc = load_checkpoint(resolve_generator_path(args.generator), kind="generator", device=device)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)

@@ -636,13 +636,16 @@ def prepare_reward(
     from hfrl.checkpoint import load_checkpoint
     from hfrl.data import Domains, load_dataset
     from hfrl.device import resolve_device
-    from hfrl.judges import SyntheticLabeler, asset_path
+    from hfrl.judges import SyntheticLabeler, asset_path, require_judge
     from hfrl.noise import make_noise
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig, save_reward_model, train_denoiser
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
 
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
+    if not human and n_labels > 0:
+        require_judge(dataset, labeler, "labeler")
+    require_judge(dataset, evaluator)
     out = Path(out_dir)
     if n_labels > 0 and (out / DEFAULT_DB_NAME).exists():
         raise FeedbackError(

@@ -66,6 +66,7 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], capsys) -> None:
         (["evaluate", "--generator", "{tmp}/bad.json"], "not valid JSON"),
         (["evaluate", "--target-classes", "0-3"], "overlap"),
         (["evaluate", "--source-classes", "x"], "cannot read classes"),
+        (["evaluate", "--dataset", "fashion-mnist", "--data-dir", "{tmp}"], "judges handwritten digits"),
         (
             ["pretrain", "--source-classes", "42", "--epochs", "1", "--out", "{tmp}/run"],
             "none of the classes",
