@@ -64,6 +64,8 @@ class DemoConfig:
             "noise_level",
             "generator",
             "pool",
+            "labeler",
+            "evaluator",
         ),
         "feedback": (
             "labels",
@@ -125,6 +127,10 @@ class DemoConfig:
     pool: int = 0
     """Noisy target-domain train images whose outputs may be put to labelers (0: all of them, 2,700 for
     the embedded digits). They also train the label-free denoiser inside the reward."""
+    labeler: str | None = None
+    """Classifier checkpoint of the synthetic labeler (default: the shipped one, which judges digits only)."""
+    evaluator: str | None = None
+    """Classifier checkpoint of the independent evaluator (default: the shipped one, digits only)."""
 
     # -- feedback --------------------------------------------------------------------------------------
     labels: int = 200

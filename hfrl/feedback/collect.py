@@ -477,7 +477,7 @@ class RewardInfo:
         fit: ``report.json`` of the reward fit (``None`` with 0 labels).
         agreement: The reward (>= 0.5 read as good) against the independent evaluator on pool outputs
             nobody was asked about: ``n``, ``accuracy``, ``auc``, ``ece``, ... (benchmark-only: it reads
-            the clean images).
+            the clean images; empty when the dataset is not digits and no evaluator checkpoint is given).
         seconds: Wall time per part (``setup``, ``denoiser``, ``labels``, ``reward``).
     """
 
@@ -636,7 +636,7 @@ def prepare_reward(
     from hfrl.checkpoint import load_checkpoint
     from hfrl.data import Domains, load_dataset
     from hfrl.device import resolve_device
-    from hfrl.judges import SyntheticLabeler, asset_path, require_judge
+    from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, asset_path, require_judge
     from hfrl.noise import make_noise
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig, save_reward_model, train_denoiser
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
@@ -645,7 +645,7 @@ def prepare_reward(
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
     if not human and n_labels > 0:
         require_judge(dataset, labeler, "labeler")
-    require_judge(dataset, evaluator)
+    scored = evaluator is not None or dataset in DIGIT_DATASETS  # else no judge for the agreement figure
     out = Path(out_dir)
     if n_labels > 0 and (out / DEFAULT_DB_NAME).exists():
         raise FeedbackError(
@@ -692,7 +692,11 @@ def prepare_reward(
                 model,
                 metadata={"kind": "label-free", "model": "similarity", "seed": seed},
             )
-            agreement = _agreement_with_evaluator(model, label_pool, None, seed, dev, evaluator=evaluator)
+            agreement = (
+                _agreement_with_evaluator(model, label_pool, None, seed, dev, evaluator=evaluator)
+                if scored
+                else {}
+            )
     else:
         db = out / DEFAULT_DB_NAME
         with _timed(stage, "labels", seconds), FeedbackQueue(db) as queue:
@@ -732,8 +736,10 @@ def prepare_reward(
                 seed=seed, device=dev, monotone=monotone,
             )  # fmt: skip
             model, checkpoint, fit_report = fit.model, fit.checkpoint, fit.report
-            agreement = _agreement_with_evaluator(
-                model, label_pool, collected.asked, seed, dev, evaluator=evaluator
+            agreement = (
+                _agreement_with_evaluator(model, label_pool, collected.asked, seed, dev, evaluator=evaluator)
+                if scored
+                else {}
             )
 
     info = RewardInfo(
