@@ -52,6 +52,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -62,6 +63,7 @@ from hfrl.agents.base import Trainer
 from hfrl.agents.config import TrainerConfig, coerce_field, field_types
 from hfrl.agents.registry import agent_class
 from hfrl.errors import ConfigError, HfrlError
+from hfrl.plugins import USER_PREFIX, import_user_code
 from hfrl.runs import make_run_dir, to_jsonable, write_json
 
 if TYPE_CHECKING:
@@ -264,6 +266,7 @@ def run_sweep(
     resources: Mapping[str, float] | None = None,
     progress: bool = True,
     plots: bool = True,
+    imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Run an agent over a grid of config values and seeds; skip what ``out`` already holds.
 
@@ -290,6 +293,8 @@ def run_sweep(
             ``base["device"]`` is ``cuda``).
         progress: Show a progress bar over runs.
         plots: Write ``tradeoff.png`` and the heatmaps.
+        imports: Modules or Python files to import first, here and in every worker (see
+            :func:`hfrl.plugins.import_user_code`): where an agent registered outside hfrl comes from.
 
     Returns:
         One row per (cell, seed), in grid order: ``agent``, ``cell``, the grid's fields, ``seed``, the
@@ -303,6 +308,8 @@ def run_sweep(
         raise ConfigError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    imports = tuple(str(spec) for spec in imports)
+    modules = [import_user_code(spec) for spec in imports]
     made = out is None
     out = make_run_dir(out, f"sweep-{agent}") if out is None else Path(out)
     try:
@@ -325,6 +332,7 @@ def run_sweep(
             "base": {k: _plain(v) for k, v in (base or {}).items()},
             "reward": _describe_reward(reward),
             "backend": backend,
+            "imports": list(imports),
             "cells": [Path(t.run_dir).name for t in tasks],
         },
     )
@@ -340,11 +348,11 @@ def run_sweep(
     if pending:
         n = workers or min(len(pending), _cpu_count())
         if backend == "ray":
-            done = _run_ray(pending, n, resources, out, progress)
+            done = _run_ray(pending, n, resources, out, progress, modules)
         elif n == 1:
             done = _run_inline(pending, progress)
         else:
-            done = _run_pool(pending, n, progress)
+            done = _run_pool(pending, n, progress, imports)
         rows.update(done)
 
     import pandas as pd
@@ -426,17 +434,24 @@ def _run_inline(tasks: Sequence[CellTask], progress: bool) -> dict[str, dict[str
     return rows
 
 
-def _init_worker() -> None:
+def _init_worker(imports: Sequence[str] = ()) -> None:
     torch.set_num_threads(1)  # the pool already uses every core; more threads per worker only contend
+    for spec in imports:  # before any task is unpickled: a user's trainer class lives in these modules
+        import_user_code(spec)
 
 
-def _run_pool(tasks: Sequence[CellTask], workers: int, progress: bool) -> dict[str, dict[str, Any]]:
+def _run_pool(
+    tasks: Sequence[CellTask], workers: int, progress: bool, imports: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
     import multiprocessing
 
     rows: dict[str, dict[str, Any]] = {}
     # spawn, not fork: forking a process that has used torch (threads, CUDA) can deadlock
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(tuple(imports),),
     )
     bar = tqdm(total=len(tasks), desc=f"sweep ({workers} workers)", unit="run", disable=not progress)
     try:
@@ -470,12 +485,16 @@ def _run_ray(
     resources: Mapping[str, float] | None,
     out: Path,
     progress: bool,
+    modules: Sequence[ModuleType] = (),
 ) -> dict[str, dict[str, Any]]:
     try:
         import ray
-        from ray import tune
+        from ray import cloudpickle, tune
     except ImportError:
         raise ConfigError("the ray backend needs Ray: pip install 'hfrl[ray]'") from None
+    for module in modules:
+        if module.__name__.startswith(USER_PREFIX):  # a file no Ray worker could import by name: ship it
+            cloudpickle.register_pickle_by_value(module)
     if resources is None:
         resources = {"cpu": 1}
         if str(tasks[0].config.get("device", "")).startswith("cuda"):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hfrl.device import machine_description
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> str:
     for i in range(args.runs):
         runs.append(run_once(scratch / f"run{i}", args.quick))
         print(f"run {i + 1}/{args.runs}: {runs[-1]['process_seconds']:.1f} s", flush=True)
+    torch.set_num_threads(runs[0]["config"]["threads"])  # describe the machine as the demo used it
     text = report(runs, machine_description(), args.quick)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(runs, indent=2))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -39,3 +42,23 @@ def evaluator() -> Evaluator:
 @pytest.fixture()
 def labeler() -> SyntheticLabeler:
     return SyntheticLabeler.from_pretrained()
+
+
+@pytest.fixture()
+def registry_snapshot():
+    """Undo the registrations and imports a test makes (--import registers 'elite')."""
+    from hfrl.agents import AGENTS
+
+    agents, modules = dict(AGENTS), set(sys.modules)
+    yield
+    AGENTS.clear()
+    AGENTS.update(agents)
+    for name in set(sys.modules) - modules:
+        if name.startswith("hfrl_user_"):
+            del sys.modules[name]
+
+
+@pytest.fixture()
+def custom_agent_file(registry_snapshot) -> Path:
+    """The example file that registers the ``elite`` agent (user code for ``--import``), undone after."""
+    return Path(__file__).resolve().parents[1] / "scripts" / "examples" / "custom_agent.py"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hfrl.cli.common import add_device, add_import, import_user_code, positive_int
+from hfrl.cli.common import add_device, add_import, positive_int
 from hfrl.errors import ConfigError
+from hfrl.plugins import import_user_code
 
 DEFAULT_AGENTS = "reward-grad,rwl,ppo"
 

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 from hfrl.data import DATASETS
 from hfrl.device import DEVICE_CHOICES
-from hfrl.errors import ConfigError
 from hfrl.noise import DEFAULT_LEVEL, DEFAULT_NOISE, NOISE_MODELS
 
 
@@ -121,38 +116,3 @@ def add_import(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE|FILE.py",
         help="import a module or Python file first, e.g. one that calls hfrl.agents.register_agent (repeatable)",
     )
-
-
-def import_user_code(spec: str) -> None:
-    """Import a module by name, or a Python file by path, once per process.
-
-    Raises:
-        ConfigError: when it cannot be found or fails while importing.
-    """
-    path = Path(spec)
-    try:
-        if spec.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise ConfigError(f"--import {spec}: no such file")
-            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-            name = f"hfrl_user_{path.stem}_{digest}"
-            if name in sys.modules:
-                return
-            module_spec = importlib.util.spec_from_file_location(name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"--import {spec}: not a Python file")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module  # dataclasses look their module up there
-            try:
-                module_spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
-        else:
-            importlib.import_module(spec)
-    except ConfigError:
-        raise
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"--import {spec}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - the user's code failed: one line, as for every bad input
-        raise ConfigError(f"--import {spec}: {type(exc).__name__}: {exc}") from None

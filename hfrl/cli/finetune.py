@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_import, existing_path, import_user_code
+from hfrl.cli.common import add_import, existing_path
 from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
+from hfrl.plugins import import_user_code
 
 AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
 """The built-in agents (``--import`` may register more)."""

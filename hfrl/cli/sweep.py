@@ -7,10 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import positive_int
+from hfrl.cli.common import add_import, positive_int
 from hfrl.cli.finetune import AGENT_NAMES
 from hfrl.device import DEVICE_CHOICES
 from hfrl.errors import ConfigError
+from hfrl.plugins import import_user_code
 
 SUMMARY_METRICS = (
     ("target_good_rate_after", "target good-rate"),
@@ -32,7 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="example: hfrl sweep --agent rwl --grid kl=0,0.01,0.1,1 aux=0,0.1,1 --seeds 3 "
         "--reward runs/reward/model --out runs/sweep-rwl",
     )
-    p.add_argument("--agent", choices=AGENT_NAMES, required=True, help="the agent")
+    p.add_argument(
+        "--agent",
+        required=True,
+        metavar="NAME",
+        help=f"the agent: {', '.join(AGENT_NAMES)}, or one registered by --import",
+    )
     p.add_argument(
         "--grid",
         nargs="+",
@@ -79,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--dry-run", action="store_true", help="list the runs and which are finished; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_import(p)
     p.set_defaults(func=run)
 
 
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     """Plan the sweep, run what is not finished, print the summary and the files written."""
     from hfrl.agents.sweep import parse_grid, plan_sweep, run_sweep, summarise
 
+    for spec in args.imports:
+        import_user_code(spec)
     grid = parse_grid(args.agent, args.grid)
     base: dict[str, Any] = parse_fixed(args.fixed)
     for name in ("seed", "device"):
@@ -127,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         plots=not args.no_plots,
+        imports=args.imports,
     )
     print(format_summary(summarise(df), list(grid)))
     counts = df["status"].value_counts().to_dict()

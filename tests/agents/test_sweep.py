@@ -188,6 +188,18 @@ def test_process_pool_gives_the_inline_results(inline_sweep, tmp_path: Path) -> 
     assert (out / "results.parquet").is_file() and not (out / "tradeoff.png").exists()
 
 
+def test_an_agent_from_a_users_file_runs_in_worker_processes(tmp_path: Path, custom_agent_file) -> None:
+    grid = {"elite_fraction": [0.25, 0.5]}
+    kwargs = {"base": TINY_BASE, "reward": "labeler", "progress": False, "plots": False}
+    df = run_sweep(
+        "elite", grid, out=tmp_path / "pool", workers=2, imports=[str(custom_agent_file)], **kwargs
+    )
+    assert list(df["status"]) == ["ran", "ran"] and df["agent"].tolist() == ["elite", "elite"]
+    inline = run_sweep("elite", grid, out=tmp_path / "inline", workers=1, **kwargs)  # registered above
+    assert df["target_good_rate_after"].tolist() == pytest.approx(inline["target_good_rate_after"].tolist())
+    assert json.loads((tmp_path / "pool" / "sweep.json").read_text())["imports"] == [str(custom_agent_file)]
+
+
 class _NaNTrainer(Trainer):
     name = "sweep-test-nan"
     config_class = TrainerConfig
@@ -299,3 +311,14 @@ def test_ray_backend_runs_the_same_cells(inline_sweep, tmp_path: Path, monkeypat
     again = run_sweep("rwl", grid, base=TINY, reward="labeler", out=tmp_path, backend="ray", progress=False)
     assert list(again["status"]) == ["cached", "cached"]  # nothing pending: Ray is not even started
     assert json.loads((tmp_path / "sweep.json").read_text())["backend"] == "ray"
+
+
+@pytest.mark.slow  # starting Ray and its workers takes 20-45 s on 2 cores
+def test_ray_backend_ships_an_agent_from_a_users_file(tmp_path: Path, monkeypatch, custom_agent_file) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    df = run_sweep(
+        "elite", {"elite_fraction": [0.25, 0.5]}, base=TINY_BASE, reward="labeler", out=tmp_path,
+        backend="ray", workers=2, progress=False, plots=False, imports=[str(custom_agent_file)],
+    )  # fmt: skip
+    assert list(df["status"]) == ["ran", "ran"] and df["agent"].tolist() == ["elite", "elite"]

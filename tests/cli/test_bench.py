@@ -12,15 +12,12 @@ from hfrl.cli import main
 from hfrl.cli.bench import parse_seeds
 from hfrl.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
-CUSTOM_AGENT = ROOT / "scripts" / "examples" / "custom_agent.py"
-
 
 def test_bench_runs_an_agent_registered_by_an_imported_file(
-    tmp_path: Path, capsys, registry_snapshot
+    tmp_path: Path, capsys, custom_agent_file
 ) -> None:
     out = tmp_path / "bench"
-    argv = ["bench", "--import", str(CUSTOM_AGENT), "--agents", "elite", "--seeds", "1", "--steps", "1"]
+    argv = ["bench", "--import", str(custom_agent_file), "--agents", "elite", "--seeds", "1", "--steps", "1"]
     argv += ["--reward", "labeler", "--set", "batch_size=8", "--set", "elite.elite_fraction=0.5"]
     argv += ["--set", "aux-batch-size=4", "--out", str(out), "--device", "cpu", "--quiet"]
     assert main(argv) == 0

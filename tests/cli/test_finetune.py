@@ -10,8 +10,6 @@ import pytest
 from hfrl.agents import AGENTS
 from hfrl.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
-CUSTOM_AGENT = ROOT / "scripts" / "examples" / "custom_agent.py"
 TINY = ["--batch-size", "8", "--aux-batch-size", "4", "--device", "cpu", "--reward", "labeler", "--quiet"]
 
 
@@ -30,9 +28,19 @@ def test_builtin_agent_then_resume(tmp_path: Path, capsys) -> None:
     assert json.loads((run / "evaluation.json").read_text())["steps"] == 2
 
 
-def test_an_agent_registered_by_an_imported_file(tmp_path: Path, capsys, registry_snapshot) -> None:
+def test_an_agent_registered_by_an_imported_file(tmp_path: Path, capsys, custom_agent_file) -> None:
     run = tmp_path / "elite"
-    argv = ["finetune", "--import", str(CUSTOM_AGENT), "--agent", "elite", "--steps", "1", "--out", str(run)]
+    argv = [
+        "finetune",
+        "--import",
+        str(custom_agent_file),
+        "--agent",
+        "elite",
+        "--steps",
+        "1",
+        "--out",
+        str(run),
+    ]
     assert main([*argv, *TINY, "--set", "elite_fraction=0.5"]) == 0
     assert "elite: target good-rate" in capsys.readouterr().out
     config = json.loads((run / "config.json").read_text())

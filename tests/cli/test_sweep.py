@@ -43,6 +43,24 @@ def test_sweep_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
     assert lines[0].startswith("finished") and lines[-1] == "2 runs (2 cells x 1 seeds), 2 finished"
 
 
+def test_sweep_of_an_agent_registered_by_an_imported_file(tmp_path: Path, capsys, custom_agent_file) -> None:
+    out = tmp_path / "elite"
+    argv = [
+        "sweep",
+        "--import",
+        str(custom_agent_file),
+        "--agent",
+        "elite",
+        "--grid",
+        "elite_fraction=0.25,0.5",
+    ]
+    argv += ["--reward", "labeler", "--out", str(out), "--workers", "1", "--quiet", "--no-plots"]
+    argv += ["--set", "steps=1", "batch_size=8", "aux_batch_size=4", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "2 ran (of 2 runs)" in capsys.readouterr().out
+    assert pd.read_csv(out / "results.csv")["elite_fraction"].tolist() == [0.25, 0.5]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -53,6 +71,8 @@ def test_sweep_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
         (["--grid", "kl=0", "--set", "steps"], "FIELD=VALUE"),
         (["--grid", "kl=0", "--set", "kl=1"], "both"),
         (["--grid", "kl=0", "--reward", "/nonexistent/model"], "no such reward"),
+        (["--grid", "kl=0", "--import", "/no/such/agent.py"], "no such file"),
+        (["--grid", "kl=0", "--agent", "nope"], "unknown agent 'nope'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -66,7 +86,6 @@ def test_bad_input_is_one_line_exit_2(extra: list[str], message: str, tmp_path: 
 @pytest.mark.parametrize(
     "argv",
     [
-        ["sweep", "--agent", "nope", "--grid", "kl=0"],
         ["sweep", "--agent", "rwl"],  # no grid
         ["sweep", "--agent", "rwl", "--grid"],  # empty grid
         ["sweep", "--agent", "rwl", "--grid", "kl=0", "--seeds", "0"],
