@@ -244,10 +244,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     as distributions ship them (e.g. Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets``).
 
     Raises:
-        DataError: for a file that is not IDX.
+        DataError: for a file that cannot be read or is not IDX.
     """
     path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
+        raise DataError(f"{path}: cannot read ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file")
     ndim = raw[3]

@@ -1,3 +1,4 @@
+import gzip
 import struct
 from pathlib import Path
 
@@ -143,8 +144,6 @@ def test_torchvision_datasets_from_local_idx(tmp_path: Path, name: str, folder: 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_idx_files_lying_flat_in_the_folder(tmp_path: Path, suffix: str) -> None:
     """As distributions ship them (e.g. Debian's /usr/share/datasets/fashion-mnist), gzip-compressed or not."""
-    import gzip
-
     images, labels = _fake_dataset(tmp_path / "staging", "x", "")
     for part in ("train", "t10k"):
         for kind in ("images-idx3", "labels-idx1"):
@@ -176,6 +175,9 @@ def test_a_broken_idx_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-5])
     with pytest.raises(DataError, match="holds"):
         read_idx(tmp_path / "short")
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x01" + bytes(8))[:-6])
+    with pytest.raises(DataError, match="cannot read"):
+        read_idx(tmp_path / "cut.gz")
 
 
 def test_emnist_is_transposed_back(tmp_path: Path) -> None:
