@@ -70,7 +70,8 @@ def require_judge(dataset: str, checkpoint: str | Path | None, role: str = "eval
     if checkpoint is None and dataset not in DIGIT_DATASETS:
         raise ConfigError(
             f"the shipped {role} judges handwritten digits, not {dataset!r} images; pass a classifier "
-            f"checkpoint for this dataset as {role}= (scripts/bench_fashion.py trains one)"
+            f"checkpoint for this dataset (--{role} PATH, or {role}= from Python; scripts/bench_fashion.py "
+            "trains one)"
         )
 
 
