@@ -63,6 +63,7 @@ from hfrl.envs.diffusion import BatchedDiffusionDenoiseEnv
 from hfrl.errors import ConfigError, HfrlError
 from hfrl.feedback import BAD, GOOD, HERO, LEFT, PAIR, RIGHT, SINGLE, SKIP, TIE, FeedbackQueue, simulate
 from hfrl.judges import EVALUATOR_CHECKPOINT, LABELER_CHECKPOINT, asset_path
+from hfrl.lora import LORA_KIND, add_lora, lora_disabled, merge_lora
 from hfrl.rewards import (
     LabelledSamples,
     RewardModelConfig,
@@ -296,6 +297,14 @@ class OnlineDiffusionConfig:
     """DDIM stochasticity; every step needs a non-zero variance for its log-probability (DDPO uses 1)."""
 
     # -- the policy update -----------------------------------------------------------------------------
+    adapter: str = "full"
+    """What trains: ``full`` (every weight of the DDPM) or ``lora`` (the DDPM frozen, low-rank adapters on
+    its convolutions and linear layers, :mod:`hfrl.lora`; the run directory then also keeps the adapters
+    alone, ``adapters.*``, a few percent of the model's size)."""
+    lora_rank: int = 4
+    """Rank ``r`` of the LoRA adapters."""
+    lora_alpha: float | None = None
+    """LoRA scale numerator: updates are ``alpha / r`` times the low-rank product (default ``r``)."""
     lr: float = 3e-4
     """AdamW learning rate of the diffusion model (full fine-tune). Tuned on seed 0, digit 7 (success on
     128 fresh-noise samples, base 7.8 %): after 256 labels HERO (64 a round) 13.3 % at 1e-4 and 31.2 % at
@@ -377,6 +386,12 @@ class OnlineDiffusionConfig:
             raise ConfigError(
                 f"flip_rate must be in [0, 0.5] and skip_rate in [0, 1), got {self.flip_rate}, {self.skip_rate}"
             )
+        if self.adapter not in ("full", "lora"):
+            raise ConfigError(f"adapter must be 'full' or 'lora', got {self.adapter!r}")
+        if self.lora_rank < 1 or (self.lora_alpha is not None and self.lora_alpha <= 0):
+            raise ConfigError(
+                f"lora_rank must be >= 1 and lora_alpha > 0, got {self.lora_rank}, {self.lora_alpha}"
+            )
         if self.label_timeout is not None and self.label_timeout <= 0:
             raise ConfigError(f"label_timeout must be > 0 seconds, got {self.label_timeout}")
 
@@ -426,7 +441,8 @@ class OnlineDiffusionTrainer:
     A run directory holds ``config.json``, ``rounds.csv`` (per round: labels used, the evaluator's
     success and digit rates on fixed fresh noise, the labeler's good rate in the round's batch, update
     metrics), ``grids/round_RRR.png`` (the round's batch: good framed green, best blue), ``model.*``
-    (the fine-tuned DDPM, loads with :func:`hfrl.diffusion.load_ddpm`), ``reward.*`` (the reward model, if
+    (the fine-tuned DDPM, loads with :func:`hfrl.diffusion.load_ddpm`), ``adapters.*`` (with
+    ``adapter="lora"``: the LoRA adapters alone, for :func:`hfrl.lora.attach_lora`), ``reward.*`` (the reward model, if
     any), ``feedback.sqlite`` and ``evaluation.json``. Runs are not resumable: a round takes seconds and
     every label stays in the feedback database.
 
@@ -437,7 +453,8 @@ class OnlineDiffusionTrainer:
             classifier), or ``None`` to wait for people on the labelling page serving ``db``.
         db: The feedback database (default ``RUN_DIR/feedback.sqlite``).
         evaluator: The referee (default: :class:`TargetDigitEvaluator` on the shipped classifier).
-        model: Start from this DDPM instead of ``config.ddpm`` (trained in place).
+        model: Start from this DDPM instead of ``config.ddpm`` (trained in place; with ``adapter="lora"``
+            its layers are wrapped in adapters in place).
         progress: Called with each round's row after it is logged (e.g. to print it).
         stop: Set it from another thread to stop after the current round.
     """
@@ -467,11 +484,16 @@ class OnlineDiffusionTrainer:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device) if model is not None else load_ddpm(cfg.ddpm, device=self.device)
         self.model.requires_grad_(True).train()
+        self.adapters = add_lora(self.model, cfg.lora_rank, cfg.lora_alpha) if cfg.adapter == "lora" else None
+        # The KL's base model: with adapters, the model with them switched off; else a frozen copy.
         self.reference: UNet2D | None = (
-            copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl > 0 else None
+            copy.deepcopy(self.model).eval().requires_grad_(False)
+            if cfg.kl > 0 and self.adapters is None
+            else None
         )
         self.scheduler: Scheduler = DDIMScheduler(self.model.schedule, cfg.num_inference_steps, eta=cfg.eta)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.labeler = (
             TargetDigitLabeler.from_pretrained(
@@ -566,6 +588,14 @@ class OnlineDiffusionTrainer:
             images=to_images(final).cpu(),
         )
 
+    def with_unlabelled(self, traj: Trajectories, num: int) -> Trajectories:
+        """``traj`` plus ``num`` more chains from :meth:`initial_noise`, for a reward model to score unlabelled.
+
+        A learned reward generalises past the samples people marked; PPO on more samples per round costs
+        sampling time, not labels.
+        """
+        return concat_trajectories(traj, self.rollout(self.initial_noise(num))) if num else traj
+
     @torch.no_grad()
     def sample(self, noise: torch.Tensor, seed: int) -> torch.Tensor:
         """Images ``(B, C, H, W)`` from ``noise`` with sampling randomness from ``seed`` (evaluation)."""
@@ -596,9 +626,13 @@ class OnlineDiffusionTrainer:
 
     def kl_to_reference(self, x: torch.Tensor, t: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """``(B,)`` closed-form KL between this step's Gaussian and the base model's (same variance)."""
-        assert self.reference is not None
         with torch.no_grad():
-            ref = self.scheduler.step(self.reference(x, t), t, x, prev_sample=x).mean
+            if self.reference is not None:
+                eps = self.reference(x, t)
+            else:
+                with lora_disabled(self.model):
+                    eps = self.model(x, t)
+            ref = self.scheduler.step(eps, t, x, prev_sample=x).mean
         return ((mean - ref) ** 2).flatten(1).sum(1) / (2.0 * std.clamp(min=1e-8) ** 2)
 
     def optimize(self, loss_fn: Callable[[], torch.Tensor]) -> float:
@@ -649,7 +683,7 @@ class OnlineDiffusionTrainer:
                             -a * ratio, -a * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
                         ).mean()
                         loss = pg
-                        if self.reference is not None:
+                        if cfg.kl > 0:
                             kl = self.kl_to_reference(x, t, mean, std).mean()
                             loss = loss + cfg.kl * kl
                             kls.append(float(kl.detach()))
@@ -738,8 +772,15 @@ class OnlineDiffusionTrainer:
             "labels_used": self.labels_used,
             "base": self.config.ddpm,
         }
+        model = self.model
+        if self.adapters is not None:
+            save_checkpoint(
+                self.run_dir / "adapters", self.adapters, kind=LORA_KIND, config=self.adapters.config_dict(),
+                metadata=meta,
+            )  # fmt: skip
+            model = merge_lora(self.model)
         return save_checkpoint(
-            self.run_dir / "model", self.model, kind=DDPM_KIND, config=self.model.config_dict(), metadata=meta
+            self.run_dir / "model", model, kind=DDPM_KIND, config=self.model.config_dict(), metadata=meta
         )
 
     def train(self) -> OnlineResult:
@@ -1056,8 +1097,7 @@ class DDPOTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         metrics = self._train_reward(self.round)
         if not self.reward_ready:
             return metrics | {"reward/mean": float("nan")}
-        if self.config.extra_samples:
-            traj = concat_trajectories(traj, self.rollout(self.initial_noise(self.config.extra_samples)))
+        traj = self.with_unlabelled(traj, self.config.extra_samples)
         r = self.reward(traj.images)
         return metrics | self.ppo_update(traj, normalised(r)) | {"reward/mean": float(r.mean())}
 

@@ -130,6 +130,9 @@ class HeroConfig(OnlineDiffusionConfig):
     ``epsilon``)."""
     recycle: bool = True
     """Feedback-guided generation on (False: fresh noise every round, the representation alone)."""
+    extra_samples: int = 0
+    """Unlabelled samples per round, drawn like the labelled ones (around good noises), scored by the
+    embedding reward alone and added to the PPO batch."""
     embed_dim: int = 32
     """Size of the feedback-aligned embedding."""
     triplet_margin: float = 0.5
@@ -144,8 +147,8 @@ class HeroConfig(OnlineDiffusionConfig):
             raise ConfigError(
                 f"epsilon and best_share must be in [0, 1], got {self.epsilon}, {self.best_share}"
             )
-        if self.embed_dim < 1 or self.triplet_margin < 0:
-            raise ConfigError("embed_dim must be >= 1 and triplet_margin >= 0")
+        if self.embed_dim < 1 or self.triplet_margin < 0 or self.extra_samples < 0:
+            raise ConfigError("embed_dim must be >= 1, triplet_margin and extra_samples >= 0")
         if self.reference not in ("best", "good"):
             raise ConfigError(f"reference must be 'best' or 'good', got {self.reference!r}")
 
@@ -236,6 +239,7 @@ class HeroTrainer(OnlineDiffusionTrainer):
             metrics["losses/triplet"] = result.history[-1]["loss"] if result.history else float("nan")
         if not self.reward_ready:
             return metrics
+        traj = self.with_unlabelled(traj, cfg.extra_samples)
         with torch.no_grad():
             r = self.reward_model.predict_th(traj.images, traj.images).to(self.device)  # (B,) in [0, 1]
         metrics |= {"reward/mean": float(r.mean()), "reward/std": float(r.std())}

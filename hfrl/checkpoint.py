@@ -36,6 +36,7 @@ BUILDERS: dict[str, str] = {
     "ddpm": "hfrl.diffusion:build_ddpm",
     "stroke_detector": "hfrl.censoring:build_stroke_detector",
     "censor_reward": "hfrl.censoring:build_censor_reward",
+    "lora": "hfrl.lora:build_lora",
 }
 """Checkpoint kind -> ``"module:function"`` that builds an ``nn.Module`` from the config dict."""
 

@@ -77,6 +77,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps per chain (default: 10)")
     p.add_argument("--lr", type=non_negative_float, default=None, help="learning rate (default: per method)")
     p.add_argument("--kl", type=non_negative_float, default=None, help="KL weight to the base model (DPOK)")
+    p.add_argument(
+        "--adapter", choices=("full", "lora"), default=None,
+        help="train every weight (full, default) or LoRA adapters on a frozen DDPM (lora)",
+    )  # fmt: skip
+    p.add_argument(
+        "--lora-rank", type=positive_int, default=None, help="rank of the LoRA adapters (default 4)"
+    )
     p.add_argument("--epsilon", type=_unit, default=None, help="HERO noise-recycling epsilon (default 0.1)")
     p.add_argument("--best-share", type=_unit, default=None, help="HERO share of noises from the best (0.5)")
     p.add_argument(
@@ -107,8 +114,8 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
                               "device": args.device}  # fmt: skip
     optional = {
         "batch_size": args.batch_size, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
-        "kl": args.kl, "epsilon": args.epsilon, "best_share": args.best_share, "eval_samples": args.eval_samples,
-        "label_timeout": args.label_timeout,
+        "kl": args.kl, "adapter": args.adapter, "lora_rank": args.lora_rank, "epsilon": args.epsilon,
+        "best_share": args.best_share, "eval_samples": args.eval_samples, "label_timeout": args.label_timeout,
     }  # fmt: skip
     fields.update({k: v for k, v in optional.items() if v is not None})
     for item in args.set:
@@ -116,6 +123,8 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.strip():
             raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
         fields[name.strip()] = parse_literal(value)
+    if "lora_rank" in fields and fields.get("adapter") != "lora":
+        raise ConfigError("--lora-rank sets the LoRA adapters' rank; add --adapter lora")
     if args.method != "hero":
         for name in ("epsilon", "best_share"):
             if name in fields:

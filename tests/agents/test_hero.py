@@ -70,6 +70,7 @@ def test_recycle_noise_extremes_and_statistics() -> None:
     [
         {"rounds": 0}, {"batch_size": 0}, {"epsilon": 1.5}, {"best_share": -0.1}, {"eta": 0.0},
         {"target_class": 10}, {"clip_range": 0.0}, {"reference": "worst"}, {"no_such_field": 1},
+        {"adapter": "qlora"}, {"lora_rank": 0}, {"lora_alpha": -1.0},
     ],
 )  # fmt: skip
 def test_config_validation(fields: dict) -> None:
@@ -124,6 +125,34 @@ def test_a_round_runs_and_writes_the_run(method: str, tmp_path: Path) -> None:
     from hfrl.diffusion import load_ddpm
 
     load_ddpm(run / "model")  # the fine-tuned DDPM loads like the shipped one
+
+
+@pytest.mark.parametrize("method", ["hero", "ddpo"])  # ddpo: its KL's base model is the adapters switched off
+def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Path) -> None:
+    from hfrl.checkpoint import load_checkpoint
+    from hfrl.diffusion import DDPM_DIGITS, load_ddpm
+    from hfrl.lora import LORA_KIND, attach_lora
+
+    fields = {**TINY, "batch_size": 8, "adapter": "lora", "lora_rank": 2, "lr": 1e-2}
+    trainer = make_online_trainer(method, make_online_config(method, **fields), run_dir=tmp_path)
+    # Every other sample good, the first the best, so there is something to learn from in round 1.
+    words = ["good" if i % 2 == 0 else "bad" for i in range(8)]
+    trainer.labeler.pick_best = lambda outputs, clean=None, classes=None: (words, 0)  # type: ignore[method-assign]
+    trainer.labeler.label = lambda outputs, clean=None, classes=None: words  # type: ignore[method-assign]
+    assert trainer.config.kl == (0.01 if method == "ddpo" else 0.0) and trainer.reference is None
+    trainer.train()
+    base = load_ddpm(DDPM_DIGITS)
+    tuned = load_ddpm(tmp_path / "model")  # adapters merged: a plain DDPM
+    adapters, doc = load_checkpoint(tmp_path / "adapters", kind=LORA_KIND)
+    assert doc["config"]["rank"] == 2 and doc["metadata"]["base"] == DDPM_DIGITS
+    x, t = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)), 500
+    with torch.no_grad():
+        assert not torch.allclose(tuned(x, t), base(x, t), atol=1e-6)  # the adapters learnt something
+        attach_lora(base, adapters)  # type: ignore[arg-type]
+        assert torch.allclose(base(x, t), tuned(x, t), atol=1e-5)
+    assert (tmp_path / "adapters.safetensors").stat().st_size < 0.2 * (
+        tmp_path / "model.safetensors"
+    ).stat().st_size
 
 
 def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--method", "--target-class", "--rounds", "--batch-size", "--out", "--human", "--device",
-                   "--epsilon", "--best-share", "--set"):  # fmt: skip
+                   "--epsilon", "--best-share", "--set", "--adapter", "--lora-rank"):  # fmt: skip
         assert option in text
 
 
@@ -52,6 +52,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         ["hero", "--set", "oops"],
         ["hero", "--method", "rwl", "--epsilon", "0.2"],
         ["hero", "--set", "clip_range=5"],
+        ["hero", "--adapter", "qlora"],
+        ["hero", "--lora-rank", "8"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -74,6 +76,14 @@ def test_headless_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert final["target_class"] == 3 and final["labels_used"] == 4
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "hero" and config["reward_steps"] == 2 and config["num_inference_steps"] == 4
+
+
+def test_lora_run_writes_the_adapters(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["hero", "--out", str(out), "--adapter", "lora", "--lora-rank", "2", *FAST]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["adapter"], config["lora_rank"]) == ("lora", 2)
+    assert (out / "adapters.safetensors").is_file() and (out / "model.safetensors").is_file()
 
 
 def _free_port() -> int:
