@@ -15,7 +15,10 @@ independent evaluator, for 25, 50, 100, 200 and 500 labels:
 
 Reference rows: the majority class (every output good, or every one bad); the labeler itself used as a
 predictor (its own verdicts against the evaluator's — the ceiling for a model that imitates the labeler
-perfectly); and SSIM to the denoiser's estimate without any label (AUC only).
+perfectly); the labeler's own rule applied with the denoiser's estimate in place of the clean image and
+the true class given (what the judges' test can be from what a reward model sees), also with its thresholds
+tuned on the test verdicts themselves (an optimistic ceiling for that approach); and SSIM to the
+denoiser's estimate without any label (AUC only).
 At 200 labels it also reports agreement on outputs of a *different* generator (a U-Net pre-trained here),
 sensitivity to the input (does the true noisy input score higher than another one for the same output?),
 and exploitability (the evaluator's good-rate after 20 steps of gradient ascent on the reward, starting
@@ -46,7 +49,7 @@ from hfrl.checkpoint import load_checkpoint
 from hfrl.data import Domains, load_embedded_mnist
 from hfrl.device import machine_description, seed_everything
 from hfrl.evaluation import generate
-from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
+from hfrl.judges import Evaluator, Judgement, SyntheticLabeler, asset_path
 from hfrl.metrics import ssim
 from hfrl.noise import make_noise
 from hfrl.rewards import (
@@ -150,6 +153,10 @@ class Data:
     test_classes: torch.Tensor
     test_ev: torch.Tensor  # evaluator verdicts
     test_lab: torch.Tensor  # labeler verdicts (same clean images)
+    test_plugin: torch.Tensor  # the labeler's rule with the denoiser's estimate in place of the clean image
+    test_plugin_tuned: (
+        torch.Tensor
+    )  # ... with thresholds chosen on the evaluator's test verdicts (optimistic)
     other_output: torch.Tensor | None
     other_ev: torch.Tensor | None
     denoiser: SelfSupervisedDenoiser
@@ -183,7 +190,11 @@ def make_data(args: Args, evaluator: Evaluator) -> Data:
         other_ev = evaluator.is_good(other_output, test.images, test.labels).float()
     # label-free: the self-supervised denoiser sees the pool's noisy inputs only, once for every row and seed
     denoiser, info = train_denoiser(pool_noisy, DenoiserConfig(steps=args.denoiser_steps, seed=0))
-    info["ssim_to_clean_test"] = float(ssim(denoiser(test_noisy).detach(), test.images).mean())  # report only
+    with torch.no_grad():
+        estimate = denoiser(test_noisy)
+    info["ssim_to_clean_test"] = float(ssim(estimate, test.images).mean())  # report only
+    test_ev = evaluator.is_good(test_output, test.images, test.labels).float()
+    plugin = labeler.judge(test_output, estimate, test.labels)
     return Data(
         denoiser=denoiser,
         denoiser_info=info,
@@ -194,11 +205,32 @@ def make_data(args: Args, evaluator: Evaluator) -> Data:
         test_output=test_output,
         test_clean=test.images,
         test_classes=test.labels,
-        test_ev=evaluator.is_good(test_output, test.images, test.labels).float(),
+        test_ev=test_ev,
         test_lab=labeler.is_good(test_output, test.images, test.labels).float(),
+        test_plugin=plugin.good.float(),
+        test_plugin_tuned=best_thresholds(plugin, test_ev),
         other_output=other_output,
         other_ev=other_ev,
     )
+
+
+def best_thresholds(judgement: Judgement, target: torch.Tensor) -> torch.Tensor:
+    """The rule ``prob, SSIM, correlation >= thresholds`` with the thresholds that best match ``target``.
+
+    Chosen on the very verdicts it is scored against, so its agreement is an optimistic ceiling for any
+    model that applies the judges' rule to the same features.
+    """
+    best, best_agree = judgement.good.float(), -1.0
+    for p in (0.05, 0.1, 0.2, 0.3, 0.5):
+        for s in torch.linspace(0.3, 0.9, 25).tolist():
+            for c in torch.linspace(0.3, 0.9, 13).tolist():
+                verdict = (
+                    (judgement.prob >= p) & (judgement.ssim >= s) & (judgement.correlation >= c)
+                ).float()
+                agree = float((verdict == target).float().mean())
+                if agree > best_agree:
+                    best, best_agree = verdict, agree
+    return best
 
 
 def exploit(model: RewardModel, data: Data, evaluator: Evaluator, n: int = 300, steps: int = 20) -> float:
@@ -330,6 +362,8 @@ def report(
         }
     den = data.denoiser_info
     lab_agree = float((data.test_lab == data.test_ev).float().mean())
+    plugin_agree = float((data.test_plugin == data.test_ev).float().mean())
+    tuned_agree = float((data.test_plugin_tuned == data.test_ev).float().mean())
     lab_auc = roc_auc(data.test_lab, data.test_ev)
     head = "| method | " + " | ".join(f"{n} labels" for n in counts) + " |"
     sep = "| --- |" + " --- |" * len(counts)
@@ -355,6 +389,12 @@ def report(
         + " | ".join(f"{100 * majority:.1f}" for _ in counts)
         + " |",
         "| the labeler itself (ceiling) | " + " | ".join(f"{100 * lab_agree:.1f}" for _ in counts) + " |",
+        "| the labeler's rule on the denoiser's estimate instead of the clean image, true class given | "
+        + " | ".join(f"{100 * plugin_agree:.1f}" for _ in counts)
+        + " |",
+        "| ... with its thresholds tuned on these test verdicts (optimistic) | "
+        + " | ".join(f"{100 * tuned_agree:.1f}" for _ in counts)
+        + " |",
     ]
     for name, by_n in results.items():
         lines.append(

@@ -25,6 +25,11 @@ def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     assert out.read_text() == text
     assert "| majority class (always" in text and "| the labeler itself (ceiling) |" in text
     assert "no labels (SSIM)" in text
+    assert (
+        "| the labeler's rule on the denoiser's estimate instead of the clean image, true class given |"
+        in text
+    )
+    assert "| ... with its thresholds tuned on these test verdicts (optimistic) |" in text
     for method in (
         "CNN, output only",
         "CNN, (noisy, output, residual) + aux",
@@ -37,3 +42,20 @@ def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     data = json.loads(out.with_suffix(".json").read_text())
     assert set(data["results"]["similarity"]) == {"20", "40"}
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_best_thresholds_never_agree_less_than_the_default_rule() -> None:
+    spec = importlib.util.spec_from_file_location("bench_reward", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    from hfrl.judges import Judgement
+
+    gen = torch.Generator().manual_seed(0)
+    prob, ssim_, corr = (torch.rand(200, generator=gen) for _ in range(3))
+    good = (prob >= 0.2) & (ssim_ >= 0.65) & (corr >= 0.5)
+    judgement = Judgement(prob, torch.zeros(200), ssim_, corr, prob * ssim_, good)
+    target = ((prob >= 0.1) & (ssim_ >= 0.5) & (corr >= 0.4)).float()  # on the grid: recovered exactly
+    tuned = bench.best_thresholds(judgement, target)
+    assert torch.equal(tuned, target) and float((good.float() == target).float().mean()) < 1.0
