@@ -79,10 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kl", type=non_negative_float, default=None, help="KL weight to the base model (DPOK)")
     p.add_argument(
         "--adapter", choices=("full", "lora"), default=None,
-        help="train every weight (full, default) or LoRA adapters on a frozen DDPM (lora)",
+        help="train every weight (full) or LoRA adapters on a frozen DDPM (lora); default: hero lora, others full",
     )  # fmt: skip
     p.add_argument(
-        "--lora-rank", type=positive_int, default=None, help="rank of the LoRA adapters (default 4)"
+        "--lora-rank", type=positive_int, default=None, help="rank of the LoRA adapters (default 8)"
     )
     p.add_argument("--epsilon", type=_unit, default=None, help="HERO noise-recycling epsilon (default 0.1)")
     p.add_argument("--best-share", type=_unit, default=None, help="HERO share of noises from the best (0.5)")

@@ -30,7 +30,7 @@ TINY = {
     "rounds": 1, "batch_size": 6, "num_inference_steps": 4, "eval_samples": 4, "reward_steps": 2,
     "reward_batch_size": 4, "policy_epochs": 1, "minibatch_size": 6, "device": "cpu",
 }  # fmt: skip
-EXTRA = {"rwl": {"rwl_steps": 1, "rwl_batch_size": 4}}
+EXTRA = {"rwl": {"rwl_steps": 1, "rwl_batch_size": 4}, "hero": {"extra_samples": 2}}
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +80,9 @@ def test_config_validation(fields: dict) -> None:
 
 def test_tuned_defaults() -> None:
     hero, d3po = make_online_config("hero"), make_online_config("d3po")
-    assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 3e-4, 1.0, 0.1, 0.5)
+    assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 5e-3, 1.0, 0.1, 0.5)
+    assert (hero.adapter, hero.lora_rank, hero.extra_samples) == ("lora", 8, 96)
+    assert make_online_config("ddpo").adapter == "full" and make_online_config("d3po").adapter == "full"
     assert (d3po.batch_size, d3po.lr) == (64, 1e-4) and make_online_config("ddpo").lr == 3e-4
     assert make_online_config("rwl").lr == 1e-4
 
@@ -133,7 +135,7 @@ def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Pa
     from hfrl.diffusion import DDPM_DIGITS, load_ddpm
     from hfrl.lora import LORA_KIND, attach_lora
 
-    fields = {**TINY, "batch_size": 8, "adapter": "lora", "lora_rank": 2, "lr": 1e-2}
+    fields = {**TINY, **EXTRA.get(method, {}), "batch_size": 8, "adapter": "lora", "lora_rank": 2, "lr": 1e-2}
     trainer = make_online_trainer(method, make_online_config(method, **fields), run_dir=tmp_path)
     # Every other sample good, the first the best, so there is something to learn from in round 1.
     words = ["good" if i % 2 == 0 else "bad" for i in range(8)]
@@ -156,7 +158,7 @@ def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Pa
 
 
 def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) -> None:
-    cfg = HeroConfig(**{**TINY, "rounds": 2, "batch_size": 8})
+    cfg = HeroConfig(**{**TINY, "rounds": 2, "batch_size": 8, "extra_samples": 4})
     trainer = HeroTrainer(cfg, run_dir=tmp_path)
     # Make the synthetic labeler call every other sample good, the first the best.
     calls = {"n": 0}
@@ -173,6 +175,7 @@ def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) 
     feedback, _ = trainer.collect(traj)
     metrics = trainer.update(traj, feedback)
     assert calls["n"] == 1 and "losses/policy" in metrics and "losses/triplet" in metrics
+    assert metrics["charts/ppo_samples"] == 8 + 4  # the labelled batch and the unlabelled extra samples
     assert torch.equal(trainer.best_noise, traj.noise[0].cpu())
     assert torch.equal(trainer.good_noise, traj.noise[[0, 2, 4, 6]].cpu())
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
@@ -183,7 +186,7 @@ def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) 
 
 
 def test_no_good_sample_means_no_update(tmp_path: Path) -> None:
-    trainer = HeroTrainer(HeroConfig(**TINY), run_dir=tmp_path)
+    trainer = HeroTrainer(HeroConfig(**TINY, extra_samples=4), run_dir=tmp_path)
     trainer.labeler.pick_best = lambda outputs, clean=None, classes=None: (["bad"] * len(outputs), 0)  # type: ignore[method-assign]
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     result = trainer.train()
