@@ -126,12 +126,15 @@ class UndoOut(BaseModel):
 
 
 class ItemOut(BaseModel):
-    """An item to label; images are PNG data URLs (``output`` for single/hero, ``left``/``right`` for pairs)."""
+    """An item to label; images are PNG data URLs (``output`` for single/hero, ``left``/``right`` for pairs).
+
+    ``input`` is null for a generated sample, which has no input: its stored input is the sample itself.
+    """
 
     id: int
     query_id: int
     position: int
-    input: str
+    input: str | None
     output: str | None = None
     left: str | None = None
     right: str | None = None
@@ -142,6 +145,8 @@ class BatchOut(BaseModel):
 
     kind: KindName | None
     items: list[ItemOut]
+    note: str | None = None
+    """The trainer's note on the items' query (e.g. what makes a sample good), when they share one."""
 
 
 class ProgressOut(BaseModel):
@@ -505,20 +510,23 @@ def create_app(
         leases.hand_out(labeler, [it.id for it in batch.items])
         items = list(batch.items)
         inputs = pngs.get([it.sample_id for it in items], "input")
+        outputs = pngs.get([it.sample_id for it in items], "output")  # the left ones of pairs
+        # A generated sample (HERO, censoring) is stored as its own input: show it once.
+        inputs = [None if x == y else x for x, y in zip(inputs, outputs)]
         if batch.kind == PAIR:
-            lefts = pngs.get([it.sample_id for it in items], "output")
             rights = pngs.get([it.other_id for it in items], "output")  # type: ignore[misc]
             out = [
                 ItemOut(id=it.id, query_id=it.query_id, position=it.position, input=x, left=lft, right=rgt)
-                for it, x, lft, rgt in zip(items, inputs, lefts, rights)
+                for it, x, lft, rgt in zip(items, inputs, outputs, rights)
             ]
         else:
-            outputs = pngs.get([it.sample_id for it in items], "output")
             out = [
                 ItemOut(id=it.id, query_id=it.query_id, position=it.position, input=x, output=y)
                 for it, x, y in zip(items, inputs, outputs)
             ]
-        return BatchOut(kind=batch.kind, items=out)  # type: ignore[arg-type]
+        notes = {db.query(qid).note for qid in {it.query_id for it in items}}
+        note = notes.pop() if len(notes) == 1 else None
+        return BatchOut(kind=batch.kind, items=out, note=note)  # type: ignore[arg-type]
 
     @app.post("/api/labels", response_model=SubmitOut, responses=_ERRORS, tags=["labelling"])
     def submit(body: SubmitIn) -> SubmitOut:

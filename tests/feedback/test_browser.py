@@ -90,13 +90,16 @@ def live(store: FeedbackStore) -> Iterator[LiveServer]:
 def test_label_pages_by_keyboard(browser, live: LiveServer, store: FeedbackStore, digits) -> None:
     d = digits.take(0, 16)
     q_single = store.add_query("single", d.inputs, d.outputs, clean=d.clean)
-    q_hero = store.add_query("hero", d.inputs[:4], d.outputs[:4])
+    # HERO asks about generated samples: no input (stored as the sample itself), and a note on what is good.
+    note = "good = a clear <b>7</b>"
+    q_hero = store.add_query("hero", d.outputs[:4], d.outputs[:4], note=note)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{live.url}/?labeler=kbd-tester")
     page.wait_for_selector(".tile.focused")
     assert page.locator(".tile").count() == 16 and page.inner_text("#mode") == "Good or bad?"
+    assert page.locator(".tile figure.input").count() == 16
 
     # Marks advance the focus to the next unmarked item; hjkl and arrows move it; u undoes the last mark.
     keys = ["g", "b", "s", "1", "2", "g", "u", "b", "ArrowRight", "l", "h", "g"]
@@ -123,6 +126,8 @@ def test_label_pages_by_keyboard(browser, live: LiveServer, store: FeedbackStore
 
     # HERO page: mark the good ones, pick the best with x, submit.
     assert page.locator(".tile").count() == 4
+    assert page.locator(".tile figure.input").count() == 0 and page.locator(".tile figure").count() == 4
+    assert page.inner_text(".keys .note") == note  # shown as text, not markup
     for key in ["g", "b", "g", "ArrowLeft", "x", "ArrowRight", "b"]:
         page.keyboard.press(key)
     page.keyboard.press("Enter")

@@ -94,6 +94,24 @@ def test_next_serves_pages_by_id_without_clean_images(
     assert nothing.status_code == 200 and len(nothing.json()["items"]) == 6
 
 
+def test_generated_samples_come_without_input_and_the_note_with_the_batch(
+    client: TestClient, store: FeedbackStore, digits
+) -> None:
+    d = digits.take(0, 4)
+    note = "good = a clear 7"
+    store.add_query("hero", d.outputs, d.outputs, note=note)  # generated: the sample is its own input
+    hero = client.get("/api/next", params={"labeler": "alice"}).json()
+    assert hero["note"] == note and all(it["input"] is None and it["output"] for it in hero["items"])
+    store.add_query("pair", d.outputs[:2], d.outputs[:2], others=d.others[:2])
+    store.add_query("single", d.inputs, d.outputs, note="round 1")
+    store.add_query("single", d.inputs, d.outputs, note="round 2")
+    pair = client.get("/api/next", params={"labeler": "alice", "kind": "pair"}).json()
+    assert pair["note"] is None and all(it["input"] is None and it["left"] for it in pair["items"])
+    single = client.get("/api/next", params={"labeler": "alice", "kind": "single", "limit": 8}).json()
+    assert single["note"] is None  # two queries, two notes: none is the batch's
+    assert all(it["input"] for it in single["items"])
+
+
 @pytest.mark.parametrize(
     "params",
     [

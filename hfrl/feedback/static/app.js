@@ -44,6 +44,7 @@
   const state = {
     labeler: "",
     kind: null,
+    note: null, // the trainer's note on the batch's query (e.g. what makes a sample good)
     items: [],
     marks: new Map(), // item id -> {value, best, ms}
     history: [], // [{id, prev}] local marks in the order made, for undo
@@ -213,12 +214,15 @@
       const right = figure(it.right, "right", "choice");
       left.addEventListener("click", (e) => { e.stopPropagation(); focus(index); markFocused("left"); });
       right.addEventListener("click", (e) => { e.stopPropagation(); focus(index); markFocused("right"); });
-      imgs.append(figure(it.input, "input", "input"), left, right);
-    } else {
+      if (it.input) imgs.append(figure(it.input, "input", "input"));
+      imgs.append(left, right);
+    } else if (it.input) {
       const arrow = document.createElement("span");
       arrow.className = "arrow";
       arrow.textContent = "→";
       imgs.append(figure(it.input, "input", "input"), arrow, figure(it.output, "output"));
+    } else {
+      imgs.append(figure(it.output, "sample")); // a generated sample: no input to compare with
     }
 
     const btns = document.createElement("div");
@@ -278,12 +282,15 @@
   }
 
   function renderKeys(info) {
-    const parts = [`<span class="hint">${info.hint}</span>`];
+    const parts = ['<span class="hint"></span>', '<span class="note"></span>'];
     for (const [, text, key] of info.buttons) parts.push(`<span><kbd>${key}</kbd> ${text.replace(/[◀▶]/g, "").trim()}</span>`);
     if (state.kind === "hero") parts.push("<span><kbd>x</kbd> best</span>");
     parts.push("<span><kbd>←↑↓→</kbd>/<kbd>hjkl</kbd> move</span>", "<span><kbd>u</kbd> undo</span>",
       "<span><kbd>Enter</kbd> submit</span>", "<span><kbd>?</kbd> help</span>");
     $("keys").innerHTML = parts.join("");
+    $("keys").querySelector(".hint").textContent = info.hint;
+    // The trainer's note on the batch (e.g. what makes a sample good): free text, so never HTML.
+    $("keys").querySelector(".note").textContent = state.note || "";
   }
 
   function updateCounts() {
@@ -327,6 +334,7 @@
     }
     state.kind = batch.kind;
     state.items = batch.items;
+    state.note = batch.note || null;
     state.history = [];
     state.confirmNoBest = false;
     const saved = savedMarks();
