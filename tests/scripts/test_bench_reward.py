@@ -4,18 +4,24 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_reward.py"
 
 
-def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
+def load_bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_reward", SCRIPT)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = bench  # dataclasses look their module up there
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
+    bench = load_bench()
     out = tmp_path / "reward.md"
     threads = torch.get_num_threads()
     try:
@@ -45,11 +51,7 @@ def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
 
 
 def test_best_thresholds_never_agree_less_than_the_default_rule() -> None:
-    spec = importlib.util.spec_from_file_location("bench_reward", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_bench()
     from hfrl.judges import Judgement
 
     gen = torch.Generator().manual_seed(0)
