@@ -179,6 +179,10 @@ class TargetReport:
             quality kept: still digits, not blobs).
         target_prob: Mean probability of ``k``.
         class_counts: Samples per most likely class, ``(num_classes,)``.
+        diversity: How varied the samples read as ``k`` are: their mean pairwise pixel distance
+            (:func:`spread`) over that of real digits ``k``. About 1: as varied as real ones; near 0: copies
+            of one image (a policy that found one good sample and repeats it). ``nan`` with fewer than two
+            successes or without real digits to compare with.
     """
 
     n: int
@@ -186,6 +190,17 @@ class TargetReport:
     digit_rate: float
     target_prob: float
     class_counts: tuple[int, ...]
+    diversity: float = math.nan
+
+
+def spread(images: torch.Tensor) -> float:
+    """Mean pairwise RMS pixel distance of images ``(B, C, H, W)`` (``nan`` for fewer than two)."""
+    n = images.shape[0]
+    if n < 2:
+        return math.nan
+    flat = images.flatten(1).double()  # (B, C*H*W)
+    dist = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])  # (B, B), zero diagonal
+    return float(dist.sum() / (n * (n - 1)))
 
 
 class TargetDigitEvaluator:
@@ -197,6 +212,7 @@ class TargetDigitEvaluator:
         target_class: ``k``.
         threshold: Success needs ``argmax = k`` and ``P(k) >= threshold``.
         digit_threshold: A sample still is a digit when its most likely class has at least this probability.
+        reference: Real digits ``k`` ``(N, 1, H, W)``, the yardstick of :attr:`TargetReport.diversity`.
     """
 
     def __init__(
@@ -205,18 +221,26 @@ class TargetDigitEvaluator:
         target_class: int = DEFAULT_TARGET_CLASS,
         threshold: float = 0.5,
         digit_threshold: float = 0.5,
+        reference: torch.Tensor | None = None,
     ) -> None:
         self.classifier = classifier.eval()
         self.target_class = int(target_class)
         self.threshold = float(threshold)
         self.digit_threshold = float(digit_threshold)
+        self.reference_spread = spread(reference) if reference is not None else math.nan
 
     @classmethod
     def from_pretrained(
         cls, target_class: int = DEFAULT_TARGET_CLASS, device: torch.device | str = "cpu", **kwargs: Any
     ) -> TargetDigitEvaluator:
-        """The shipped evaluator classifier (``evaluator_classifier``) judging digit ``target_class``."""
+        """The shipped evaluator classifier (``evaluator_classifier``) judging digit ``target_class``.
+
+        Diversity is measured against the embedded MNIST digits ``target_class`` unless ``reference`` is given.
+        """
         model, _ = load_checkpoint(asset_path(EVALUATOR_CHECKPOINT), kind="classifier", device=device)
+        if "reference" not in kwargs:
+            digits = load_embedded_mnist()
+            kwargs["reference"] = digits.images[digits.labels == target_class]
         return cls(model, target_class, **kwargs)  # type: ignore[arg-type]
 
     @torch.no_grad()
@@ -240,6 +264,7 @@ class TargetDigitEvaluator:
             digit_rate=float((top >= self.digit_threshold).float().mean()),
             target_prob=float(probs[:, k].mean()),
             class_counts=tuple(int(c) for c in torch.bincount(cls, minlength=probs.shape[1])),
+            diversity=spread(images[ok].cpu()) / self.reference_spread,
         )
 
 
@@ -761,6 +786,7 @@ class OnlineDiffusionTrainer:
             out[f"success_rate{tag}"] = report.success_rate
             out[f"digit_rate{tag}"] = report.digit_rate
             out[f"target_prob{tag}"] = report.target_prob
+            out[f"diversity{tag}"] = report.diversity
             if not suffix:
                 self._last_eval_images = images
                 self._last_eval_counts = report.class_counts

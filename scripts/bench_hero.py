@@ -8,9 +8,10 @@
 Task: the shipped all-digits DDPM should draw only digit K (default 7; it draws it ~8 % of the time).
 Every method runs its rounds with the synthetic labeler answering through the feedback store, exactly as
 ``hfrl hero`` does, and counts one label per good/bad mark or per pair comparison. After every round the
-independent evaluator judges samples from fixed fresh noise: the *success rate* (read as a K) and the
-*digit rate* (read as some digit with probability >= 0.5: source quality kept). HERO also reports the
-success rate on its recycled noise (what its sampling delivers, and what the paper measures); the
+independent evaluator judges samples from fixed fresh noise: the *success rate* (read as a K), the
+*digit rate* (read as some digit with probability >= 0.5: source quality kept) and the *diversity* of the
+successes (their mean pairwise pixel distance, as a share of that among real digits K: near 0 means copies
+of one image). HERO also reports the success rate on its recycled noise (what its sampling delivers, and what the paper measures); the
 baselines sample fresh noise, so their recycled-noise rate *is* their fresh-noise rate.
 
 Each method runs with its own defaults (batch size included) unless ``--batch-size`` sets one for all;
@@ -193,8 +194,9 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
     reach_pct = f"{100 * args.reach:.0f} %"
     lines += [
         f"| method | labels to reach {reach_pct} (fresh) | labels to reach {reach_pct} (recycled) "
-        "| success before → after | recycled after | digits before → after | seconds per run |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| success before → after | recycled after | digits before → after | diversity (% of real) before → after "
+        "| seconds per run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def reach_text(values: list[float]) -> str:
@@ -216,14 +218,17 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
         rec = [
             r["final"]["after"].get(RECYCLED, r["final"]["after"].get("success_rate", math.nan)) for r in rs
         ]
+        v0 = [r["final"]["before"].get("diversity", math.nan) for r in rs]
+        v1 = [r["final"]["after"].get("diversity", math.nan) for r in rs]
         secs = [r["seconds"] for r in rs]
         lines.append(
             f"| {m} | {reach_text(reach)} | {reach_text(reach_rec)} | {_fmt(before)} → {_fmt(after)} | {_fmt(rec)} "
-            f"| {_fmt(d0)} → {_fmt(d1)} | {np.mean(secs):.0f} |"
+            f"| {_fmt(d0)} → {_fmt(d1)} | {_fmt(v0)} → {_fmt(v1)} | {np.mean(secs):.0f} |"
         )
         summary[m] = {
             "labels_to_reach": reach, "labels_to_reach_recycled": reach_rec, "success_before": before,
             "success_after": after, "digit_before": d0, "digit_after": d1, "success_recycled_after": rec,
+            "diversity_before": v0, "diversity_after": v1,
             "seconds": secs,
         }  # fmt: skip
     heroes = [m for m in methods if m.split(" ")[0] == "hero"]

@@ -103,8 +103,13 @@ def test_synthetic_labeler_and_evaluator_on_real_digits() -> None:
     words, best = labeler.pick_best(torch.cat([others[:5], sevens[:1]]))
     assert best == 5 and words[5] == "good"
     assert labeler.compare(sevens[:5], others[:5]) == ["left"] * 5
-    report = TargetDigitEvaluator.from_pretrained(7).report(torch.cat([sevens, others]))
+    evaluator = TargetDigitEvaluator.from_pretrained(7)
+    report = evaluator.report(torch.cat([sevens, others]))
     assert 0.4 <= report.success_rate <= 0.6 and report.digit_rate > 0.9 and sum(report.class_counts) == 40
+    assert 0.8 <= report.diversity <= 1.2  # real sevens are as varied as real sevens
+    copies = evaluator.report(sevens[:1].expand(10, -1, -1, -1))
+    assert copies.success_rate == 1.0 and copies.diversity == 0.0  # one seven ten times: no diversity
+    assert math.isnan(evaluator.report(others).diversity)  # no seven at all
 
 
 @pytest.mark.parametrize("method", ["hero", "rwl", "ddpo", "d3po"])
