@@ -82,8 +82,10 @@ def test_tuned_defaults() -> None:
     hero, d3po = make_online_config("hero"), make_online_config("d3po")
     assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 5e-3, 1.0, 0.1, 0.5)
     assert (hero.adapter, hero.lora_rank, hero.extra_samples) == ("lora", 8, 96)
-    assert make_online_config("ddpo").adapter == "full" and make_online_config("d3po").adapter == "full"
-    assert (d3po.batch_size, d3po.lr) == (64, 1e-4) and make_online_config("ddpo").lr == 3e-4
+    assert make_online_config("ddpo").adapter == "full" and make_online_config("rwl").adapter == "full"
+    assert (d3po.batch_size, d3po.lr, d3po.adapter) == (64, 3e-3, "lora") and make_online_config(
+        "ddpo"
+    ).lr == 3e-4
     assert make_online_config("rwl").lr == 1e-4
 
 
