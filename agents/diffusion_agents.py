@@ -325,7 +325,7 @@ class OnlineDiffusionConfig:
     adapter: str = "full"
     """What trains: ``full`` (every weight of the DDPM) or ``lora`` (the DDPM frozen, low-rank adapters on
     its convolutions and linear layers, :mod:`hfrl.lora`; the run directory then also keeps the adapters
-    alone, ``adapters.*``, a few percent of the model's size)."""
+    alone, ``adapters.*``: 0.5 MB at rank 8 beside the 2.7 MB model, whose layers are only 16-64 wide)."""
     lora_rank: int = 8
     """Rank ``r`` of the LoRA adapters (HERO's tuning: rank 4 barely moved at lr 1e-3 to 3e-3, see
     :class:`~hfrl.agents.hero.HeroConfig`)."""
