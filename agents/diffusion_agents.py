@@ -510,7 +510,11 @@ class OnlineDiffusionTrainer:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device) if model is not None else load_ddpm(cfg.ddpm, device=self.device)
         self.model.requires_grad_(True).train()
-        self.adapters = add_lora(self.model, cfg.lora_rank, cfg.lora_alpha) if cfg.adapter == "lora" else None
+        self.adapters = (
+            add_lora(self.model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed + 40_009)
+            if cfg.adapter == "lora"
+            else None
+        )
         # The KL's base model: with adapters, the model with them switched off; else a frozen copy.
         self.reference: UNet2D | None = (
             copy.deepcopy(self.model).eval().requires_grad_(False)

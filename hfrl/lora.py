@@ -50,9 +50,12 @@ class LoRAPair(nn.Module):
             ``padding`` for convolutions.
         rank: ``r``.
         alpha: Scale numerator: the update is ``alpha / r`` times ``B A``.
+        generator: Randomness of ``A``'s initial values (the global generator when ``None``).
     """
 
-    def __init__(self, spec: dict[str, Any], rank: int, alpha: float) -> None:
+    def __init__(
+        self, spec: dict[str, Any], rank: int, alpha: float, generator: torch.Generator | None = None
+    ) -> None:
         super().__init__()
         self.spec = dict(spec)
         self.scale = alpha / rank
@@ -67,7 +70,7 @@ class LoRAPair(nn.Module):
         else:
             raise ValueError(f"unknown LoRA layer type {spec['type']!r}")
         # A as in nn.Linear's default init, B = 0: the adapted layer starts as the base layer.
-        nn.init.kaiming_uniform_(self.down.weight, a=5**0.5)
+        nn.init.kaiming_uniform_(self.down.weight, a=5**0.5, generator=generator)
         nn.init.zeros_(self.up.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,14 +106,23 @@ class LoRAAdapters(nn.Module):
         layers: Layer name -> spec (see :class:`LoRAPair`).
         rank: ``r`` of every adapter.
         alpha: Scale numerator of every adapter.
+        generator: Randomness of the initial values (the global generator when ``None``).
     """
 
-    def __init__(self, layers: dict[str, dict[str, Any]], rank: int, alpha: float) -> None:
+    def __init__(
+        self,
+        layers: dict[str, dict[str, Any]],
+        rank: int,
+        alpha: float,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.layers = {name: dict(spec) for name, spec in layers.items()}
         self.rank = int(rank)
         self.alpha = float(alpha)
-        self.pairs = nn.ModuleDict({_key(n): LoRAPair(s, self.rank, self.alpha) for n, s in layers.items()})
+        self.pairs = nn.ModuleDict(
+            {_key(n): LoRAPair(s, self.rank, self.alpha, generator) for n, s in layers.items()}
+        )
 
     def pair(self, name: str) -> LoRAPair:
         """The adapter of layer ``name``."""
@@ -171,7 +183,11 @@ def attach_lora(model: nn.Module, adapters: LoRAAdapters) -> LoRAAdapters:
 
 
 def add_lora(
-    model: nn.Module, rank: int = 4, alpha: float | None = None, targets: Sequence[str] = ("*",)
+    model: nn.Module,
+    rank: int = 4,
+    alpha: float | None = None,
+    targets: Sequence[str] = ("*",),
+    seed: int | None = None,
 ) -> LoRAAdapters:
     """Freeze ``model`` and give each matching convolution and linear layer a new, zero-update adapter.
 
@@ -180,6 +196,8 @@ def add_lora(
         rank: ``r``; a layer whose input or output is narrower gets no adapter (it would be no saving).
         alpha: Scale numerator (default ``rank``: scale 1).
         targets: ``fnmatch`` patterns of dotted layer names to adapt (default every layer).
+        seed: Seed of the adapters' initial values; ``None`` draws from torch's global generator (whose
+            start differs from process to process unless seeded).
 
     Returns:
         The new adapters (the only trainable parameters of ``model`` now).
@@ -198,7 +216,9 @@ def add_lora(
             layers[name] = spec
     if not layers:
         raise ConfigError(f"no convolution or linear layer of width >= {rank} matches {list(targets)}")
-    return attach_lora(model, LoRAAdapters(layers, rank, float(rank if alpha is None else alpha)))
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    adapters = LoRAAdapters(layers, rank, float(rank if alpha is None else alpha), generator)
+    return attach_lora(model, adapters)
 
 
 def lora_layers(model: nn.Module) -> list[LoRALayer]:

@@ -83,6 +83,16 @@ def test_merge_equals_the_adapted_model_and_disabled_equals_the_base() -> None:
     assert torch.allclose(model(x, t), adapted)  # switched back on
 
 
+def test_seeded_adapters_are_the_same_whatever_the_global_generator_did() -> None:
+    first = add_lora(small_unet(), rank=2, seed=7)
+    torch.rand(100)  # the global generator moves on; a seeded init must not care
+    second = add_lora(small_unet(), rank=2, seed=7)
+    other = add_lora(small_unet(), rank=2, seed=8)
+    a, b, c = (m.state_dict() for m in (first, second, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if k.endswith("down.weight"))
+
+
 def test_targets_and_bad_settings() -> None:
     adapters = add_lora(small_unet(), rank=2, targets=("time_mlp.*",))
     assert set(adapters.layers) == {"time_mlp.0", "time_mlp.2"}

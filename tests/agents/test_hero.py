@@ -164,6 +164,18 @@ def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Pa
     ).stat().st_size
 
 
+@pytest.mark.parametrize("method", ["hero", "d3po"])  # LoRA by default: the adapters' init is seeded too
+def test_same_seed_same_model(method: str, tmp_path: Path) -> None:
+    config = make_online_config(method, **TINY, **EXTRA.get(method, {}))
+    states = []
+    for run in ("a", "b"):
+        torch.rand(10)  # whatever the global generator did before
+        trainer = make_online_trainer(method, config, run_dir=tmp_path / run)
+        trainer.train()
+        states.append(trainer.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) -> None:
     cfg = HeroConfig(**{**TINY, "rounds": 2, "batch_size": 8, "extra_samples": 4})
     trainer = HeroTrainer(cfg, run_dir=tmp_path)
