@@ -119,24 +119,26 @@ class HeroConfig(OnlineDiffusionConfig):
     extra_samples: int = 96
     """Unlabelled samples per round, drawn like the labelled ones (around good noises), scored by the
     embedding reward alone and added to the PPO batch: four times the PPO data for the same labels. With
-    LoRA (seed 0): 0 -> 10.2 % after 64 labels and 19.5 % after 128; 96 -> 28.9 % and 40.6 % (seed 1: from
-    14.8 % to 34.4 % and 69.5 %). Without LoRA, 96 did not help (16.4 % after 64 labels, 10.2 % after 128): full
-    fine-tuning was the limit. 16 labels a round with 112 extra was no better (29.7 % after 64)."""
+    LoRA (seed 0): 0 -> 10.2 % after 64 labels and 19.5 % after 128; 96 -> 28.9 % and 40.6 % (seed 1:
+    from 14.8 % to 34.4 % and 69.5 %). Without LoRA, 96 did not help (16.4 % after 64 labels, 10.2 % after
+    128): full fine-tuning was the limit. 16 labels a round with 112 extra was no better (29.7 % after 64),
+    nor were 224 extra (21.1 % after 64, 15.6 % after 96) or 4 policy epochs (seeds 0-2: 20 % after 32, 96
+    and 64 labels, against 64, 96 and 64 with 2)."""
     batch_size: int = 32
-    """Samples labelled per round. Smaller rounds update more often per label (full fine-tune): at lr 3e-4, 32 a round
-    reached 20.3 % after 96 labels and 25.0 % after 128 (64 a round: 13.3 % after 128, 22.7 % after 192);
-    at lr 1e-4 the two were alike (~10 % after 128). Over 3 seeds (``scripts/bench_hero.py``): 12.2 ->
+    """Samples labelled per round. Smaller rounds update more often per label (full fine-tune): at lr 3e-4, 32
+    a round reached 20.3 % after 96 labels and 25.0 % after 128 (64 a round: 13.3 % after 128, 22.7 % after
+    192); at lr 1e-4 the two were alike (~10 % after 128). Over 3 seeds (``scripts/bench_hero.py``): 12.2 ->
     20.6 +- 3.8 % after 128 labels, 29.4 +- 4.2 % after 256."""
     eta: float = 1.0
-    """DDIM stochasticity (shared field, HERO's default stated here; measured with full fine-tuning). With ``eta = 1`` a chain's own noise
-    outweighs its initial noise, so recycled noise barely changes success (recycled ~ fresh). At 0.5
-    recycling pays at once (recycled 25.8 % vs fresh 10.2 % after 64 labels, lr 1e-4) but the model itself
-    learnt more slowly (lr 3e-4, 64 a round: fresh 14.8 % vs 31.2 % after 256 labels; 32 a round: 9.4 %
-    vs 20.3 % after 96). Over 3 seeds, 256 labels: ``eta = 0.5`` recycled 63.5 +- 13.5 % (34.1 % after 32
-    labels) but fresh 26.6 +- 9.6 %; ``eta = 1`` recycled 31.2 +- 3.9 %, fresh 29.4 +- 4.2 %. Labels to reach
-    20 % on the recycled noise: 64 +- 45 at 0.5 (4.3x fewer than D3PO's 277 +- 54), 139 +- 40 at 1. The
-    fine-tuned model is sampled from fresh noise once HERO is done, so 1 stays; 0.5 suits HERO's own
-    sampling (at the cost of diversity: half its noises sit near the best one's)."""
+    """DDIM stochasticity (shared field, HERO's default stated here; measured with full fine-tuning). With
+    ``eta = 1`` a chain's own noise outweighs its initial noise, so recycled noise barely changes success
+    (recycled ~ fresh). At 0.5 recycling pays at once (recycled 25.8 % vs fresh 10.2 % after 64 labels, lr
+    1e-4) but the model itself learnt more slowly (lr 3e-4, 64 a round: fresh 14.8 % vs 31.2 % after 256
+    labels; 32 a round: 9.4 % vs 20.3 % after 96). Over 3 seeds, 256 labels: ``eta = 0.5`` recycled 63.5 +-
+    13.5 % (34.1 % after 32 labels) but fresh 26.6 +- 9.6 %; ``eta = 1`` recycled 31.2 +- 3.9 %, fresh 29.4 +-
+    4.2 %. Labels to reach 20 % on the recycled noise: 64 +- 45 at 0.5 (4.3x fewer than D3PO's 277 +- 54), 139
+    +- 40 at 1. The fine-tuned model is sampled from fresh noise once HERO is done, so 1 stays; 0.5 suits
+    HERO's own sampling (at the cost of diversity: half its noises sit near the best one's)."""
     epsilon: float = 0.1
     """Noise-recycling ``eps``: how far the next round's initial noises stray from the good ones (paper:
     0.1). Not tuned: at ``eta = 1`` recycling barely matters (see ``eta``)."""

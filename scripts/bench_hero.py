@@ -11,8 +11,9 @@ Every method runs its rounds with the synthetic labeler answering through the fe
 independent evaluator judges samples from fixed fresh noise: the *success rate* (read as a K), the
 *digit rate* (read as some digit with probability >= 0.5: source quality kept) and the *diversity* of the
 successes (their mean pairwise pixel distance, as a share of that among real digits K: near 0 means copies
-of one image). HERO also reports the success rate on its recycled noise (what its sampling delivers, and what the paper measures); the
-baselines sample fresh noise, so their recycled-noise rate *is* their fresh-noise rate.
+of one image). HERO also reports the success rate on its recycled noise (what its sampling delivers, and
+what the paper measures); the baselines sample fresh noise, so their recycled-noise rate *is* their
+fresh-noise rate.
 
 Each method runs with its own defaults (batch size included) unless ``--batch-size`` sets one for all;
 ``--labels`` gives every method the same label budget (rounds = budget / labels per round), else every
