@@ -1146,15 +1146,13 @@ def concat_trajectories(a: Trajectories, b: Trajectories) -> Trajectories:
 class D3POConfig(OnlineDiffusionConfig):
     """D3PO-style preference fine-tuning: pairs of samples, no reward model."""
 
-    adapter: str = "lora"
-    """LoRA adapters (shared field; D3PO's default here). The baseline gets the same kind of update as HERO:
-    over 3 seeds (``scripts/bench_hero.py``, 512 labels) LoRA rank 8 at lr 3e-3 reached 20 % after 160 +- 52
-    labels and 49.5 +- 2.2 % after 512; full fine-tuning at 1e-4, 309 +- 144 and 38.5 +- 13.4 %. LoRA at 5e-3
-    collapsed (seed 0: 28.9 % after 128 labels, 0 % from 160 on); at 2e-3 it was slower (18.0 % after 256)."""
-    lr: float = 3e-3
-    """Learning rate of the adapters (see ``adapter``). For full fine-tuning 1e-4: 3e-4 was faster on seed 0
-    (27.3 % after 256 labels vs 15.6 %) but collapsed on the other seeds (seed 1: 14.8 -> 0.8 % once a round's
-    pairs held no 7 and every answer was a tie; seed 2: 14.1 -> 7.0 %)."""
+    lr: float = 1e-4
+    """AdamW learning rate. 3e-4 was faster on seed 0 (27.3 % after 256 labels vs 15.6 %) but collapsed on
+    the other seeds (seed 1: 14.8 -> 0.8 % once a round's pairs held no 7 and every answer was a tie; seed
+    2: 14.1 -> 7.0 %); 1e-4 rose on all three. With LoRA rank 8 at lr 3e-3 (3 seeds, 512 labels, 2-core
+    Xeon) 20 % took 299 +- 66 labels against 309 +- 144 here, and one seed ended at 11.7 %; with an unseeded
+    adapter init the same setting took 160 +- 52: no robust gain, so full fine-tuning stays. LoRA at 5e-3
+    collapsed (seed 0: 28.9 % after 128 labels, 0 % from 160 on)."""
     beta: float = 0.1
     """DPO temperature on the per-step log-ratios."""
 

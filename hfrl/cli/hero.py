@@ -79,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kl", type=non_negative_float, default=None, help="KL weight to the base model (DPOK)")
     p.add_argument(
         "--adapter", choices=("full", "lora"), default=None,
-        help="train every weight (full) or LoRA adapters on a frozen DDPM (lora); default: hero and d3po lora, rwl and ddpo full",
+        help="train every weight (full) or LoRA adapters on a frozen DDPM (lora); default: full",
     )  # fmt: skip
     p.add_argument(
         "--lora-rank", type=positive_int, default=None, help="rank of the LoRA adapters (default 8)"
