@@ -264,7 +264,7 @@ class TargetDigitEvaluator:
             digit_rate=float((top >= self.digit_threshold).float().mean()),
             target_prob=float(probs[:, k].mean()),
             class_counts=tuple(int(c) for c in torch.bincount(cls, minlength=probs.shape[1])),
-            diversity=spread(images[ok].cpu()) / self.reference_spread,
+            diversity=spread(images.cpu()[ok]) / self.reference_spread,
         )
 
 
