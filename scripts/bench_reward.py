@@ -153,10 +153,10 @@ class Data:
     test_classes: torch.Tensor
     test_ev: torch.Tensor  # evaluator verdicts
     test_lab: torch.Tensor  # labeler verdicts (same clean images)
+    test_estimate: torch.Tensor  # the denoiser's estimate of the clean test images
     test_plugin: torch.Tensor  # the labeler's rule with the denoiser's estimate in place of the clean image
-    test_plugin_tuned: (
-        torch.Tensor
-    )  # ... with thresholds chosen on the evaluator's test verdicts (optimistic)
+    # ... with thresholds chosen on the evaluator's test verdicts (optimistic)
+    test_plugin_tuned: torch.Tensor
     other_output: torch.Tensor | None
     other_ev: torch.Tensor | None
     denoiser: SelfSupervisedDenoiser
@@ -207,6 +207,7 @@ def make_data(args: Args, evaluator: Evaluator) -> Data:
         test_classes=test.labels,
         test_ev=test_ev,
         test_lab=labeler.is_good(test_output, test.images, test.labels).float(),
+        test_estimate=estimate,
         test_plugin=plugin.good.float(),
         test_plugin_tuned=best_thresholds(plugin, test_ev),
         other_output=other_output,
@@ -354,12 +355,11 @@ def report(
     counts = [n for n in args.label_counts if n <= len(data.pool_label)]
     ev_rate = float(data.test_ev.mean())
     majority = max(ev_rate, 1.0 - ev_rate)
-    with torch.no_grad():
-        denoised = data.denoiser(data.test_noisy)
-        label_free = {
-            name: roc_auc(similarity_features(data.test_output, denoised)[:, k] * sign, data.test_ev)
-            for k, (name, sign) in enumerate((("SSIM", 1), ("correlation", 1), ("RMSE", -1)))
-        }
+    features = similarity_features(data.test_output, data.test_estimate)
+    label_free = {
+        name: roc_auc(features[:, k] * sign, data.test_ev)
+        for k, (name, sign) in enumerate((("SSIM", 1), ("correlation", 1), ("RMSE", -1)))
+    }
     den = data.denoiser_info
     lab_agree = float((data.test_lab == data.test_ev).float().mean())
     plugin_agree = float((data.test_plugin == data.test_ev).float().mean())
