@@ -349,6 +349,12 @@ class OnlineDiffusionConfig:
     lr 1e-5 moved them 100x more than the others)."""
     kl: float = 0.0
     """Weight of the per-step KL to the frozen base model (DPOK, Fan et al. 2023); 0 = off."""
+    target_kl: float | None = None
+    """Early stop of a round's PPO update (as Stable-Baselines3's ``target_kl``): once a minibatch's mean
+    per-step approximate KL between the model and the round's sampling policy passes ``1.5 * target_kl``,
+    its gradient is dropped and the round's remaining epochs are skipped. ``None``: every epoch runs. The
+    KL sums over the image's pixels, so values near 1 are common here (a round's first Adam step alone moves
+    full fine-tuning by ~1); a blown-up update reads 5 or more."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping."""
 
@@ -404,6 +410,8 @@ class OnlineDiffusionConfig:
             raise ConfigError(f"clip_range must be in (0, 1), got {self.clip_range}")
         if self.min_step_std < 0:
             raise ConfigError(f"min_step_std must be >= 0, got {self.min_step_std}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ConfigError(f"target_kl must be > 0 (or None), got {self.target_kl}")
         if self.kl < 0 or self.max_grad_norm <= 0 or self.reward_steps < 0 or self.eval_samples < 0:
             raise ConfigError("kl, reward_steps and eval_samples must be >= 0 and max_grad_norm > 0")
         if not 0.0 < self.labeler_threshold < 1.0:
@@ -665,14 +673,23 @@ class OnlineDiffusionTrainer:
             ref = self.scheduler.step(eps, t, x, prev_sample=x).mean
         return ((mean - ref) ** 2).flatten(1).sum(1) / (2.0 * std.clamp(min=1e-8) ** 2)
 
-    def optimize(self, loss_fn: Callable[[], torch.Tensor]) -> float:
+    def optimize(
+        self, loss_fn: Callable[[], torch.Tensor], accept: Callable[[], bool] | None = None
+    ) -> float | None:
         """One optimiser step on a loss whose gradient ``loss_fn`` accumulates; returns the grad norm.
+
+        Args:
+            loss_fn: Accumulates the gradient (``backward``) and returns the loss.
+            accept: Asked after ``loss_fn``; ``False`` drops the gradient without a step (returns ``None``).
 
         Raises:
             HfrlError: for a non-finite gradient (the step is skipped and training stops).
         """
         self.optimizer.zero_grad(set_to_none=True)
         loss_fn()
+        if accept is not None and not accept():
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
         if not math.isfinite(norm):
             raise HfrlError(f"{self.name}: non-finite gradient in round {self.round}; lower lr or clip_range")
@@ -695,8 +712,16 @@ class OnlineDiffusionTrainer:
         approx_kls: list[float] = []
         kls: list[float] = []
         losses: list[float] = []
+        limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
+        updates, stopped = 0, False
+
+        def within_limit() -> bool:
+            # approx_kls[-n_steps:] are this minibatch's steps, measured before its update
+            return _mean(approx_kls[-n_steps:]) <= limit
 
         for _ in range(cfg.policy_epochs):
+            if stopped:
+                break
             perm = torch.randperm(batch, generator=self.rng).to(self.device)
             for idx in perm.split(cfg.minibatch_size):
 
@@ -725,10 +750,15 @@ class OnlineDiffusionTrainer:
                     losses.append(float(total))
                     return total
 
-                self.optimize(loss_fn)
+                if self.optimize(loss_fn, within_limit) is None:
+                    stopped = True
+                    break
+                updates += 1
         out = {
             "losses/policy": _mean(losses),
             "charts/ppo_samples": float(batch),
+            "charts/ppo_updates": float(updates),
+            "charts/ppo_stopped": float(stopped),
             "charts/approx_kl": _mean(approx_kls),
             "charts/clip_fraction": _mean(clip_fracs),
         }
@@ -1094,18 +1124,26 @@ class RWLDiffusionTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
 
 
 @dataclass
-class DDPOConfig(OnlineDiffusionConfig):
-    """DDPO-style PPO on a reward model learned from the same labels, with the DPOK KL penalty."""
+class LearnedRewardPPOConfig(OnlineDiffusionConfig):
+    """What the methods that run PPO against a reward learned from the labels share (``ddpo``, ``hero``)."""
 
-    kl: float = 0.01
-    """Weight of the per-step KL to the base model (DPOK)."""
     extra_samples: int = 0
-    """Unlabelled samples per round scored by the reward model alone and added to the PPO batch."""
+    """Unlabelled samples per round, drawn like the labelled ones, scored by the learned reward alone and
+    added to the PPO batch (:meth:`OnlineDiffusionTrainer.with_unlabelled`): more policy data per label,
+    paid in sampling time."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.extra_samples < 0:
             raise ConfigError(f"extra_samples must be >= 0, got {self.extra_samples}")
+
+
+@dataclass
+class DDPOConfig(LearnedRewardPPOConfig):
+    """DDPO-style PPO on a reward model learned from the same labels, with the DPOK KL penalty."""
+
+    kl: float = 0.01
+    """Weight of the per-step KL to the base model (DPOK)."""
 
 
 class DDPOTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
@@ -1250,6 +1288,7 @@ __all__ = [
     "DDPOConfig",
     "DDPOTrainer",
     "LabelPool",
+    "LearnedRewardPPOConfig",
     "OnlineDiffusionConfig",
     "OnlineDiffusionTrainer",
     "OnlineResult",

@@ -37,6 +37,7 @@ from hfrl.agents.diffusion_agents import (
     D3POTrainer,
     DDPOConfig,
     DDPOTrainer,
+    LearnedRewardPPOConfig,
     OnlineDiffusionConfig,
     OnlineDiffusionTrainer,
     OnlineResult,
@@ -97,7 +98,7 @@ def recycle_noise(
 
 
 @dataclass
-class HeroConfig(OnlineDiffusionConfig):
+class HeroConfig(LearnedRewardPPOConfig):
     """HERO's settings on top of the shared ones (rounds, PPO weights, ...).
 
     Tuned on seed 0, digit 7, with short runs (success on 128 samples from fixed fresh noise, base 7.8 %;
@@ -163,8 +164,10 @@ class HeroConfig(OnlineDiffusionConfig):
             raise ConfigError(
                 f"epsilon and best_share must be in [0, 1], got {self.epsilon}, {self.best_share}"
             )
-        if self.embed_dim < 1 or self.triplet_margin < 0 or self.extra_samples < 0:
-            raise ConfigError("embed_dim must be >= 1, triplet_margin and extra_samples >= 0")
+        if self.embed_dim < 1 or self.triplet_margin < 0:
+            raise ConfigError(
+                f"embed_dim must be >= 1 and triplet_margin >= 0, got {self.embed_dim}, {self.triplet_margin}"
+            )
         if self.reference not in ("best", "good"):
             raise ConfigError(f"reference must be 'best' or 'good', got {self.reference!r}")
 

@@ -70,7 +70,7 @@ def test_recycle_noise_extremes_and_statistics() -> None:
     [
         {"rounds": 0}, {"batch_size": 0}, {"epsilon": 1.5}, {"best_share": -0.1}, {"eta": 0.0},
         {"target_class": 10}, {"clip_range": 0.0}, {"reference": "worst"}, {"no_such_field": 1},
-        {"adapter": "qlora"}, {"lora_rank": 0}, {"lora_alpha": -1.0},
+        {"adapter": "qlora"}, {"lora_rank": 0}, {"lora_alpha": -1.0}, {"target_kl": 0.0},
     ],
 )  # fmt: skip
 def test_config_validation(fields: dict) -> None:
@@ -202,6 +202,30 @@ def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) 
     # Half the noises lie near the best one's: sqrt(1 - 0.01) z_best + 0.1 n.
     near = (z[:4] - math.sqrt(0.99) * traj.noise[0].cpu()).std()
     assert abs(float(near) - 0.1) < 0.03
+
+
+@pytest.mark.parametrize("target_kl", [None, 1e-9, 1e9])
+def test_target_kl_stops_the_round_update_early(target_kl: float | None, tmp_path: Path) -> None:
+    fields = {
+        **TINY,
+        "batch_size": 6,
+        "minibatch_size": 2,
+        "policy_epochs": 3,
+        "lr": 1e-3,
+        "target_kl": target_kl,
+    }
+    trainer = make_online_trainer("ddpo", make_online_config("ddpo", **fields), run_dir=tmp_path)
+    traj = trainer.rollout(trainer.initial_noise(6))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    metrics = trainer.ppo_update(traj, torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0]))
+    moved = any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    if target_kl == 1e-9:
+        # The first minibatch samples the policy that drew it (KL 0); after one step the next one is past
+        # the limit, so its gradient is dropped and the round ends there.
+        assert (metrics["charts/ppo_updates"], metrics["charts/ppo_stopped"]) == (1.0, 1.0) and moved
+    else:
+        assert (metrics["charts/ppo_updates"], metrics["charts/ppo_stopped"]) == (9.0, 0.0) and moved
+        assert metrics["charts/approx_kl"] > 0
 
 
 def test_no_good_sample_means_no_update(tmp_path: Path) -> None:
