@@ -959,10 +959,12 @@ def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
 
-def normalised(values: torch.Tensor) -> torch.Tensor:
-    """``(values - mean) / std`` of a batch (zeros when all are equal)."""
+def normalised(values: torch.Tensor, min_std: float = 0.0) -> torch.Tensor:
+    """``(values - mean) / max(std, min_std)`` of a batch (zeros when all are equal)."""
     std = values.std() if values.numel() > 1 else torch.zeros(())
-    return (values - values.mean()) / std if float(std) > 1e-8 else torch.zeros_like(values)
+    if float(std) <= 1e-8:
+        return torch.zeros_like(values)
+    return (values - values.mean()) / std.clamp(min=min_std)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1132,10 +1134,17 @@ class LearnedRewardPPOConfig(OnlineDiffusionConfig):
     added to the PPO batch (:meth:`OnlineDiffusionTrainer.with_unlabelled`): more policy data per label,
     paid in sampling time."""
 
+    min_reward_std: float = 0.0
+    """Advantages are ``(r - mean) / max(std, min_reward_std)`` over the PPO batch. Once the policy has
+    converged on what the reward likes, the rewards of a batch barely differ; a floor then keeps the
+    update small instead of blowing the reward model's noise up to unit scale."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.extra_samples < 0:
-            raise ConfigError(f"extra_samples must be >= 0, got {self.extra_samples}")
+        if self.extra_samples < 0 or self.min_reward_std < 0:
+            raise ConfigError(
+                f"extra_samples and min_reward_std must be >= 0, got {self.extra_samples}, {self.min_reward_std}"
+            )
 
 
 @dataclass
@@ -1169,7 +1178,11 @@ class DDPOTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
             return metrics | {"reward/mean": float("nan")}
         traj = self.with_unlabelled(traj, self.config.extra_samples)
         r = self.reward(traj.images)
-        return metrics | self.ppo_update(traj, normalised(r)) | {"reward/mean": float(r.mean())}
+        return (
+            metrics
+            | self.ppo_update(traj, normalised(r, self.config.min_reward_std))
+            | {"reward/mean": float(r.mean())}
+        )
 
 
 def concat_trajectories(a: Trajectories, b: Trajectories) -> Trajectories:

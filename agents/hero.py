@@ -262,7 +262,7 @@ class HeroTrainer(OnlineDiffusionTrainer):
         with torch.no_grad():
             r = self.reward_model.predict_th(traj.images, traj.images).to(self.device)  # (B,) in [0, 1]
         metrics |= {"reward/mean": float(r.mean()), "reward/std": float(r.std())}
-        return metrics | self.ppo_update(traj, normalised(r))
+        return metrics | self.ppo_update(traj, normalised(r, cfg.min_reward_std))
 
     def save_extra(self) -> None:  # noqa: D102
         if self.reward_ready:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hfrl.agents.diffusion_agents import TargetDigitEvaluator, TargetDigitLabeler, write_rows
+from hfrl.agents.diffusion_agents import TargetDigitEvaluator, TargetDigitLabeler, normalised, write_rows
 from hfrl.agents.hero import (
     METHODS,
     HeroConfig,
@@ -71,6 +71,7 @@ def test_recycle_noise_extremes_and_statistics() -> None:
         {"rounds": 0}, {"batch_size": 0}, {"epsilon": 1.5}, {"best_share": -0.1}, {"eta": 0.0},
         {"target_class": 10}, {"clip_range": 0.0}, {"reference": "worst"}, {"no_such_field": 1},
         {"adapter": "qlora"}, {"lora_rank": 0}, {"lora_alpha": -1.0}, {"target_kl": 0.0},
+        {"min_reward_std": -0.1}, {"extra_samples": -1},
     ],
 )  # fmt: skip
 def test_config_validation(fields: dict) -> None:
@@ -226,6 +227,17 @@ def test_target_kl_stops_the_round_update_early(target_kl: float | None, tmp_pat
     else:
         assert (metrics["charts/ppo_updates"], metrics["charts/ppo_stopped"]) == (9.0, 0.0) and moved
         assert metrics["charts/approx_kl"] > 0
+
+
+def test_advantages_are_normalised_with_a_floor_on_the_std() -> None:
+    spread = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    assert torch.allclose(normalised(spread), (spread - 1.5) / spread.std())
+    assert torch.allclose(normalised(spread, min_std=0.5), normalised(spread))  # std 1.29: no effect
+    close = torch.tensor([0.90, 0.91, 0.92, 0.93])  # a converged batch: rewards barely differ
+    assert float(normalised(close).abs().max()) > 1.0  # plain normalising blows the differences up
+    assert torch.allclose(normalised(close, min_std=0.2), (close - 0.915) / 0.2)
+    assert torch.equal(normalised(torch.full((3,), 0.7), min_std=0.2), torch.zeros(3))
+    assert torch.equal(normalised(torch.tensor([0.3])), torch.zeros(1))
 
 
 def test_no_good_sample_means_no_update(tmp_path: Path) -> None:
