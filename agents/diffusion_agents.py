@@ -54,6 +54,7 @@ from hfrl.diffusion import (
     DDIMScheduler,
     Scheduler,
     UNet2D,
+    denoising_error,
     initial_noise,
     load_ddpm,
     to_images,
@@ -76,6 +77,8 @@ from hfrl.runs import make_run_dir, write_json
 
 C = TypeVar("C", bound="OnlineDiffusionConfig")
 DEFAULT_TARGET_CLASS = 7
+SOURCE_ERROR_DIGITS = 256
+"""Real digits whose base-model denoising error is the yardstick of :attr:`TargetReport.source_error`."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,6 +186,10 @@ class TargetReport:
             (:func:`spread`) over that of real digits ``k``. About 1: as varied as real ones; near 0: copies
             of one image (a policy that found one good sample and repeats it). ``nan`` with fewer than two
             successes or without real digits to compare with.
+        source_error: How natural the samples are to the *base* DDPM: their mean
+            :func:`~hfrl.diffusion.denoising_error` over that of real digits. About 1: as natural as real
+            digits; 2 or more: speckle, blotches or smeared strokes that the classifiers, trained on degraded
+            digits, still read as digits (reward hacking the digit rate misses). ``nan`` without a base model.
     """
 
     n: int
@@ -191,6 +198,7 @@ class TargetReport:
     target_prob: float
     class_counts: tuple[int, ...]
     diversity: float = math.nan
+    source_error: float = math.nan
 
 
 def spread(images: torch.Tensor) -> float:
@@ -213,6 +221,9 @@ class TargetDigitEvaluator:
         threshold: Success needs ``argmax = k`` and ``P(k) >= threshold``.
         digit_threshold: A sample still is a digit when its most likely class has at least this probability.
         reference: Real digits ``k`` ``(N, 1, H, W)``, the yardstick of :attr:`TargetReport.diversity`.
+        base: The DDPM before fine-tuning, whose :func:`~hfrl.diffusion.denoising_error` gives
+            :attr:`TargetReport.source_error` (kept frozen; ``None``: not measured).
+        real_digits: Real digits of every class ``(M, 1, H, W)``, the yardstick of that error.
     """
 
     def __init__(
@@ -222,12 +233,20 @@ class TargetDigitEvaluator:
         threshold: float = 0.5,
         digit_threshold: float = 0.5,
         reference: torch.Tensor | None = None,
+        base: UNet2D | None = None,
+        real_digits: torch.Tensor | None = None,
     ) -> None:
         self.classifier = classifier.eval()
         self.target_class = int(target_class)
         self.threshold = float(threshold)
         self.digit_threshold = float(digit_threshold)
         self.reference_spread = spread(reference) if reference is not None else math.nan
+        self.base = base.eval().requires_grad_(False) if base is not None else None
+        self.real_error = (
+            float(denoising_error(self.base, real_digits).mean())
+            if self.base is not None and real_digits is not None and len(real_digits)
+            else math.nan
+        )
 
     @classmethod
     def from_pretrained(
@@ -235,12 +254,16 @@ class TargetDigitEvaluator:
     ) -> TargetDigitEvaluator:
         """The shipped evaluator classifier (``evaluator_classifier``) judging digit ``target_class``.
 
-        Diversity is measured against the embedded MNIST digits ``target_class`` unless ``reference`` is given.
+        Diversity is measured against the embedded MNIST digits ``target_class`` unless ``reference`` is given,
+        and the source error with the shipped all-digits DDPM on 256 embedded digits unless ``base`` and
+        ``real_digits`` are given (``base=None`` turns it off).
         """
         model, _ = load_checkpoint(asset_path(EVALUATOR_CHECKPOINT), kind="classifier", device=device)
-        if "reference" not in kwargs:
-            digits = load_embedded_mnist()
-            kwargs["reference"] = digits.images[digits.labels == target_class]
+        digits = load_embedded_mnist()
+        kwargs.setdefault("reference", digits.images[digits.labels == target_class])
+        if "base" not in kwargs:
+            kwargs["base"] = load_ddpm(DDPM_DIGITS, device=device)
+        kwargs.setdefault("real_digits", digits.images[:SOURCE_ERROR_DIGITS])
         return cls(model, target_class, **kwargs)  # type: ignore[arg-type]
 
     @torch.no_grad()
@@ -265,7 +288,14 @@ class TargetDigitEvaluator:
             target_prob=float(probs[:, k].mean()),
             class_counts=tuple(int(c) for c in torch.bincount(cls, minlength=probs.shape[1])),
             diversity=spread(images.cpu()[ok]) / self.reference_spread,
+            source_error=self.source_error(images),
         )
+
+    def source_error(self, images: torch.Tensor) -> float:
+        """:attr:`TargetReport.source_error` of images ``(B, 1, H, W)`` (``nan`` without a base model)."""
+        if self.base is None or not math.isfinite(self.real_error) or images.shape[0] == 0:
+            return math.nan
+        return float(denoising_error(self.base, images).mean()) / self.real_error
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -546,7 +576,7 @@ class OnlineDiffusionTrainer:
             else labeler
         )
         self.evaluator = evaluator or TargetDigitEvaluator.from_pretrained(
-            cfg.target_class, device=self.device
+            cfg.target_class, device=self.device, base=load_ddpm(cfg.ddpm, device=self.device)
         )
         self.run_dir = make_run_dir(run_dir, f"hero-{self.name}")
         self.db = Path(db) if db is not None else self.run_dir / "feedback.sqlite"
@@ -821,6 +851,7 @@ class OnlineDiffusionTrainer:
             out[f"digit_rate{tag}"] = report.digit_rate
             out[f"target_prob{tag}"] = report.target_prob
             out[f"diversity{tag}"] = report.diversity
+            out[f"source_error{tag}"] = report.source_error
             if not suffix:
                 self._last_eval_images = images
                 self._last_eval_counts = report.class_counts

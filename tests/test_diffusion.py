@@ -15,6 +15,7 @@ from hfrl.diffusion import (
     UNet2D,
     UNetConfig,
     build_ddpm,
+    denoising_error,
     gaussian_log_prob,
     load_ddpm,
     make_scheduler,
@@ -216,3 +217,17 @@ def test_shipped_digits_ddpm_samples_recognisable_digits(evaluator: Evaluator) -
     confident = probs.max(1).values >= 0.5
     assert float(confident.float().mean()) >= 0.7, "most samples read clearly as one digit"
     assert len(torch.unique(probs.argmax(1)[confident])) >= 6, "and they are not all the same digit"
+
+
+def test_denoising_error_is_seeded_per_image_and_higher_off_the_data() -> None:
+    from hfrl.data import load_embedded_mnist
+
+    model = load_ddpm("ddpm_digits")
+    digits = load_embedded_mnist().images[:16]
+    err = denoising_error(model, digits)
+    assert err.shape == (16,) and bool((err > 0).all())
+    assert torch.equal(err, denoising_error(model, digits))  # seeded noise
+    assert torch.allclose(denoising_error(model, digits, batch_size=4), err)  # the same noise per chunk order
+    blobs = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert float(denoising_error(model, blobs).mean()) > 3 * float(err.mean())  # not digits: a poor fit
+    assert denoising_error(model, digits[:0]).shape == (0,)

@@ -75,11 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--ddpm", default=None, help="DDPM checkpoint to fine-tune (default: the shipped ddpm_digits)"
     )
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps per chain (default: 10)")
-    p.add_argument("--lr", type=non_negative_float, default=None, help="learning rate (default: per method)")
+    p.add_argument(
+        "--lr", type=non_negative_float, default=None, help="learning rate (default: per method and adapter)"
+    )
     p.add_argument("--kl", type=non_negative_float, default=None, help="KL weight to the base model (DPOK)")
     p.add_argument(
         "--adapter", choices=("full", "lora"), default=None,
-        help="train every weight (full) or LoRA adapters on a frozen DDPM (lora); default: full",
+        help="train every weight (full) or LoRA adapters on a frozen DDPM (lora); default: lora for hero, full for the others",
     )  # fmt: skip
     p.add_argument(
         "--lora-rank", type=positive_int, default=None, help="rank of the LoRA adapters (default 8)"
@@ -108,6 +110,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _default_adapter(method: str) -> str:
+    from hfrl.agents.hero import METHODS
+
+    return str(METHODS[method].config_class.adapter)
+
+
 def config_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the arguments set (``None`` options keep the method's default)."""
     fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "seed": args.seed,
@@ -123,7 +131,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not name.strip():
             raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
         fields[name.strip()] = parse_literal(value)
-    if "lora_rank" in fields and fields.get("adapter") != "lora":
+    if "lora_rank" in fields and fields.get("adapter", _default_adapter(args.method)) != "lora":
         raise ConfigError("--lora-rank sets the LoRA adapters' rank; add --adapter lora")
     if args.method != "hero":
         for name in ("epsilon", "best_share"):

@@ -115,6 +115,23 @@ def test_synthetic_labeler_and_evaluator_on_real_digits() -> None:
     assert math.isnan(evaluator.report(others).diversity)  # no seven at all
 
 
+def test_source_error_flags_speckled_digits_the_classifiers_still_accept() -> None:
+    from hfrl.data import load_embedded_mnist
+
+    data = load_embedded_mnist()
+    sevens = data.images[data.labels == 7][-64:]  # not among the 256 yardstick digits
+    speckled = (sevens + 0.1 * torch.randn(sevens.shape, generator=torch.Generator().manual_seed(0))).clamp(
+        0, 1
+    )
+    evaluator = TargetDigitEvaluator.from_pretrained(7)
+    clean, noisy = evaluator.report(sevens), evaluator.report(speckled)
+    assert noisy.success_rate >= clean.success_rate - 0.05 and noisy.digit_rate == clean.digit_rate == 1.0
+    assert 0.5 < clean.source_error < 1.2 < 1.8 < noisy.source_error  # the base DDPM sees the speckle
+    assert evaluator.source_error(sevens) == clean.source_error  # seeded noise: same images, same number
+    blind = TargetDigitEvaluator.from_pretrained(7, base=None)
+    assert math.isnan(blind.report(sevens).source_error)
+
+
 @pytest.mark.parametrize("method", ["hero", "rwl", "ddpo", "d3po"])
 def test_a_round_runs_and_writes_the_run(method: str, tmp_path: Path) -> None:
     trainer = make_online_trainer(

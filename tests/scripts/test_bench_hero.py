@@ -25,6 +25,7 @@ def test_bench_hero_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     for method in ("| hero |", "| rwl |", "| ddpo |", "| d3po |"):
         assert method in text
     assert "labels to reach" in text and "digits before → after" in text and "Goal" in text
+    assert "source error (× real) before → after" in text
     data = json.loads(out.with_suffix(".json").read_text())
     assert {r["method"] for r in data["runs"]} == {"hero", "rwl", "ddpo", "d3po"}
     assert out.with_suffix(".png").stat().st_size > 0
