@@ -81,8 +81,17 @@ def test_config_validation(fields: dict) -> None:
 
 def test_tuned_defaults() -> None:
     hero, d3po = make_online_config("hero"), make_online_config("d3po")
-    assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 3e-4, 1.0, 0.1, 0.5)
-    assert (hero.adapter, hero.lora_rank, hero.extra_samples) == ("full", 8, 0)
+    assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 5e-3, 1.0, 0.1, 0.5)
+    assert (hero.adapter, hero.lora_rank, hero.extra_samples, hero.kl, hero.target_kl) == (
+        "lora",
+        8,
+        96,
+        0.03,
+        1.0,
+    )
+    assert make_online_config("hero", adapter="full").lr == 3e-4  # the lr follows the adapter
+    assert make_online_config("hero", adapter="full", lr=1e-4).lr == 1e-4  # unless it is set
+    assert make_online_config("ddpo").target_kl is None and make_online_config("d3po").kl == 0.0
     assert make_online_config("ddpo").adapter == "full" and make_online_config("rwl").adapter == "full"
     assert (d3po.batch_size, d3po.lr, d3po.adapter) == (64, 1e-4, "full") and make_online_config(
         "ddpo"
@@ -166,7 +175,7 @@ def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Pa
     words = ["good" if i % 2 == 0 else "bad" for i in range(8)]
     trainer.labeler.pick_best = lambda outputs, clean=None, classes=None: (words, 0)  # type: ignore[method-assign]
     trainer.labeler.label = lambda outputs, clean=None, classes=None: words  # type: ignore[method-assign]
-    assert trainer.config.kl == (0.01 if method == "ddpo" else 0.0) and trainer.reference is None
+    assert trainer.config.kl == (0.01 if method == "ddpo" else 0.03) and trainer.reference is None
     trainer.train()
     base = load_ddpm(DDPM_DIGITS)
     tuned = load_ddpm(tmp_path / "model")  # adapters merged: a plain DDPM

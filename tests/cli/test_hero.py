@@ -16,7 +16,7 @@ from hfrl.cli import main
 from hfrl.feedback import FeedbackStore
 
 FAST = ["--rounds", "1", "--batch-size", "4", "--steps", "4", "--eval-samples", "4", "--device", "cpu",
-        "--set", "reward_steps=2", "--set", "policy_epochs=1", "--quiet"]  # fmt: skip
+        "--set", "reward_steps=2", "--set", "policy_epochs=1", "--set", "extra_samples=2", "--quiet"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +53,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         ["hero", "--method", "rwl", "--epsilon", "0.2"],
         ["hero", "--set", "clip_range=5"],
         ["hero", "--adapter", "qlora"],
-        ["hero", "--lora-rank", "8"],
+        ["hero", "--adapter", "full", "--lora-rank", "8"],
+        ["hero", "--method", "d3po", "--lora-rank", "8"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
