@@ -516,7 +516,8 @@ class OnlineDiffusionTrainer:
         labeler: Who answers: a synthetic labeler (default: :class:`TargetDigitLabeler` on the shipped
             classifier), or ``None`` to wait for people on the labelling page serving ``db``.
         db: The feedback database (default ``RUN_DIR/feedback.sqlite``).
-        evaluator: The referee (default: :class:`TargetDigitEvaluator` on the shipped classifier).
+        evaluator: The referee (default: :class:`TargetDigitEvaluator` on the shipped classifier, its source
+            error measured with a frozen copy of the starting model).
         model: Start from this DDPM instead of ``config.ddpm`` (trained in place; with ``adapter="lora"``
             its layers are wrapped in adapters in place).
         progress: Called with each round's row after it is logged (e.g. to print it).
@@ -547,18 +548,16 @@ class OnlineDiffusionTrainer:
         cfg = self.config
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device) if model is not None else load_ddpm(cfg.ddpm, device=self.device)
+        # The pretrained model, frozen before any adapter or update: the evaluator's source error and,
+        # for full fine-tuning, the KL's base model (with adapters the KL switches them off instead).
+        base = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.model.requires_grad_(True).train()
         self.adapters = (
             add_lora(self.model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed + 40_009)
             if cfg.adapter == "lora"
             else None
         )
-        # The KL's base model: with adapters, the model with them switched off; else a frozen copy.
-        self.reference: UNet2D | None = (
-            copy.deepcopy(self.model).eval().requires_grad_(False)
-            if cfg.kl > 0 and self.adapters is None
-            else None
-        )
+        self.reference: UNet2D | None = base if cfg.kl > 0 and self.adapters is None else None
         self.scheduler: Scheduler = DDIMScheduler(self.model.schedule, cfg.num_inference_steps, eta=cfg.eta)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
@@ -576,7 +575,7 @@ class OnlineDiffusionTrainer:
             else labeler
         )
         self.evaluator = evaluator or TargetDigitEvaluator.from_pretrained(
-            cfg.target_class, device=self.device, base=load_ddpm(cfg.ddpm, device=self.device)
+            cfg.target_class, device=self.device, base=base
         )
         self.run_dir = make_run_dir(run_dir, f"hero-{self.name}")
         self.db = Path(db) if db is not None else self.run_dir / "feedback.sqlite"

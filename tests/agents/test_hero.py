@@ -186,6 +186,8 @@ def test_lora_adapters_train_alone_and_are_saved_apart(method: str, tmp_path: Pa
         assert not torch.allclose(tuned(x, t), base(x, t), atol=1e-6)  # the adapters learnt something
         attach_lora(base, adapters)  # type: ignore[arg-type]
         assert torch.allclose(base(x, t), tuned(x, t), atol=1e-5)
+        # The evaluator's source error still measures with the starting model, not the tuned one.
+        assert torch.allclose(trainer.evaluator.base(x, t), load_ddpm(DDPM_DIGITS)(x, t), atol=1e-6)
     assert (tmp_path / "adapters.safetensors").stat().st_size < 0.2 * (
         tmp_path / "model.safetensors"
     ).stat().st_size
