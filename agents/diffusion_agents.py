@@ -795,6 +795,41 @@ class OnlineDiffusionTrainer:
             out["charts/kl_ref"] = _mean(kls)
         return out
 
+    def learned_reward_ppo(
+        self, traj: Trajectories, score: Callable[[torch.Tensor], torch.Tensor]
+    ) -> dict[str, float]:
+        """PPO against a learned reward: ``inner_rounds`` updates (:class:`LearnedRewardPPOConfig`).
+
+        Args:
+            traj: The round's labelled chains (``extra_samples`` unlabelled ones are added).
+            score: Learned reward of images ``(N, 1, H, W)`` -> ``(N,)``.
+
+        Returns:
+            The PPO metrics (updates and samples summed over the inner rounds, the rest averaged), the
+            reward's mean and std on the first batch and ``reward/last_mean`` on the last.
+        """
+        cfg = self.config
+        assert isinstance(cfg, LearnedRewardPPOConfig)
+        runs: list[dict[str, float]] = []
+        rewards: list[torch.Tensor] = []
+        for i in range(cfg.inner_rounds):
+            if i == 0:
+                batch = self.with_unlabelled(traj, cfg.extra_samples)
+            else:
+                batch = self.rollout(self.initial_noise(traj.images.shape[0] + cfg.extra_samples))
+            with torch.no_grad():
+                r = score(batch.images).to(self.device).float()
+            rewards.append(r)
+            runs.append(self.ppo_update(batch, normalised(r, cfg.min_reward_std)))
+        summed = ("charts/ppo_samples", "charts/ppo_updates")
+        out = {k: (sum if k in summed else _mean)([run[k] for run in runs if k in run]) for k in runs[0]}
+        out["charts/ppo_stopped"] = max(run["charts/ppo_stopped"] for run in runs)
+        return out | {
+            "reward/mean": float(rewards[0].mean()),
+            "reward/std": float(rewards[0].std()),
+            "reward/last_mean": float(rewards[-1].mean()),
+        }
+
     # -- feedback --------------------------------------------------------------------------------------
 
     def ask(self, kind: str, images: torch.Tensor, others: torch.Tensor | None = None) -> Any:
@@ -1169,12 +1204,20 @@ class LearnedRewardPPOConfig(OnlineDiffusionConfig):
     converged on what the reward likes, the rewards of a batch barely differ; a floor then keeps the
     update small instead of blowing the reward model's noise up to unit scale."""
 
+    inner_rounds: int = 1
+    """PPO updates per feedback round. The first is on the labelled batch plus ``extra_samples``; each
+    further one on ``batch_size + extra_samples`` fresh chains from the updated model, scored by the learned
+    reward alone (as RLHF runs many policy iterations per reward model). More learning per label, paid in
+    sampling time and in trust in the reward."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.extra_samples < 0 or self.min_reward_std < 0:
             raise ConfigError(
                 f"extra_samples and min_reward_std must be >= 0, got {self.extra_samples}, {self.min_reward_std}"
             )
+        if self.inner_rounds < 1:
+            raise ConfigError(f"inner_rounds must be >= 1, got {self.inner_rounds}")
 
 
 @dataclass
@@ -1206,13 +1249,7 @@ class DDPOTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         metrics = self._train_reward(self.round)
         if not self.reward_ready:
             return metrics | {"reward/mean": float("nan")}
-        traj = self.with_unlabelled(traj, self.config.extra_samples)
-        r = self.reward(traj.images)
-        return (
-            metrics
-            | self.ppo_update(traj, normalised(r, self.config.min_reward_std))
-            | {"reward/mean": float(r.mean())}
-        )
+        return metrics | self.learned_reward_ppo(traj, self.reward)
 
 
 def concat_trajectories(a: Trajectories, b: Trajectories) -> Trajectories:

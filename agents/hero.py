@@ -46,7 +46,6 @@ from hfrl.agents.diffusion_agents import (
     TargetDigitEvaluator,
     TargetDigitLabeler,
     Trajectories,
-    normalised,
 )
 from hfrl.errors import ConfigError
 from hfrl.feedback import BAD, GOOD, HERO
@@ -275,11 +274,7 @@ class HeroTrainer(OnlineDiffusionTrainer):
             metrics["losses/triplet"] = result.history[-1]["loss"] if result.history else float("nan")
         if not self.reward_ready:
             return metrics
-        traj = self.with_unlabelled(traj, cfg.extra_samples)
-        with torch.no_grad():
-            r = self.reward_model.predict_th(traj.images, traj.images).to(self.device)  # (B,) in [0, 1]
-        metrics |= {"reward/mean": float(r.mean()), "reward/std": float(r.std())}
-        return metrics | self.ppo_update(traj, normalised(r, cfg.min_reward_std))
+        return metrics | self.learned_reward_ppo(traj, lambda x: self.reward_model.predict_th(x, x))
 
     def save_extra(self) -> None:  # noqa: D102
         if self.reward_ready:

@@ -71,7 +71,7 @@ def test_recycle_noise_extremes_and_statistics() -> None:
         {"rounds": 0}, {"batch_size": 0}, {"epsilon": 1.5}, {"best_share": -0.1}, {"eta": 0.0},
         {"target_class": 10}, {"clip_range": 0.0}, {"reference": "worst"}, {"no_such_field": 1},
         {"adapter": "qlora"}, {"lora_rank": 0}, {"lora_alpha": -1.0}, {"target_kl": 0.0},
-        {"min_reward_std": -0.1}, {"extra_samples": -1},
+        {"min_reward_std": -0.1}, {"extra_samples": -1}, {"inner_rounds": 0},
     ],
 )  # fmt: skip
 def test_config_validation(fields: dict) -> None:
@@ -203,6 +203,30 @@ def test_same_seed_same_model(method: str, tmp_path: Path) -> None:
         trainer.train()
         states.append(trainer.model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.mark.parametrize("method", ["hero", "ddpo"])
+def test_inner_rounds_update_again_on_fresh_chains_the_reward_scores(method: str, tmp_path: Path) -> None:
+    fields = {**TINY, "batch_size": 8, "extra_samples": 4, "inner_rounds": 3, "target_kl": None}
+    trainer = make_online_trainer(method, make_online_config(method, **fields), run_dir=tmp_path)
+    words = ["good" if i % 2 == 0 else "bad" for i in range(8)]
+    trainer.labeler.pick_best = lambda outputs, clean=None, classes=None: (words, 0)  # type: ignore[method-assign]
+    trainer.labeler.label = lambda outputs, clean=None, classes=None: words  # type: ignore[method-assign]
+    rollouts: list[int] = []
+    rollout = trainer.rollout
+
+    def counted(noise: torch.Tensor, generator: torch.Generator | None = None) -> object:
+        rollouts.append(noise.shape[0])
+        return rollout(noise, generator)
+
+    traj = trainer.rollout(trainer.initial_noise(8))
+    feedback, _ = trainer.collect(traj)
+    trainer.rollout = counted  # type: ignore[method-assign]
+    metrics = trainer.update(traj, feedback)
+    assert rollouts == [4, 12, 12]  # the extra samples, then two fresh batches of labelled + extra size
+    assert metrics["charts/ppo_samples"] == 3 * 12
+    assert metrics["charts/ppo_updates"] == 3 * 2  # 1 epoch of 2 minibatches of 6 each (TINY), no early stop
+    assert 0.0 <= metrics["reward/last_mean"] <= 1.0 and trainer.labels_used == 8  # no label for the rest
 
 
 def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) -> None:
