@@ -89,6 +89,7 @@ def test_tuned_defaults() -> None:
         0.03,
         1.0,
     )
+    assert hero.inner_rounds == 2 and make_online_config("ddpo").inner_rounds == 1
     assert make_online_config("hero", adapter="full").lr == 3e-4  # the lr follows the adapter
     assert make_online_config("hero", adapter="full", lr=1e-4).lr == 1e-4  # unless it is set
     assert make_online_config("ddpo").target_kl is None and make_online_config("d3po").kl == 0.0
@@ -247,7 +248,8 @@ def test_hero_learns_from_good_samples_and_recycles_their_noise(tmp_path: Path) 
     feedback, _ = trainer.collect(traj)
     metrics = trainer.update(traj, feedback)
     assert calls["n"] == 1 and "losses/policy" in metrics and "losses/triplet" in metrics
-    assert metrics["charts/ppo_samples"] == 8 + 4  # the labelled batch and the unlabelled extra samples
+    # inner_rounds 2: the labelled batch with the unlabelled extra samples, then as many fresh chains
+    assert metrics["charts/ppo_samples"] == 2 * (8 + 4)
     assert torch.equal(trainer.best_noise, traj.noise[0].cpu())
     assert torch.equal(trainer.good_noise, traj.noise[[0, 2, 4, 6]].cpu())
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
@@ -306,10 +308,10 @@ def test_write_rows_takes_the_union_of_columns(tmp_path: Path) -> None:
     assert path.read_text().splitlines() == ["a,b", "1.0,", "2.0,", ",3.0"]
 
 
-SLOW_ROUNDS = {"hero": 4, "rwl": 8, "ddpo": 3, "d3po": 8}
+SLOW_ROUNDS = {"hero": 3, "rwl": 8, "ddpo": 3, "d3po": 8}
 """Rounds each method gets with its defaults (hero 32 samples a round, rwl and ddpo 64, d3po 32 pairs);
 seed 0. Tuning runs on a 2-core CPU shared with other work (1 torch thread), success on 128 fresh-noise
-samples from 7.8 %: hero 25.0 % after 4 rounds (128 labels), ddpo 28.1 % after 3 (192), d3po 15.6 % after
+samples from 7.8 %: hero 41.4 % after 3 rounds (96 labels), ddpo 28.1 % after 3 (192), d3po 15.6 % after
 8 (256); rwl 14.1 % after 8 (512). A few minutes each."""
 
 
