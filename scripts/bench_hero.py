@@ -1,7 +1,7 @@
 """Benchmark online diffusion fine-tuning from feedback: HERO against RWL, DDPO/DPOK and D3PO.
 
     python scripts/bench_hero.py [--methods hero,rwl,ddpo,d3po] [--seeds 0,1,2] [--rounds 10 | --labels 512]
-        [--batch-size N] [--set hero.eta=0.5] [--target-class 7] [--reach 0.2] [--out bench-results/hero.md]
+        [--batch-size N] [--set hero.eta=0.5] [--target-class 7] [--reach 0.2,0.3] [--out bench-results/hero.md]
         [--quick]
     python scripts/bench_hero.py --merge a.json b.json --out bench-results/hero.md   # runs split by seed
 
@@ -13,8 +13,8 @@ independent evaluator judges samples from fixed fresh noise: the *success rate* 
 successes (their mean pairwise pixel distance, as a share of that among real digits K: near 0 means copies
 of one image) and the *source error* (the base DDPM's denoising error on the samples over that on real
 digits: about 1 for natural digits, 2 or more for speckled or blotchy ones that both classifiers still
-read as digits, i.e. reward hacking the digit rate misses). HERO also reports the success rate on its recycled noise (what its sampling delivers, and
-what the paper measures); the baselines sample fresh noise, so their recycled-noise rate *is* their
+read as digits, i.e. reward hacking the digit rate misses). HERO also reports the success rate on its recycled noise (what
+its sampling delivers, and what the paper measures); the baselines sample fresh noise, so their recycled-noise rate *is* their
 fresh-noise rate.
 
 Each method runs with its own defaults (batch size included) unless ``--batch-size`` sets one for all;
@@ -22,10 +22,12 @@ Each method runs with its own defaults (batch size included) unless ``--batch-si
 method runs ``--rounds``.
 
 Outputs: markdown tables (success rate at label budgets on fresh and on recycled noise, mean +- std over
-seeds; labels needed to reach ``--reach`` on each; digit rate before -> after; wall time), ``NAME.json``
-with every run's history and ``NAME.png`` (success rate vs labels; dashed: recycled noise). Goal (the
-issue): HERO needs >= 4x fewer labels than D3PO; judged on both measures, D3PO runs that never reach
-counting as their budget (so the ratio is then a lower bound).
+seeds; labels needed to reach the first ``--reach`` level on each; digit rate before -> after; wall
+time; labels to reach every ``--reach`` level on fresh noise), ``NAME.json`` with every run's history and
+``NAME.png`` (success rate vs labels; dashed: recycled noise). Goal (the issue): HERO needs >= 4x fewer
+labels than D3PO to reach the same success rate; judged at the first level on both noises and at every
+further level on fresh noise, D3PO runs that never reach counting as their budget (so the ratio is then
+a lower bound). Near the base rate (about 12 %) one lucky round crosses 20 %, so 30 % is judged too.
 """
 
 from __future__ import annotations
@@ -143,10 +145,19 @@ def _fmt_ratio(values: list[float]) -> str:
 
 
 def _goal_line(
-    summary: dict[str, Any], name: str, key: str, what: str, reach: float, max_labels: float
+    summary: dict[str, Any],
+    name: str,
+    key: str,
+    h: list[float],
+    d: list[float],
+    what: str,
+    reach: float,
+    max_labels: float,
 ) -> str:
-    h = summary[name][key]
-    d = summary["d3po"]["labels_to_reach"]
+    """The verdict on HERO's goal for method ``name`` (labels ``h``) against D3PO's (``d``) at one level.
+
+    The ratio goes into ``summary`` as ``ratio_d3po_over_{name}_{key}``.
+    """
     who = "HERO" if name == "hero" else name
     if not all(math.isfinite(v) for v in h):
         return (
@@ -199,7 +210,9 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
                 f"| {m} | " + " | ".join(_fmt([success_at(h, b, k) for h in hs]) for b in budgets) + " |"
             )
         lines.append("")
-    reach_pct = f"{100 * args.reach:.0f} %"
+    levels = [float(v) for v in args.reach]
+    first = levels[0]
+    reach_pct = f"{100 * first:.0f} %"
     lines += [
         f"| method | labels to reach {reach_pct} (fresh) | labels to reach {reach_pct} (recycled) "
         "| success before → after | recycled after | digits before → after | diversity (% of real) before → after "
@@ -217,8 +230,8 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
 
     for m in methods:
         rs = [r for r in runs if run_name(r) == m]
-        reach = [labels_to_reach(r["history"], args.reach) for r in rs]
-        reach_rec = [labels_to_reach(r["history"], args.reach, recycled_key(r["history"])) for r in rs]
+        reach = [labels_to_reach(r["history"], first) for r in rs]
+        reach_rec = [labels_to_reach(r["history"], first, recycled_key(r["history"])) for r in rs]
         before = [r["final"]["before"].get("success_rate", math.nan) for r in rs]
         after = [r["final"]["after"].get("success_rate", math.nan) for r in rs]
         d0 = [r["final"]["before"].get("digit_rate", math.nan) for r in rs]
@@ -241,15 +254,34 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
             "success_after": after, "digit_before": d0, "digit_after": d1, "success_recycled_after": rec,
             "diversity_before": v0, "diversity_after": v1, "source_error_before": e0, "source_error_after": e1,
             "seconds": secs,
+            "labels_to_reach_levels": {
+                f"{v:g}": [labels_to_reach(r["history"], v) for r in rs] for v in levels
+            },
         }  # fmt: skip
+    if len(levels) > 1:
+        lines += ["", "Labels to reach each success rate on fixed fresh noise (mean ± std over seeds):", "",
+                  "| method | " + " | ".join(f"{100 * v:.0f} %" for v in levels) + " |",
+                  "| --- |" + " ---: |" * len(levels)]  # fmt: skip
+        for m in methods:
+            at = summary[m]["labels_to_reach_levels"]
+            lines.append(f"| {m} | " + " | ".join(reach_text(at[f"{v:g}"]) for v in levels) + " |")
     heroes = [m for m in methods if m.split(" ")[0] == "hero"]
     if heroes and "d3po" in summary:
         max_labels = max(row["labels_used"] for r in runs if run_name(r) == "d3po" for row in r["history"])
         lines.append("")
         for name in heroes:
-            for key, what in (("labels_to_reach", "on fresh noise"),
-                              ("labels_to_reach_recycled", "on its recycled noise (the paper's measure)")):  # fmt: skip
-                lines.append(_goal_line(summary, name, key, what, args.reach, max_labels))
+            h, d = summary[name], summary["d3po"]
+            checks = [
+                ("labels_to_reach", h["labels_to_reach"], d["labels_to_reach"], "on fresh noise", first),
+                ("labels_to_reach_recycled", h["labels_to_reach_recycled"], d["labels_to_reach"],
+                 "on its recycled noise (the paper's measure)", first),
+            ] + [
+                (f"labels_to_reach@{v:g}", h["labels_to_reach_levels"][f"{v:g}"],
+                 d["labels_to_reach_levels"][f"{v:g}"], "on fresh noise", v)
+                for v in levels[1:]
+            ]  # fmt: skip
+            for key, hv, dv, what, level in checks:
+                lines.append(_goal_line(summary, name, key, hv, dv, what, level, max_labels))
         if "ratio_d3po_over_hero_labels_to_reach" in summary:
             summary["ratio_d3po_over_hero"] = summary["ratio_d3po_over_hero_labels_to_reach"]
     lines += [
@@ -350,7 +382,11 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=10, help="DDIM steps per chain")
     parser.add_argument("--eval-samples", type=int, default=128)
     parser.add_argument("--target-class", type=int, default=7)
-    parser.add_argument("--reach", type=float, default=0.2, help="success rate whose label cost is compared")
+    parser.add_argument(
+        "--reach", default="0.2,0.3",
+        help="comma-separated success rates whose label cost is compared; the first one fills the main table "
+        "(default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="bench-results/hero.md")
@@ -384,6 +420,12 @@ def main(argv: list[str] | None = None) -> str:
     if unknown:
         parser.error(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        args.reach = [float(v) for v in str(args.reach).split(",") if v.strip()]
+    except ValueError:
+        parser.error(f"--reach takes comma-separated success rates in [0, 1], got {args.reach!r}")
+    if not args.reach or not all(0.0 <= v <= 1.0 for v in args.reach):
+        parser.error(f"--reach takes comma-separated success rates in [0, 1], got {args.reach!r}")
     if args.merge:
         text = merge(args.merge, args)
         print(text)

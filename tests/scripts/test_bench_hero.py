@@ -116,3 +116,29 @@ def test_set_changes_one_methods_config_and_names_its_row(tmp_path: Path) -> Non
     assert "hero (eta=0.5) 1 × 4 samples" in text and "| hero (eta=0.5) |" in text
     (run,) = json.loads(out.with_suffix(".json").read_text())["runs"]
     assert run["overrides"] == {"eta": 0.5} and run["method"] == "hero"
+
+
+def test_goal_is_judged_at_every_reach_level(tmp_path: Path) -> None:
+    bench = _bench()
+    runs = [
+        _run("hero", 0, [0.05, 0.15, 0.25, 0.35]),  # 20 % after 128 labels, 30 % after 192
+        _run("d3po", 0, [0.05, 0.21] + [0.22] * 10 + [0.31]),  # 20 % after 32 (a lucky round), 30 % after 384
+    ]
+    args = {"rounds": 3, "batch_size": None, "steps": 10, "eval_samples": 128, "target_class": 7}
+    part = tmp_path / "part.json"
+    part.write_text(json.dumps({"args": args, "machine": "test box", "seconds": 5.0, "runs": runs}))
+    out = tmp_path / "merged.md"
+    text = bench.main(["--merge", str(part), "--out", str(out), "--reach", "0.2,0.3"])
+    assert "| method | 20 % | 30 % |" in text and "| hero | 128 ± 0 | 192 ± 0 |" in text
+    summary = json.loads(out.with_suffix(".json").read_text())["summary"]
+    assert summary["hero"]["labels_to_reach_levels"] == {"0.2": [128.0], "0.3": [192.0]}
+    assert summary["ratio_d3po_over_hero_labels_to_reach"] == 0.25
+    assert summary["ratio_d3po_over_hero_labels_to_reach@0.3"] == 2.0
+    assert "to reach 30 %), HERO on fresh noise: ratio 2.0× (not met" in text
+
+
+@pytest.mark.parametrize("reach", ["0.2,x", "1.5", ","])
+def test_bad_reach_levels_are_a_usage_error(reach: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _bench().main(["--merge", "none.json", "--reach", reach])
+    assert exc.value.code == 2 and "--reach takes comma-separated success rates" in capsys.readouterr().err
