@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -303,22 +304,22 @@ def plot(runs: list[dict[str, Any]], methods: list[str], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in methods:
+        name = textwrap.fill(m, 48)  # method names with --set changes get long
         hs = [r["history"] for r in runs if run_name(r) == m]
         if not hs:
             continue
         xs = sorted({row["labels_used"] for h in hs for row in h})
         ys = np.array([[success_at(h, x) for x in xs] for h in hs])
-        (line,) = ax.plot(xs, np.nanmean(ys, 0), label=m, marker="o", ms=3)
+        (line,) = ax.plot(xs, np.nanmean(ys, 0), label=name, marker="o", ms=3)
         ax.fill_between(xs, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.15)
         if recycled_key(hs[0]) == RECYCLED:
             rec = np.array([[success_at(h, x, RECYCLED) for x in xs] for h in hs])
-            ax.plot(xs, np.nanmean(rec, 0), label=f"{m}, recycled noise", ls="--", color=line.get_color())
+            ax.plot(xs, np.nanmean(rec, 0), label=f"{name}, recycled noise", ls="--", color=line.get_color())
     ax.set_xlabel("labels used")
     ax.set_ylabel("success rate (evaluator)")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the legend sits right of the axes
     plt.close(fig)
     return path
 
