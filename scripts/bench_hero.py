@@ -8,14 +8,14 @@
 Task: the shipped all-digits DDPM should draw only digit K (default 7; it draws it ~8 % of the time).
 Every method runs its rounds with the synthetic labeler answering through the feedback store, exactly as
 ``hfrl hero`` does, and counts one label per good/bad mark or per pair comparison. After every round the
-independent evaluator judges samples from fixed fresh noise: the *success rate* (read as a K), the
-*digit rate* (read as some digit with probability >= 0.5: source quality kept) and the *diversity* of the
+independent evaluator judges samples from fixed fresh noise: the *success rate* (read as a K), the *digit
+rate* (read as some digit with probability >= 0.5: source quality kept) and the *diversity* of the
 successes (their mean pairwise pixel distance, as a share of that among real digits K: near 0 means copies
 of one image) and the *source error* (the base DDPM's denoising error on the samples over that on real
 digits: about 1 for natural digits, 2 or more for speckled or blotchy ones that both classifiers still
-read as digits, i.e. reward hacking the digit rate misses). HERO also reports the success rate on its recycled noise (what
-its sampling delivers, and what the paper measures); the baselines sample fresh noise, so their recycled-noise rate *is* their
-fresh-noise rate.
+read as digits, i.e. reward hacking the digit rate misses). HERO also reports the success rate on its
+recycled noise (what its sampling delivers, and what the paper measures); the baselines sample fresh
+noise, so their recycled-noise rate *is* their fresh-noise rate.
 
 Each method runs with its own defaults (batch size included) unless ``--batch-size`` sets one for all;
 ``--labels`` gives every method the same label budget (rounds = budget / labels per round), else every
@@ -231,7 +231,8 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
 
     for m in methods:
         rs = [r for r in runs if run_name(r) == m]
-        reach = [labels_to_reach(r["history"], first) for r in rs]
+        at_levels = {f"{v:g}": [labels_to_reach(r["history"], v) for r in rs] for v in levels}
+        reach = at_levels[f"{first:g}"]
         reach_rec = [labels_to_reach(r["history"], first, recycled_key(r["history"])) for r in rs]
         before = [r["final"]["before"].get("success_rate", math.nan) for r in rs]
         after = [r["final"]["after"].get("success_rate", math.nan) for r in rs]
@@ -255,9 +256,7 @@ def table(runs: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
             "success_after": after, "digit_before": d0, "digit_after": d1, "success_recycled_after": rec,
             "diversity_before": v0, "diversity_after": v1, "source_error_before": e0, "source_error_after": e1,
             "seconds": secs,
-            "labels_to_reach_levels": {
-                f"{v:g}": [labels_to_reach(r["history"], v) for r in rs] for v in levels
-            },
+            "labels_to_reach_levels": at_levels,
         }  # fmt: skip
     if len(levels) > 1:
         lines += ["", "Labels to reach each success rate on fixed fresh noise (mean ± std over seeds):", "",
@@ -422,11 +421,12 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     try:
-        args.reach = [float(v) for v in str(args.reach).split(",") if v.strip()]
+        levels = [float(v) for v in str(args.reach).split(",") if v.strip()]
     except ValueError:
+        levels = []
+    if not levels or not all(0.0 <= v <= 1.0 for v in levels):
         parser.error(f"--reach takes comma-separated success rates in [0, 1], got {args.reach!r}")
-    if not args.reach or not all(0.0 <= v <= 1.0 for v in args.reach):
-        parser.error(f"--reach takes comma-separated success rates in [0, 1], got {args.reach!r}")
+    args.reach = levels
     if args.merge:
         text = merge(args.merge, args)
         print(text)
