@@ -106,7 +106,7 @@ class HeroConfig(LearnedRewardPPOConfig):
     """HERO's settings on top of the shared ones (rounds, PPO weights, ...).
 
     The defaults came from seeded runs of ``scripts/bench_hero.py`` (digit 7, 256 labels, 2-core Xeon;
-    success on 128 samples from fixed fresh noise, base 12.2 +- 3.1 %). They are LoRA adapters at lr 5e-3,
+    success on 128 samples from fixed fresh noise, base 11.5 +- 3.4 % over seeds 0-5). They are LoRA adapters at lr 5e-3,
     96 unlabelled samples per round, a per-round PPO early stop (``target_kl``), DPOK's KL (``kl``) and a
     second PPO update per round on fresh samples (``inner_rounds``). Over seeds 0-5 this reached 20 % after
     64 labels in every seed and 83.1 +- 13.6 % after 256, with a source error of 1.06 +- 0.15 (samples about
@@ -148,8 +148,10 @@ class HeroConfig(LearnedRewardPPOConfig):
     """Unlabelled samples per round, drawn like the labelled ones (around good noises), scored by the
     embedding reward alone and added to the PPO batch. With LoRA (seed 0): 0 -> 10.2 % after 64 labels and
     19.5 % after 128; 96 -> 28.9 % and 40.6 %. With full fine-tuning 96 did not help (16.4 % after 64
-    labels, 10.2 % after 128). 16 labels a round with 112 extra was faster (seeds 3-5: 20 % after 32, 80 and
-    48 labels) but ran into blotchy 7s and a collapse (91 % -> 20 % on seed 3, source error 3)."""
+    labels, 10.2 % after 128). 16 labels a round with 112 extra, without ``kl``, was faster (seeds 3-5: 20 %
+    after 32, 80 and 48 labels) but ran into blotchy 7s and a collapse (91 % -> 20 % on seed 3, source error
+    3). With the default ``kl`` and ``inner_rounds`` it reached 20 % after 37 +- 15 labels and 79.9 +- 8.5 %
+    after 160, source error 1.00 +- 0.03 (seeds 0-2), at 2.5x the time per label."""
     batch_size: int = 32
     """Samples labelled per round. Smaller rounds update more often per label (full fine-tune): at lr 3e-4, 32
     a round reached 20.3 % after 96 labels and 25.0 % after 128 (64 a round: 13.3 % after 128, 22.7 % after
