@@ -43,9 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from hfrl.agents.config import coerce_field
 from hfrl.agents.hero import METHODS, make_online_config, make_online_trainer
-from hfrl.cli.common import parse_literal
 from hfrl.device import machine_description
+from hfrl.errors import ConfigError
 
 GOAL_RATIO = 4.0
 RECYCLED = "success_rate_recycled"
@@ -413,7 +414,12 @@ def main(argv: list[str] | None = None) -> str:
             parser.error(
                 f"--set takes METHOD.FIELD=VALUE with METHOD one of {', '.join(METHODS)}, got {item!r}"
             )
-        args.overrides.setdefault(method, {})[name] = parse_literal(value)
+        try:
+            args.overrides.setdefault(method, {})[name] = coerce_field(
+                METHODS[method].config_class, name, value
+            )
+        except ConfigError as exc:
+            parser.error(f"--set {item!r}: {exc}")
     torch.set_num_threads(args.threads)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in args.methods if m not in METHODS]

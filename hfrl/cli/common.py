@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from hfrl.data import DATASETS
 from hfrl.device import DEVICE_CHOICES
@@ -89,21 +88,6 @@ def add_out(parser: argparse.ArgumentParser, what: str) -> None:
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet``: no progress bars."""
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def parse_literal(text: str) -> Any:
-    """A ``--set FIELD=VALUE`` value: ``true``/``false``, ``none``/``null``, an int, a float, or the text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def add_import(parser: argparse.ArgumentParser) -> None:

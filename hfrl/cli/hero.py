@@ -26,7 +26,6 @@ from hfrl.cli.common import (
     add_quiet,
     add_seed,
     non_negative_float,
-    parse_literal,
     positive_int,
 )
 from hfrl.errors import ConfigError
@@ -126,11 +125,14 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "best_share": args.best_share, "eval_samples": args.eval_samples, "label_timeout": args.label_timeout,
     }  # fmt: skip
     fields.update({k: v for k, v in optional.items() if v is not None})
+    from hfrl.agents.config import coerce_field
+    from hfrl.agents.hero import METHODS
+
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
-        fields[name.strip()] = parse_literal(value)
+        fields[name.strip()] = coerce_field(METHODS[args.method].config_class, name.strip(), value)
     if "lora_rank" in fields and fields.get("adapter", _default_adapter(args.method)) != "lora":
         raise ConfigError("--lora-rank sets the LoRA adapters' rank; add --adapter lora")
     if args.method != "hero":

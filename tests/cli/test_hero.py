@@ -52,6 +52,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         ["hero", "--set", "oops"],
         ["hero", "--method", "rwl", "--epsilon", "0.2"],
         ["hero", "--set", "clip_range=5"],
+        ["hero", "--set", "inner_rounds=x"],
+        ["hero", "--set", "inner_rounds=0"],
         ["hero", "--adapter", "qlora"],
         ["hero", "--adapter", "full", "--lora-rank", "8"],
         ["hero", "--method", "d3po", "--lora-rank", "8"],

@@ -102,7 +102,7 @@ def test_merge_combines_seeds_and_judges_the_goal(tmp_path: Path) -> None:
 
 def test_bad_set_is_a_usage_error(tmp_path: Path) -> None:
     bench = _bench()
-    for bad in ("eta=0.5", "nope.eta=0.5", "hero.eta"):
+    for bad in ("eta=0.5", "nope.eta=0.5", "hero.eta", "hero.inner_rounds=x", "hero.no_such_field=1"):
         with pytest.raises(SystemExit) as exc:
             bench.main(["--quick", "--out", str(tmp_path / "x.md"), "--set", bad])
         assert exc.value.code == 2
