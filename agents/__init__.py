@@ -20,6 +20,12 @@ loss), ``ddpo`` (PPO with a reward model and DPOK's KL) and ``d3po`` (pairwise, 
 """
 
 from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
+from hfrl.agents.blindspot import (
+    BlindSpotConfig,
+    BlindSpotFinetuneTrainer,
+    Noise2SelfConfig,
+    Noise2SelfTrainer,
+)
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
 from hfrl.agents.compare import compare_agents
 from hfrl.agents.config import TrainerConfig
@@ -41,11 +47,21 @@ for _cls in (
     DPOTrainer,
     SB3Trainer,
     SB3A2CTrainer,
+    Noise2SelfTrainer,
+    BlindSpotFinetuneTrainer,
 ):
     register_agent(_cls.name, _cls, overwrite=True)
 
+LABEL_FREE_AGENTS = (Noise2SelfTrainer.name, BlindSpotFinetuneTrainer.name)
+"""Agents that learn from the noisy target inputs alone (no reward, no label): the label-free baselines."""
+
 __all__ = [
     "AGENTS",
+    "BlindSpotConfig",
+    "BlindSpotFinetuneTrainer",
+    "LABEL_FREE_AGENTS",
+    "Noise2SelfConfig",
+    "Noise2SelfTrainer",
     "Callback",
     "CallbackList",
     "CheckpointCallback",

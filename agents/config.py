@@ -9,16 +9,33 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
+from hfrl.noise import make_noise
+from hfrl.tasks import DEFAULT_TASK, fill_from_task
 
 C = TypeVar("C", bound="TrainerConfig")
+
+CONFIG_TASK_FIELDS = (
+    "dataset",
+    "data_dir",
+    "source_classes",
+    "target_classes",
+    "noise",
+    "noise_level",
+    "generator",
+    "evaluator",
+)
+"""The settings of :class:`TrainerConfig` that a named task fills when they are left unset."""
 
 
 @dataclass
 class TrainerConfig:
     """Settings every agent shares: the task, the objective's weights, optimisation and bookkeeping."""
+
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = CONFIG_TASK_FIELDS
+    """Settings the task fills when they are left unset."""
 
     # -- the objective: reward - kl * KL(pi || pi_ref) - aux * L_aux - consistency * L_cons -------------
     kl: float = 0.1
@@ -35,7 +52,7 @@ class TrainerConfig:
 
     # -- the policy ------------------------------------------------------------------------------------
     generator: str | None = None
-    """Generator checkpoint to start from (default: the shipped source-domain denoiser)."""
+    """Generator checkpoint to start from (default: the task's shipped source generator)."""
     policy_space: str = "pixel"
     """Where the Gaussian policy lives: ``pixel`` or ``logit``."""
     log_std: float = -2.0
@@ -43,22 +60,25 @@ class TrainerConfig:
     learn_std: bool = False
     """Train the log standard deviation too."""
 
-    # -- the task --------------------------------------------------------------------------------------
-    dataset: str = "mnist-embedded"
-    """Dataset name."""
+    # -- the task (every field left unset takes the named task's value, see hfrl.tasks) ------------------
+    task: str = DEFAULT_TASK
+    """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
+    dataset: str | None = None
+    """Dataset name (default: the task's)."""
     data_dir: str | None = None
-    """Folder of torchvision datasets."""
-    source_classes: tuple[int, ...] = (0,)
-    """Source-domain classes (auxiliary loss data)."""
-    target_classes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
-    """Target-domain classes (where the policy acts)."""
-    noise: str = "gaussian"
-    """Noise model."""
-    noise_level: float = 0.5
-    """Noise strength."""
+    """Folder of torchvision datasets (default: the task's)."""
+    source_classes: tuple[int, ...] | None = None
+    """Source-domain classes, the auxiliary loss's data (default: the task's)."""
+    target_classes: tuple[int, ...] | None = None
+    """Target-domain classes, where the policy acts (default: the task's)."""
+    noise: str | None = None
+    """Noise spec, e.g. ``gaussian`` or ``correlated:length=1`` (default: the task's)."""
+    noise_level: float | None = None
+    """Noise strength (default: the task's)."""
     evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator that scores the results (default: the shipped
-    digit classifier; another dataset needs its own, e.g. ``scripts/bench_fashion.py`` trains one)."""
+    """Classifier checkpoint of the independent evaluator that scores the results (default: the task's;
+    the shipped digit classifier for the digit tasks; another dataset needs its own, e.g.
+    ``scripts/bench_fashion.py`` trains one)."""
 
     # -- optimisation ----------------------------------------------------------------------------------
     steps: int = 200
@@ -91,6 +111,12 @@ class TrainerConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        filled = fill_from_task(
+            {name: getattr(self, name) for name in self.TASK_FIELDS}, self.task, self.TASK_FIELDS
+        )
+        for name, value in filled.items():
+            setattr(self, name, value)
+        make_noise(str(self.noise), float(self.noise_level))  # a bad spec or level fails here, not mid-run
         for name in ("kl", "aux", "consistency", "lr", "max_grad_norm"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
@@ -104,8 +130,8 @@ class TrainerConfig:
             )
         if self.policy_space not in ("pixel", "logit"):
             raise ConfigError(f"policy_space must be 'pixel' or 'logit', got {self.policy_space!r}")
-        self.source_classes = tuple(int(c) for c in self.source_classes)
-        self.target_classes = tuple(int(c) for c in self.target_classes)
+        self.source_classes = tuple(int(c) for c in self.source_classes)  # type: ignore[union-attr]
+        self.target_classes = tuple(int(c) for c in self.target_classes)  # type: ignore[union-attr]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""
@@ -121,8 +147,15 @@ class TrainerConfig:
         return cls(**values)
 
     def replace(self: C, **changes: Any) -> C:
-        """A copy with some fields changed (validated)."""
-        return self.from_dict({**self.to_dict(), **changes})
+        """A copy with some fields changed (validated).
+
+        Changing ``task`` resets the task's settings that ``changes`` does not set itself, so they follow
+        the new task.
+        """
+        values = self.to_dict()
+        if "task" in changes:
+            values.update({name: None for name in self.TASK_FIELDS if name not in changes})
+        return self.from_dict({**values, **changes})
 
 
 def _plain(value: Any) -> Any:

@@ -27,8 +27,6 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 
 from hfrl.data import (
-    DEFAULT_SOURCE_CLASSES,
-    DEFAULT_TARGET_CLASSES,
     SPLITS,
     Domains,
     ImageSet,
@@ -41,7 +39,8 @@ from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, resolve_re
 from hfrl.errors import ConfigError, DataError
 from hfrl.judges import Evaluator
 from hfrl.metrics import psnr
-from hfrl.noise import DEFAULT_LEVEL, GaussianNoise, NoiseModel, make_noise
+from hfrl.noise import DEFAULT_LEVEL, GaussianDriven, NoiseModel, make_noise
+from hfrl.tasks import Task, get_task
 
 DOMAINS = ("target", "source", "all")
 RESET_OPTIONS = ("index", "noise_level", "group")
@@ -107,8 +106,9 @@ def _counter(count: int, device: torch.device) -> torch.Tensor:
 def corrupt(noise: NoiseModel, clean: torch.Tensor, keys: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Noisy versions of ``clean`` whose randomness comes from one key per image.
 
-    Gaussian noise uses :func:`keyed_normal` (vectorised, on the images' device). Any other noise model
-    runs once per image with a CPU ``torch.Generator`` seeded by its key: exact, but a Python loop.
+    Gaussian noise, white or correlated (:class:`~hfrl.noise.GaussianDriven`), shapes normals from
+    :func:`keyed_normal` (vectorised, on the images' device). Any other noise model runs once per image
+    with a CPU ``torch.Generator`` seeded by its key: exact, but a Python loop.
 
     Args:
         noise: The noise model; its own ``level`` is ignored in favour of ``levels``.
@@ -119,9 +119,9 @@ def corrupt(noise: NoiseModel, clean: torch.Tensor, keys: torch.Tensor, levels: 
     Returns:
         ``(B, 1, H, W)`` noisy images in ``[0, 1]`` on ``clean``'s device.
     """
-    if type(noise) is GaussianNoise:  # exact type: a subclass may corrupt differently
-        z = keyed_normal(keys, clean.shape[1:])
-        return (clean + levels.to(clean).view(-1, 1, 1, 1) * z).clamp_(0.0, 1.0)
+    if isinstance(noise, GaussianDriven):
+        z = keyed_normal(keys, noise.normal_shape(tuple(clean.shape)))
+        return noise.from_normal(clean, z, levels)
     out = [
         noise.with_level(level)(image[None], torch.Generator().manual_seed(key))
         for image, key, level in zip(clean.cpu(), keys.tolist(), levels.tolist())
@@ -247,15 +247,16 @@ class DenoiseTask:
         self,
         reward: RewardSpec = "labeler",
         *,
-        dataset: Any = "mnist-embedded",
+        task: str | Task | None = None,
+        dataset: Any = None,
         data_dir: str | None = None,
         labels: Any = None,
         domain: Literal["target", "source", "all"] = "target",
-        source_classes: Sequence[int] | str = DEFAULT_SOURCE_CLASSES,
-        target_classes: Sequence[int] | str = DEFAULT_TARGET_CLASSES,
+        source_classes: Sequence[int] | str | None = None,
+        target_classes: Sequence[int] | str | None = None,
         split: str = "train",
-        split_seed: int = 0,
-        noise: str | NoiseModel = "gaussian",
+        split_seed: int | None = None,
+        noise: str | NoiseModel | None = None,
         noise_level: float | None = None,
         evaluate: bool = True,
         evaluator: Evaluator | None = None,
@@ -263,10 +264,17 @@ class DenoiseTask:
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = resolve_device(device)
+        self.preset = get_task(task)
+        if dataset is None:  # the task's images, and where they lie
+            dataset, data_dir = self.preset.dataset, data_dir or self.preset.data_dir
         self.data = resolve_images(dataset, data_dir, labels)
-        self.source_classes = parse_classes(source_classes)
-        self.target_classes = parse_classes(target_classes)
-        self.split_seed = int(split_seed)
+        self.source_classes = parse_classes(
+            self.preset.source_classes if source_classes is None else source_classes
+        )
+        self.target_classes = parse_classes(
+            self.preset.target_classes if target_classes is None else target_classes
+        )
+        self.split_seed = int(self.preset.split_seed if split_seed is None else split_seed)
         self.domain = domain
         self.split = split
         domain_set = select_domain(
@@ -278,6 +286,9 @@ class DenoiseTask:
 
         if isinstance(noise, NoiseModel):
             self.noise = noise if noise_level is None else noise.with_level(noise_level)
+        elif noise is None:
+            level = self.preset.noise_level if noise_level is None else noise_level
+            self.noise = make_noise(self.preset.noise, level)
         else:
             self.noise = make_noise(noise, DEFAULT_LEVEL if noise_level is None else noise_level)
         self.level = float(self.noise.level)
@@ -288,7 +299,9 @@ class DenoiseTask:
         self.evaluator: Evaluator | None = None
         if evaluate:
             self.evaluator = (
-                evaluator if evaluator is not None else Evaluator.from_pretrained(device=self.device)
+                evaluator
+                if evaluator is not None
+                else Evaluator.from_pretrained(self.preset.evaluator, device=self.device)
             )
             self._check_judge_size(self.evaluator, "evaluate=True")
         self.expose_clean = bool(expose_clean)
@@ -569,29 +582,32 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
 
     ```python
-    gymnasium.make("hfrl/Denoise-v0", reward="labeler", dataset="mnist-embedded", domain="target",
-                   split="train", noise="gaussian", noise_level=0.5, evaluate=True, expose_clean=False,
-                   device="cpu", render_mode=None)
+    gymnasium.make("hfrl/Denoise-v0", task="digits-correlated", reward="labeler", domain="target",
+                   split="train", evaluate=True, expose_clean=False, device="cpu", render_mode=None)
     ```
 
     Args:
         reward: The reward (see :func:`hfrl.envs.rewards.resolve_reward`): ``"labeler"`` (default, an
             oracle that sees the clean image), a reward-model checkpoint path, an ``nn.Module`` or
             callable ``(noisy, output) -> (B,)``, or ``None`` for reward 0.
-        dataset: ``"mnist-embedded"`` (default, 5,000 digits bundled offline), another dataset name with
+        task: A named task (:data:`hfrl.tasks.TASKS`; default ``"digits-correlated"``): the dataset,
+            classes, noise, split seed and evaluator that the arguments below leave unset.
+        dataset: ``"mnist-embedded"`` (the digit tasks' 5,000 digits bundled offline), another dataset name with
             ``data_dir``, an :class:`~hfrl.data.ImageSet`, a tensor/array of images, or a torchvision-style
             dataset; see :func:`resolve_images`. Any image size works (``evaluate`` and the labeler need
             28x28).
         data_dir: Folder of torchvision datasets.
         labels: Classes of a tensor ``dataset`` (unknown when omitted; unlabelled images form one domain).
         domain: ``"target"`` (default), ``"source"`` or ``"all"`` classes.
-        source_classes: Source classes, e.g. ``(0,)`` or ``"0"`` (default ``(0,)``).
-        target_classes: Target classes (default ``1-9``).
+        source_classes: Source classes, e.g. ``(0,)`` or ``"0"`` (default: the task's, ``(0,)``).
+        target_classes: Target classes (default: the task's, ``1-9``).
         split: ``"train"`` (default), ``"val"``, ``"test"`` or ``"all"``; stratified, fixed by ``split_seed``.
-        split_seed: Seed of the split (default 0, the library-wide split).
-        noise: ``"gaussian"`` (default), ``"salt-pepper"``, ``"poisson"`` or a
-            :class:`~hfrl.noise.NoiseModel`.
-        noise_level: Noise strength (default: 0.5, or the model's own level).
+        split_seed: Seed of the split (default: the task's, 0).
+        noise: A noise spec (``"correlated:length=1"``, ``"gaussian"``, ``"poisson-gaussian"``,
+            ``"salt-pepper"``, ``"poisson"``; see :func:`hfrl.noise.make_noise`) or a
+            :class:`~hfrl.noise.NoiseModel` (default: the task's).
+        noise_level: Noise strength (default: the task's level with the task's noise, 0.5 with a named
+            noise, or the model's own level).
         evaluate: Report the evaluator's verdict, PSNR and SSIM in ``info`` (default ``True``). It costs a
             classifier forward and an SSIM per step: on a CPU one to five times a small reward model's
             forward (``scripts/bench_env.py``). Turn it off for throughput.
@@ -615,15 +631,16 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
         self,
         reward: RewardSpec = "labeler",
         *,
-        dataset: Any = "mnist-embedded",
+        task: str | Task | None = None,
+        dataset: Any = None,
         data_dir: str | None = None,
         labels: Any = None,
         domain: Literal["target", "source", "all"] = "target",
-        source_classes: Sequence[int] | str = DEFAULT_SOURCE_CLASSES,
-        target_classes: Sequence[int] | str = DEFAULT_TARGET_CLASSES,
+        source_classes: Sequence[int] | str | None = None,
+        target_classes: Sequence[int] | str | None = None,
         split: str = "train",
-        split_seed: int = 0,
-        noise: str | NoiseModel = "gaussian",
+        split_seed: int | None = None,
+        noise: str | NoiseModel | None = None,
         noise_level: float | None = None,
         evaluate: bool = True,
         evaluator: Evaluator | None = None,
@@ -636,6 +653,7 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
         check_render(render_mode, render_scale, self.metadata["render_modes"])
         self.task = DenoiseTask(
             reward,
+            task=task,
             dataset=dataset,
             data_dir=data_dir,
             labels=labels,

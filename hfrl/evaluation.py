@@ -22,8 +22,12 @@ from hfrl.noise import NoiseModel
 
 @torch.no_grad()
 def generate(generator: nn.Module, noisy: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Run ``generator`` over ``noisy`` ``(N, 1, H, W)`` in batches on its own device; returns CPU outputs."""
-    device = next(generator.parameters()).device
+    """Run ``generator`` over ``noisy`` ``(N, 1, H, W)`` in batches on its own device; returns CPU outputs.
+
+    A module without parameters or buffers (a classical denoiser) runs on the CPU.
+    """
+    tensors = [*generator.parameters(), *generator.buffers()][:1]
+    device = tensors[0].device if tensors else torch.device("cpu")
     was_training = generator.training
     generator.eval()
     out = torch.cat([generator(chunk.to(device)).cpu() for chunk in noisy.split(batch_size)])

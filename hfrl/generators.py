@@ -4,6 +4,12 @@ Every generator maps ``(B, 1, H, W)`` noisy images to ``(B, 1, H, W)`` outputs. 
 :meth:`Generator.logits` (pre-sigmoid) as well as ``forward`` so that a policy can place its Gaussian
 either in pixel space or in logit space (see :mod:`hfrl.policy`).
 
+Two settings serve the blind-spot (self-supervised) baselines: ``shuffle = s`` runs the network on the
+``s * s`` pixel-shuffled sub-images of each input and reassembles them (:mod:`hfrl.blindspot`), and
+``levels = (low, high)`` maps the output's background and stroke levels to 0 and 1 (a network trained to
+predict noisy pixels learns clipped noise's brighter background; the map removes it). Both are part of
+the config, so a checkpoint reloads with them.
+
 Three families:
 
 * ``conv`` (default): conv encoder -> dense bottleneck -> conv decoder, plus a one-channel skip at quarter
@@ -18,11 +24,13 @@ Three families:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from hfrl.blindspot import shuffle_down, shuffle_up
 from hfrl.errors import ConfigError
 
 FAMILIES = ("conv", "unet", "mlp")
@@ -39,6 +47,9 @@ class GeneratorConfig:
         image_size: ``(H, W)``; both must be divisible by 4 for ``conv`` and ``unet``.
         skip_channels: Channels of the quarter-resolution skip that bypasses the dense bottleneck
             (``conv`` only; 0 turns it off).
+        shuffle: Pixel-shuffle factor: the network sees the ``shuffle**2`` sub-images of every
+            ``shuffle``-th pixel (``unet`` only; 1: whole images).
+        levels: ``(low, high)`` output levels mapped to 0 and 1 (``(0, 1)``: outputs as they are).
     """
 
     family: str = "conv"
@@ -46,6 +57,8 @@ class GeneratorConfig:
     bottleneck: int = 64
     image_size: tuple[int, int] = field(default=(28, 28))
     skip_channels: int = 1
+    shuffle: int = 1
+    levels: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -55,9 +68,17 @@ class GeneratorConfig:
         if self.width < 1 or self.bottleneck < 1 or self.skip_channels < 0:
             raise ConfigError("generator width and bottleneck must be positive and skip_channels >= 0")
         h, w = self.image_size
-        if self.family != "mlp" and (h % 4 or w % 4):
+        if self.shuffle < 1 or (self.shuffle > 1 and self.family != "unet"):
+            raise ConfigError(
+                f"shuffle must be 1, or > 1 for the fully convolutional unet, got {self.shuffle} ({self.family})"
+            )
+        if self.family != "mlp" and self.shuffle == 1 and (h % 4 or w % 4):
             raise ConfigError(f"{self.family} generators need H and W divisible by 4, got {h}x{w}")
+        low, high = (float(v) for v in self.levels)
+        if not (0.0 <= low < high <= 1.0):
+            raise ConfigError(f"levels must satisfy 0 <= low < high <= 1, got {self.levels}")
         object.__setattr__(self, "image_size", (int(h), int(w)))
+        object.__setattr__(self, "levels", (low, high))
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -65,17 +86,36 @@ class GeneratorConfig:
 
 
 class Generator(nn.Module):
-    """Base class: subclasses implement :meth:`logits`; ``forward`` squashes them into ``[0, 1]``."""
+    """Base class: subclasses implement :meth:`core_logits`; ``forward`` squashes them into ``[0, 1]``."""
 
     config: GeneratorConfig
 
-    def logits(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid outputs ``(B, 1, H, W)``."""
+    def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The network's pre-sigmoid outputs on what it sees (sub-images when ``config.shuffle > 1``)."""
         raise NotImplementedError
+
+    def logits(self, noisy: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid outputs ``(B, 1, H, W)`` of whole images."""
+        s = self.config.shuffle
+        if s == 1:
+            return self.core_logits(noisy)
+        return shuffle_up(self.core_logits(shuffle_down(noisy, s)), s, tuple(noisy.shape[-2:]))
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Denoised images ``(B, 1, H, W)`` in ``[0, 1]``."""
-        return torch.sigmoid(self.logits(noisy))
+        return self.calibrate(torch.sigmoid(self.logits(noisy)))
+
+    def calibrate(self, output: torch.Tensor) -> torch.Tensor:
+        """Map ``config.levels`` of a sigmoid output to 0 and 1 (clipped); the identity for ``(0, 1)``."""
+        low, high = self.config.levels
+        if (low, high) == (0.0, 1.0):
+            return output
+        return ((output - low) / (high - low)).clamp(0.0, 1.0)
+
+    def with_levels(self, low: float, high: float) -> Generator:
+        """Set the output levels mapped to 0 and 1 (in place); returns ``self``."""
+        self.config = dataclasses.replace(self.config, levels=(float(low), float(high)))
+        return self
 
 
 class ConvEncoderDecoder(Generator):
@@ -109,7 +149,7 @@ class ConvEncoderDecoder(Generator):
             nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1),  # (B, 1, H, W)
         )
 
-    def logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
         h = self.encoder(noisy)
         code = self.bottleneck(h)
         if self.skip is not None:
@@ -149,7 +189,7 @@ class UNet(Generator):
         self.out = nn.Conv2d(w, 1, 1)
         self.pool = nn.AvgPool2d(2)
 
-    def logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
         d1 = self.down1(noisy)
         d2 = self.down2(self.pool(d1))
         m = self.mid(self.pool(d2))
@@ -178,7 +218,7 @@ class MLPAutoencoder(Generator):
             nn.Unflatten(1, (1, h, w)),
         )
 
-    def logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return self.net(noisy)
 
 
@@ -193,7 +233,13 @@ def build_generator(config: GeneratorConfig | dict) -> Generator:
     """Instantiate a generator from its config (a :class:`GeneratorConfig` or its dict form)."""
     if isinstance(config, dict):
         try:
-            config = GeneratorConfig(**{**config, "image_size": tuple(config.get("image_size", (28, 28)))})
+            config = GeneratorConfig(
+                **{
+                    **config,
+                    "image_size": tuple(config.get("image_size", (28, 28))),
+                    "levels": tuple(config.get("levels", (0.0, 1.0))),
+                }
+            )
         except TypeError as exc:
             raise ConfigError(f"bad generator config: {exc}") from None
     return _FAMILY_CLASSES[config.family](config)

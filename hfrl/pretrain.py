@@ -16,8 +16,9 @@ from hfrl.data import Domains, ImageSet, load_dataset
 from hfrl.device import resolve_device
 from hfrl.generators import Generator, GeneratorConfig, build_generator
 from hfrl.metrics import psnr
-from hfrl.noise import DEFAULT_LEVEL, DEFAULT_NOISE, make_noise
+from hfrl.noise import make_noise
 from hfrl.runs import CSVLogger, write_json
+from hfrl.tasks import DEFAULT_TASK, fill_from_task
 
 
 @dataclass
@@ -29,16 +30,18 @@ class PretrainConfig:
     many other digits.
     """
 
-    dataset: str = "mnist-embedded"
-    """Dataset name (see :data:`hfrl.data.DATASETS`)."""
+    task: str = DEFAULT_TASK
+    """Named task (``hfrl.tasks.TASKS``) whose data, source classes and noise fill the fields left unset."""
+    dataset: str | None = None
+    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's)."""
     data_dir: str | None = None
-    """Folder of torchvision datasets (not needed for ``mnist-embedded``)."""
-    source_classes: tuple[int, ...] = (0,)
-    """Classes of the source domain."""
-    noise: str = DEFAULT_NOISE
-    """Noise model: ``gaussian``, ``salt-pepper`` or ``poisson``."""
-    noise_level: float = DEFAULT_LEVEL
-    """Noise strength (Gaussian sigma; salt-pepper probability; Poisson relative noise)."""
+    """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
+    source_classes: tuple[int, ...] | None = None
+    """Classes of the source domain (default: the task's)."""
+    noise: str | None = None
+    """Noise spec (see :func:`hfrl.noise.make_noise`; default: the task's)."""
+    noise_level: float | None = None
+    """Noise strength (Gaussian sigma; salt-pepper probability; Poisson relative noise; default: the task's)."""
     family: str = "conv"
     """Generator family: ``conv``, ``unet`` or ``mlp``."""
     width: int = 32
@@ -61,6 +64,11 @@ class PretrainConfig:
     """``auto``, ``cpu`` or ``cuda``."""
     extra: dict = field(default_factory=dict)
     """Free-form notes stored with the checkpoint."""
+
+    def __post_init__(self) -> None:
+        names = ("dataset", "data_dir", "source_classes", "noise", "noise_level")
+        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
+            setattr(self, name, value)
 
 
 @dataclass

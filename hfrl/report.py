@@ -235,6 +235,53 @@ def save_class_grids(
     return grids
 
 
+def save_reference_grid(
+    references: Mapping[str, Evaluation], path: str | Path, per_class: int = 2, scale: int = 2
+) -> Path:
+    """One PNG with a column per method: noisy input, each method's output, clean image (rows: images).
+
+    Every evaluation must come from the same noisy target inputs; ``per_class`` images of each target
+    class are shown (the first of the split), framed green or red by the evaluator's verdict.
+
+    Raises:
+        ValueError: when the evaluations' noisy inputs differ.
+    """
+    evaluations = list(references.values())
+    first = evaluations[0].target
+    for ev in evaluations[1:]:
+        if not torch.equal(ev.target.noisy, first.noisy):
+            raise ValueError("the reference evaluations were not made on the same noisy inputs")
+    idx = [
+        i
+        for c in torch.unique(first.classes).tolist()
+        for i in torch.nonzero(first.classes == c).flatten()[:per_class].tolist()
+    ]
+    tiles = []
+    for i in idx:
+        tiles.append(_tile(first.noisy[i], NEUTRAL_RGB))
+        tiles += [_tile(ev.target.outputs[i], _verdict_rgb(bool(ev.target.good[i]))) for ev in evaluations]
+        tiles.append(_tile(first.clean[i], NEUTRAL_RGB))
+    return _save_tiles(tiles, len(evaluations) + 2, Path(path), scale)
+
+
+def references_table(references: Mapping[str, Evaluation]) -> list[dict[str, str]]:
+    """Display rows, one per method: target good-rate, PSNR and SSIM; source good-rate and PSNR."""
+    rows = []
+    for name, ev in references.items():
+        t, s = ev.target.summary(), ev.source.summary()
+        rows.append(
+            {
+                "method": name,
+                "target good-rate": _pct(t["good_rate"]),
+                "target PSNR": f"{t['psnr']:.2f} dB",
+                "target SSIM": f"{t['ssim']:.3f}",
+                "source good-rate": _pct(s["good_rate"]),
+                "source PSNR": f"{s['psnr']:.2f} dB",
+            }
+        )
+    return rows
+
+
 def save_label_grid(
     outputs: torch.Tensor, values: torch.Tensor, path: str | Path, per_row: int = 25, scale: int = 1
 ) -> Path:
@@ -411,6 +458,9 @@ class RunSummary:
         files: Links to other files of the run ``(href, text)``.
         extra: More JSON for ``metrics.json``.
         skip_curves: Metrics left out of the training curves (see :func:`save_training_curves`).
+        references: Method name -> test-split evaluation on the same inputs, in display order: the source
+            generator, the best label-free baseline, the feedback result and the supervised bound.
+        references_note: What the references are and where the full comparison lives.
     """
 
     title: str
@@ -428,6 +478,8 @@ class RunSummary:
     files: list[tuple[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     skip_curves: tuple[str, ...] = ()
+    references: dict[str, Evaluation] = field(default_factory=dict)
+    references_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -438,11 +490,13 @@ class ReportFigures:
         grids: Before/after grids, one per class.
         curves: Training curves (``None`` without history).
         labels: Grid of the labelled outputs (``None`` without labels).
+        references: One grid with a column per reference method (``None`` without references).
     """
 
     grids: list[ClassGrid]
     curves: Path | None
     labels: Path | None
+    references: Path | None = None
 
 
 def save_report_figures(run_dir: str | Path, summary: RunSummary) -> ReportFigures:
@@ -455,6 +509,9 @@ def save_report_figures(run_dir: str | Path, summary: RunSummary) -> ReportFigur
         grids=save_class_grids(summary.before, summary.after, figures),
         curves=save_training_curves(summary.history, figures / "training_curves.png", summary.skip_curves),
         labels=label_png,
+        references=save_reference_grid(summary.references, figures / "references.png")
+        if summary.references
+        else None,
     )
 
 
@@ -482,6 +539,7 @@ def write_report(
             "stages_seconds": summary.stages,
             "stages_cpu_seconds": summary.stages_cpu,
             "total_seconds": total,
+            "references": {name: ev.to_dict() for name, ev in summary.references.items()},
             **summary.extra,
         },
     )
@@ -496,6 +554,19 @@ def write_report(
         f"mean per-image target PSNR gain {_signed(metrics['target_psnr_gain']['mean'], ' dB')}. "
         f"Total time {total:.0f} s."
     )
+    if summary.references:
+        page.heading("Beside what you could get without feedback", anchor="references")
+        page.table(
+            references_table(summary.references),
+            caption="The same noisy target test inputs and the same independent evaluator for every row. "
+            + summary.references_note,
+        )
+        if figures.references is not None:
+            page.figure(
+                str(figures.references.relative_to(run_dir)),
+                "columns: noisy input, " + ", ".join(summary.references) + ", clean image; rows: two test "
+                "images of each target class; frames: green = the evaluator calls the output good, red = bad",
+            )
     page.heading("Metrics (test split)", anchor="metrics")
     page.table(
         metrics_table(metrics),
@@ -597,9 +668,11 @@ __all__ = [
     "RunSummary",
     "metrics_table",
     "per_class_rows",
+    "references_table",
     "run_metrics",
     "save_class_grids",
     "save_label_grid",
+    "save_reference_grid",
     "save_report_figures",
     "save_training_curves",
     "write_report",

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
+from hfrl.tasks import DEFAULT_TASK, replace_with_task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +42,21 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 C = TypeVar("C")
+
+DEMO_TASK_FIELDS = (
+    "dataset",
+    "data_dir",
+    "source_classes",
+    "target_classes",
+    "noise",
+    "noise_level",
+    "generator",
+    "labeler",
+    "evaluator",
+    "denoiser_radius",
+    "denoiser_stride",
+)
+"""The :class:`DemoConfig` settings a named task fills when they are left unset."""
 
 SELECTIONS = ("active", "random")
 """How :func:`hfrl.feedback.collect.collect_labels` picks what to ask after its first (random) round."""
@@ -56,6 +72,7 @@ class DemoConfig:
 
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "data": (
+            "task",
             "dataset",
             "data_dir",
             "source_classes",
@@ -80,7 +97,15 @@ class DemoConfig:
             "open_browser",
             "human_timeout",
         ),
-        "reward": ("denoiser_steps", "reward_steps", "reward_lr", "reward_members", "monotone"),
+        "reward": (
+            "denoiser_steps",
+            "denoiser_radius",
+            "denoiser_stride",
+            "reward_steps",
+            "reward_lr",
+            "reward_members",
+            "monotone",
+        ),
         "finetune": (
             "agent",
             "finetune_steps",
@@ -94,6 +119,8 @@ class DemoConfig:
         ),
     }
     """TOML tables and the fields each holds; the other fields are top-level keys."""
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = DEMO_TASK_FIELDS
+    """Settings the task fills when they are left unset."""
 
     # -- the run ---------------------------------------------------------------------------------------
     seed: int = 0
@@ -109,28 +136,30 @@ class DemoConfig:
     progress: bool = True
     """Show progress bars and live timers within stages (a line per stage start and end is always printed)."""
 
-    # -- data ------------------------------------------------------------------------------------------
-    dataset: str = "mnist-embedded"
+    # -- data (every setting left unset takes the task's value) ------------------------------------------
+    task: str = DEFAULT_TASK
+    """Named task (hfrl.tasks.TASKS): dataset, domains, noise, source generator and judges."""
+    dataset: str | None = None
     """Dataset: the 5,000 embedded MNIST digits, or a torchvision one read from ``data_dir``."""
     data_dir: str | None = None
     """Folder of torchvision datasets (not needed for ``mnist-embedded``)."""
-    source_classes: tuple[int, ...] = (0,)
+    source_classes: tuple[int, ...] | None = None
     """Classes the source generator was trained on (the auxiliary loss keeps this skill)."""
-    target_classes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+    target_classes: tuple[int, ...] | None = None
     """Classes the generator is adapted to."""
-    noise: str = "gaussian"
-    """Noise model (``gaussian``, ``salt-pepper``, ``poisson``)."""
-    noise_level: float = 0.5
-    """Noise strength (sigma 0.5: a person can still see the digit)."""
+    noise: str | None = None
+    """Noise spec (``correlated:length=1``, ``gaussian``, ``poisson-gaussian``, ``salt-pepper``, ``poisson``)."""
+    noise_level: float | None = None
+    """Noise strength (the task's keeps the digit readable to a person)."""
     generator: str | None = None
-    """Source generator checkpoint (default: the shipped one, trained on noisy '0's)."""
+    """Source generator checkpoint (default: the task's shipped one, trained on noisy '0's)."""
     pool: int = 0
     """Noisy target-domain train images whose outputs may be put to labelers (0: all of them, 2,700 for
     the embedded digits). They also train the label-free denoiser inside the reward."""
     labeler: str | None = None
-    """Classifier checkpoint of the synthetic labeler (default: the shipped one, which judges digits only)."""
+    """Classifier checkpoint of the synthetic labeler (default: the task's; the shipped one judges digits)."""
     evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator (default: the shipped one, digits only)."""
+    """Classifier checkpoint of the independent evaluator (default: the task's; the shipped one judges digits)."""
 
     # -- feedback --------------------------------------------------------------------------------------
     labels: int = 200
@@ -161,6 +190,12 @@ class DemoConfig:
     denoiser_steps: int = 400
     """Noise2Self steps of the label-free denoiser the similarity reward compares outputs with. SSIM of
     its estimate to the clean digits is ~0.8 by 400 steps; more costs time for little."""
+    denoiser_radius: int | None = None
+    """Half-width of the denoiser's blind spot: 0 hides single pixels (Noise2Self, for white noise), more
+    hides a square, for spatially correlated noise (default: the task's)."""
+    denoiser_stride: int | None = None
+    """Pixel-shuffle factor of the denoiser: it learns on sub-images of every stride-th pixel, whose noise
+    is nearly independent (1: whole images; default: the task's)."""
     reward_steps: int = 150
     """Optimiser steps per reward-model member (a logistic regression on three similarity features)."""
     reward_lr: float = 0.05
@@ -198,6 +233,11 @@ class DemoConfig:
     """Validation target images per periodic evaluation."""
 
     def __post_init__(self) -> None:
+        from hfrl.tasks import fill_from_task
+
+        names = self.TASK_FIELDS
+        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
+            setattr(self, name, value)
         for name in ("threads", "pool", "labels", "candidates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -208,13 +248,18 @@ class DemoConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_size < 1:
             raise ConfigError(f"eval_size must be >= 1, got {self.eval_size}")
+        if int(self.denoiser_radius) < 0 or int(self.denoiser_stride) < 1:  # type: ignore[arg-type]
+            raise ConfigError(
+                f"denoiser_radius must be >= 0 and denoiser_stride >= 1, got {self.denoiser_radius} and "
+                f"{self.denoiser_stride}"
+            )
         from hfrl.data import DATASETS
         from hfrl.device import DEVICE_CHOICES
-        from hfrl.noise import NOISE_MODELS
+        from hfrl.noise import make_noise
 
+        make_noise(str(self.noise), 0.0)  # an unknown model or parameter is one line here
         for name, allowed in (
             ("dataset", DATASETS),
-            ("noise", tuple(NOISE_MODELS)),
             ("device", DEVICE_CHOICES),
         ):
             if getattr(self, name) not in allowed:
@@ -561,7 +606,7 @@ def resolve_config(
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
     if not overrides:
         return base
-    return dataclasses.replace(base, **overrides)  # type: ignore[type-var]
+    return replace_with_task(base, getattr(cls, "TASK_FIELDS", ()), **overrides)
 
 
 __all__ = [

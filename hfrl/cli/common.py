@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from hfrl.data import DATASETS
+from hfrl.data import DATASETS, parse_classes
 from hfrl.device import DEVICE_CHOICES
-from hfrl.noise import DEFAULT_LEVEL, DEFAULT_NOISE, NOISE_MODELS
+from hfrl.errors import ConfigError
+from hfrl.noise import NOISE_MODELS, check_noise
+from hfrl.tasks import DEFAULT_TASK, TASKS, fill_from_task
 
 
 def existing_path(text: str) -> Path:
@@ -52,30 +55,53 @@ def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
     parser.add_argument("--seed", type=int, default=default, help="random seed (default: %(default)s)")
 
 
+def noise_spec(text: str) -> str:
+    """Argparse type: a noise spec string (``gaussian``, ``correlated:length=1.5``, ...)."""
+    try:
+        return check_noise(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_data(parser: argparse.ArgumentParser) -> None:
-    """Dataset, class split and noise options."""
-    group = parser.add_argument_group("data")
+    """The task, and the dataset, class split and noise options that override it."""
+    group = parser.add_argument_group("data (each setting defaults to the task's)")
     group.add_argument(
-        "--dataset", default="mnist-embedded", choices=DATASETS, help="dataset (default: %(default)s)"
+        "--task",
+        default=DEFAULT_TASK,
+        choices=tuple(TASKS),
+        help="named task: data, domains, noise, source generator and judges (default: %(default)s)",
     )
+    group.add_argument("--dataset", default=None, choices=DATASETS, help="dataset")
     group.add_argument("--data-dir", default=None, help="folder of torchvision datasets (full datasets only)")
     group.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    group.add_argument(
-        "--source-classes", default="0", help="source-domain classes, e.g. 0 or 0,1 (default: %(default)s)"
-    )
-    group.add_argument("--target-classes", default="1-9", help="target-domain classes (default: %(default)s)")
+    group.add_argument("--source-classes", default=None, help="source-domain classes, e.g. 0 or 0,1")
+    group.add_argument("--target-classes", default=None, help="target-domain classes, e.g. 1-9")
     group.add_argument(
         "--noise",
-        default=DEFAULT_NOISE,
-        choices=tuple(NOISE_MODELS),
-        help="noise model (default: %(default)s)",
+        default=None,
+        type=noise_spec,
+        metavar="SPEC",
+        help=f"noise model ({', '.join(NOISE_MODELS)}), with parameters as in correlated:length=1.5",
     )
-    group.add_argument(
-        "--noise-level",
-        type=non_negative_float,
-        default=DEFAULT_LEVEL,
-        help="noise strength (default: %(default)s)",
-    )
+    group.add_argument("--noise-level", type=non_negative_float, default=None, help="noise strength")
+
+
+TASK_ARGS = ("dataset", "data_dir", "source_classes", "target_classes", "noise", "noise_level")
+"""The options of :func:`add_data` that default to the task's settings."""
+
+
+def resolve_task_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the data options of :func:`add_data` that were not given from ``--task`` (classes parsed).
+
+    Returns:
+        ``args``, changed in place.
+    """
+    values: dict[str, Any] = fill_from_task({n: getattr(args, n) for n in TASK_ARGS}, args.task, TASK_ARGS)
+    for name in ("source_classes", "target_classes"):
+        values[name] = parse_classes(values[name])
+    vars(args).update(values)
+    return args
 
 
 def add_out(parser: argparse.ArgumentParser, what: str) -> None:

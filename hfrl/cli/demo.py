@@ -12,7 +12,10 @@ Stages, each shown as it runs and timed:
 4. ``reward``: the reward model fitted to the labels in the store.
 5. ``finetune``: the default agent (reward-grad) with the auxiliary and consistency losses.
 6. ``evaluate``: the independent evaluator on the test split, before and after.
-7. ``report``: ``report.html`` with ``metrics.json`` and the figures, in the run directory.
+7. ``baselines``: what the user could get without feedback, on the same test inputs: a classical
+   denoiser tuned on the source pairs and the stage-2 self-supervised denoiser used as generators (the
+   best of them and the source generator is the "best label-free" row), and the task's supervised bound.
+8. ``report``: ``report.html`` with ``metrics.json`` and the figures, in the run directory.
 
 One TOML file describes a run (:class:`hfrl.runconfig.DemoConfig`; every flag is one of its fields); the
 run directory keeps the resolved one as ``config.toml`` and ``hfrl demo --config RUN/config.toml`` runs
@@ -35,6 +38,7 @@ from typing import Any, TextIO
 
 from hfrl.errors import ConfigError
 from hfrl.runconfig import DemoConfig, add_config_flags, dump_config, flag_values, resolve_config
+from hfrl.tasks import get_task
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("setup", "load the source generator; its outputs on noisy target-domain digits"),
@@ -43,10 +47,11 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("reward", "fit the reward model to the labels in the store"),
     ("finetune", "fine-tune the generator against the reward"),
     ("evaluate", "evaluate before and after on the test split"),
+    ("baselines", "label-free baselines and the supervised bound on the same test inputs"),
     ("report", "write the HTML report"),
 )
 """``(name, what it does)`` of every stage, in order."""
-TICKING = ("setup", "denoiser", "reward", "evaluate", "report")
+TICKING = ("setup", "denoiser", "reward", "evaluate", "baselines", "report")
 """Stages without a progress bar of their own: a live elapsed-time line stands in (on a terminal)."""
 RUN_FILES = (
     "config.toml",
@@ -208,6 +213,24 @@ def _settings_rows(config: DemoConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def _story(config: DemoConfig) -> str:
+    """The report's opening paragraph: what the source generator is and what the run did."""
+    task = get_task(config.task)
+    own = config.generator is not None and Path(config.generator) != task.generator_path()
+    source = (
+        f"The source generator ({config.generator}) was trained on classes {list(config.source_classes)}"
+        if own
+        else f"Task {task.name}: {task.description}. The shipped source generator was trained on noisy "
+        f"images of classes {list(config.source_classes)} only"
+    )
+    return (
+        f"{source}; here it denoises classes {list(config.target_classes)} under {config.noise} noise "
+        f"(level {config.noise_level:g}). Labels on its outputs train a reward model; the generator is then "
+        "fine-tuned to maximise that reward while an auxiliary loss keeps its source-domain skill. No clean "
+        "target image reaches the reward model or the fine-tuning."
+    )
+
+
 def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
     """Run every stage and write the report.
 
@@ -225,6 +248,7 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
     import torch
 
     from hfrl.agents import agent_class, make_config, make_trainer
+    from hfrl.baselines import reference_evaluations
     from hfrl.device import seed_everything
     from hfrl.feedback.collect import prepare_reward
     from hfrl.report import RunSummary, run_metrics, save_report_figures, write_report
@@ -254,6 +278,7 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
         rounds=config.rounds,
         generator=config.generator,
         human=config.human,
+        task=config.task,
         dataset=config.dataset,
         data_dir=config.data_dir,
         source_classes=config.source_classes,
@@ -265,6 +290,8 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
         ensemble=config.ensemble,
         reward_members=config.reward_members,
         denoiser_steps=config.denoiser_steps,
+        denoiser_radius=int(config.denoiser_radius or 0),
+        denoiser_stride=int(config.denoiser_stride or 1),
         reward_steps=config.reward_steps,
         reward_lr=config.reward_lr,
         monotone=config.monotone,
@@ -290,6 +317,7 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
             kl=config.kl,
             aux=config.aux,
             consistency=config.consistency,
+            task=config.task,
             generator=config.generator,
             dataset=config.dataset,
             data_dir=config.data_dir,
@@ -318,6 +346,23 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
         assert after is not None
         metrics = run_metrics(before, after)
 
+    with stages("baselines"):
+        task = get_task(config.task)
+        same_task = all(getattr(config, k) == getattr(task, k) for k in ("dataset", "noise", "noise_level"))
+        same_task = same_task and tuple(config.target_classes) == tuple(task.target_classes)
+        references = reference_evaluations(
+            before,
+            trainer.domains,
+            trainer.noise,
+            trainer.evaluator,
+            task=task if same_task else None,
+            denoiser=getattr(info.model, "denoiser", None),
+            denoiser_name=f"self-supervised denoiser (stage 2, {info.denoiser.get('variant', 'n2s')})",
+            seed=config.seed,
+        )
+        feedback_name = f"feedback: {config.agent}, {config.labels} labels"
+        four = references.four_rows(feedback_name, after)
+
     with stages("report"):
         labels = info.labels
         asked = labels.asked if labels is not None else None
@@ -333,12 +378,13 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
             label_outputs=info.pool.outputs[asked] if asked is not None else None,
             label_values=labels.answers if labels is not None else None,
             reward=info.to_dict(),
-            notes=[
-                "The shipped generator was trained on noisy '0's only; on the other digits it paints 0-like "
-                "rings. Labels on its outputs train a reward model; the generator is then fine-tuned to "
-                "maximise that reward while an auxiliary loss keeps its skill on '0's. No clean target image "
-                "reaches the reward model or the fine-tuning.",
-            ],
+            notes=[_story(config)],
+            references=four,
+            references_note="Best label-free = the best by target good-rate of the source generator, a "
+            "classical denoiser tuned on the source pairs and the self-supervised denoiser this run trained "
+            "(no labels). scripts/bench_bounds.py measures every label-free baseline, trained longer; the "
+            "README lists them per task."
+            + ("" if references.supervised is not None else " No supervised bound is shipped for this task."),
             files=[
                 (
                     "config.toml",
@@ -362,6 +408,13 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
     total = sum(stages.seconds.values())
     m = metrics
     gain = m["target_psnr_gain"]
+    width = max(len(name) for name in four)
+    announce("target good-rate on the test split (independent evaluator, the same inputs for every row):")
+    for name, ev in four.items():
+        t, src = ev.target.summary(), ev.source.summary()
+        announce(
+            f"  {name:<{width}}  {t['good_rate']:6.1%}  target PSNR {t['psnr']:5.2f} dB  source PSNR {src['psnr']:5.2f} dB"
+        )
     announce(
         f"target good-rate {m['target']['good_rate']['before']:.1%} -> {m['target']['good_rate']['after']:.1%}, "
         f"source PSNR change {m['source_retention']:+.2f} dB, per-image target PSNR gain "

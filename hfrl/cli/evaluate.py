@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hfrl.checkpoint import load_checkpoint
-from hfrl.cli.common import add_data, add_device, add_out, add_seed, existing_path
+from hfrl.cli.common import add_data, add_device, add_out, add_seed, existing_path, resolve_task_args
 from hfrl.data import Domains, load_dataset, parse_classes
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError
@@ -14,6 +14,7 @@ from hfrl.evaluation import evaluate_generator, format_table, save_grid
 from hfrl.judges import Evaluator, asset_path, require_judge
 from hfrl.noise import make_noise
 from hfrl.runs import make_run_dir, write_json
+from hfrl.tasks import get_task
 
 DEFAULT_GENERATOR = "denoiser_source"
 COLUMNS = ["domain", "class", "n", "psnr_noisy", "psnr", "ssim", "good_rate"]
@@ -31,13 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--generator",
         type=existing_path,
         default=None,
-        help="generator checkpoint (NAME, NAME.safetensors or a run directory; default: the shipped source generator)",
+        help="generator checkpoint (NAME, NAME.safetensors or a run directory; default: the task's source generator)",
     )
     p.add_argument(
         "--evaluator",
         type=existing_path,
         default=None,
-        help="evaluator classifier checkpoint (default: shipped)",
+        help="evaluator classifier checkpoint (default: the task's)",
     )
     p.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="data split (default: %(default)s)"
@@ -60,6 +61,12 @@ def resolve_generator_path(path: Path | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
+    resolve_task_args(args)
+    task = get_task(args.task)
+    if args.generator is None:
+        args.generator = task.generator_path()
+    if args.evaluator is None and task.evaluator is not None:
+        args.evaluator = Path(task.evaluator)
     require_judge(args.dataset, args.evaluator)
     device = resolve_device(args.device)
     generator, doc = load_checkpoint(resolve_generator_path(args.generator), kind="generator", device=device)

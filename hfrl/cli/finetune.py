@@ -13,8 +13,9 @@ from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
 
-AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
-"""The built-in agents (``--import`` may register more)."""
+AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "n2s", "n2s-finetune")
+"""The built-in agents, the label-free baselines ``n2s`` and ``n2s-finetune`` among them (``--import`` may
+register more)."""
 SKIP_FIELDS = {"progress"}
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from hfrl.cli.common import add_data, add_device, add_out, add_quiet, add_seed, positive_int
-from hfrl.data import load_dataset, parse_classes
+from hfrl.cli.common import (
+    add_data,
+    add_device,
+    add_out,
+    add_quiet,
+    add_seed,
+    positive_int,
+    resolve_task_args,
+)
+from hfrl.data import load_dataset
 from hfrl.device import seed_everything
 from hfrl.generators import FAMILIES
 from hfrl.pretrain import PretrainConfig, pretrain
@@ -62,10 +70,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train and report where the checkpoint went."""
     seed_everything(args.seed)
+    resolve_task_args(args)
     config = PretrainConfig(
+        task=args.task,
         dataset=args.dataset,
         data_dir=args.data_dir,
-        source_classes=parse_classes(args.source_classes),
+        source_classes=args.source_classes,
         noise=args.noise,
         noise_level=args.noise_level,
         family=args.family,

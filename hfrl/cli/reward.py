@@ -199,10 +199,12 @@ def _denoiser_images(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.
     """
     if args.denoiser_images == 0:
         return None
+    from hfrl.cli.common import resolve_task_args
     from hfrl.data import Domains, load_dataset, parse_classes
     from hfrl.errors import DataError
     from hfrl.noise import make_noise
 
+    resolve_task_args(args)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     domains = Domains(data, parse_classes(args.source_classes), parse_classes(args.target_classes))
     images = domains.target("train")

@@ -550,17 +550,20 @@ def prepare_reward(
     rounds: int = 4,
     generator: str | Path | torch.nn.Module | None = None,
     human: bool = False,
-    dataset: str = "mnist-embedded",
+    task: str | None = None,
+    dataset: str | None = None,
     data_dir: str | Path | None = None,
-    source_classes: tuple[int, ...] = (0,),
-    target_classes: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9),
-    noise: str = "gaussian",
-    noise_level: float = 0.5,
+    source_classes: tuple[int, ...] | None = None,
+    target_classes: tuple[int, ...] | None = None,
+    noise: str | None = None,
+    noise_level: float | None = None,
     pool: int = 0,
     candidates: int = 1000,
     ensemble: int = 3,
     reward_members: int = 1,
     denoiser_steps: int = 400,
+    denoiser_radius: int = 0,
+    denoiser_stride: int = 1,
     reward_steps: int = 150,
     reward_lr: float = 0.05,
     monotone: bool = True,
@@ -597,17 +600,21 @@ def prepare_reward(
         rounds: Rounds of questions.
         generator: The source generator: a checkpoint path or a module (default: the shipped one).
         human: Ask a person on the labelling page instead of the synthetic labeler.
+        task: Named task (:mod:`hfrl.tasks`) whose settings fill the data arguments left ``None`` and the
+            generator (default: the default task).
         dataset: Dataset name.
         data_dir: Folder of torchvision datasets.
         source_classes: Source-domain classes.
         target_classes: Target-domain classes (the pool's).
-        noise: Noise model name.
+        noise: Noise spec (see :func:`hfrl.noise.make_noise`).
         noise_level: Noise strength.
         pool: Pool size (0: every target train image).
         candidates: Outputs scored per active round.
         ensemble: Members of the ensembles whose disagreement picks active queries (>= 2).
         reward_members: Members of the final reward (1: a single model on every label).
         denoiser_steps: Noise2Self steps.
+        denoiser_radius: Half-width of the denoiser's blind spot (0: one pixel; more for correlated noise).
+        denoiser_stride: Pixel-shuffle factor of the denoiser (1: whole images).
         reward_steps: Training steps per reward member.
         reward_lr: Learning rate of each member (the similarity reward's four parameters need ~0.05; the
             CNN default 3e-3 leaves its head near its random start).
@@ -636,11 +643,35 @@ def prepare_reward(
     from hfrl.checkpoint import load_checkpoint
     from hfrl.data import Domains, load_dataset
     from hfrl.device import resolve_device
-    from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, asset_path, require_judge
+    from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, require_judge
     from hfrl.noise import make_noise
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig, save_reward_model, train_denoiser
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
+    from hfrl.tasks import fill_from_task
 
+    names = (
+        "dataset",
+        "data_dir",
+        "source_classes",
+        "target_classes",
+        "noise",
+        "noise_level",
+        "labeler",
+        "evaluator",
+    )
+    given = {"dataset": dataset, "data_dir": data_dir, "source_classes": source_classes, "target_classes": target_classes,
+             "noise": noise, "noise_level": noise_level, "labeler": labeler, "evaluator": evaluator}  # fmt: skip
+    filled = fill_from_task(given, task, names)
+    dataset, data_dir, noise, noise_level = (
+        filled["dataset"],
+        filled["data_dir"],
+        filled["noise"],
+        filled["noise_level"],
+    )
+    source_classes, target_classes = filled["source_classes"], filled["target_classes"]
+    labeler, evaluator = filled["labeler"], filled["evaluator"]
+    if generator is None:
+        generator = fill_from_task({"generator": None}, task, ("generator",))["generator"]
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
     if not human and n_labels > 0:
@@ -659,8 +690,8 @@ def prepare_reward(
         if isinstance(generator, torch.nn.Module):
             gen, gen_name = generator.to(dev), "in-memory generator"
         else:
-            gen, _ = load_checkpoint(generator or asset_path("denoiser_source"), kind="generator", device=dev)
-            gen_name = str(generator or "denoiser_source (shipped)")
+            gen, _ = load_checkpoint(generator, kind="generator", device=dev)
+            gen_name = str(generator)
         domains = Domains(load_dataset(dataset, data_dir), tuple(source_classes), tuple(target_classes))
         images = domains.target("train")
         size = tuple(gen.config.image_size) if hasattr(gen, "config") else None
@@ -673,10 +704,21 @@ def prepare_reward(
             raise ConfigError(f"cannot ask for {n_labels} labels from a pool of {len(label_pool)} outputs")
 
     with _timed(stage, "denoiser", seconds):
-        denoiser, den_info = train_denoiser(
-            label_pool.noisy, DenoiserConfig(steps=denoiser_steps, seed=seed, device=str(dev))
+        den_config = DenoiserConfig(
+            steps=denoiser_steps,
+            seed=seed,
+            device=str(dev),
+            radius=denoiser_radius,
+            stride=denoiser_stride,
+            grid=max(4, 2 * denoiser_radius + 2),
         )
-        den_info = {"images": len(label_pool), "steps": denoiser_steps, **den_info}
+        denoiser, den_info = train_denoiser(label_pool.noisy, den_config)
+        den_info = {
+            "images": len(label_pool),
+            "steps": denoiser_steps,
+            "variant": den_config.variant,
+            **den_info,
+        }
 
     training = RewardTrainingConfig(steps=reward_steps, lr=reward_lr, seed=seed, device=str(dev))
     reward_dir = out / "reward"

@@ -8,7 +8,8 @@ The network sees each noisy image with a grid of pixels masked out and learns to
 from their surroundings; because the noise is independent from pixel to pixel, the best such prediction
 is the expected noisy value given the clean image, i.e. a denoised image (up to the affine distortion
 that clipping brings, which :class:`SelfSupervisedDenoiser` removes by mapping the background and stroke
-levels to 0 and 1).
+levels to 0 and 1). For spatially correlated noise, :class:`DenoiserConfig`'s ``radius`` (wide blind
+spots) and ``stride`` (pixel-shuffle down-sampling) select the variants of :mod:`hfrl.blindspot`.
 
 The reward model then compares an output with this estimate (:func:`similarity_features`: SSIM,
 correlation, RMSE) — the same kind of comparison the judges make with the clean image. This is a prior
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from hfrl.blindspot import blindspot_batch, check_blindspot, shuffle_down, shuffle_up
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, DataError
 from hfrl.generators import GeneratorConfig, build_generator
@@ -33,8 +34,6 @@ from hfrl.metrics import ssim
 
 STATS = ("ssim", "corr", "rmse")
 """Scalar features of (output, denoised input) pairs, in the order :func:`similarity_features` returns them."""
-
-_NEIGHBOURS = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]) / 8.0
 
 
 class SelfSupervisedDenoiser(nn.Module):
@@ -47,14 +46,27 @@ class SelfSupervisedDenoiser(nn.Module):
             a small ``unet`` by default.
 
     Buffers ``low`` and ``high`` (set by :func:`train_denoiser`) are the network's output level
-    on background and on strokes; they are saved with the weights.
+    on background and on strokes, and ``stride`` the pixel-shuffle factor the network works at (1: whole
+    images); all three are saved with the weights.
     """
 
-    def __init__(self, config: GeneratorConfig | dict[str, Any] | None = None) -> None:
+    def __init__(self, config: GeneratorConfig | dict[str, Any] | None = None, stride: int = 1) -> None:
         super().__init__()
         self.net = build_generator(config or GeneratorConfig(family="unet", width=16))
         self.register_buffer("low", torch.tensor(0.0))
         self.register_buffer("high", torch.tensor(1.0))
+        self.register_buffer("stride", torch.tensor(int(stride)))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        state_dict.setdefault(prefix + "stride", torch.tensor(1))  # saved before pixel-shuffle existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def raw(self, noisy: torch.Tensor) -> torch.Tensor:
+        """The network's output on whole images (through the sub-images when ``stride > 1``)."""
+        stride = int(self.stride)
+        if stride == 1:
+            return self.net(noisy)
+        return shuffle_up(self.net(shuffle_down(noisy, stride)), stride, tuple(noisy.shape[-2:]))
 
     @property
     def config(self) -> GeneratorConfig:
@@ -64,7 +76,7 @@ class SelfSupervisedDenoiser(nn.Module):
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         """Clean-scale estimates ``(B, 1, H, W)`` in ``[0, 1]`` of ``(B, 1, H, W)`` noisy images."""
         span = (self.high - self.low).clamp(min=1e-3)
-        return ((self.net(noisy) - self.low) / span).clamp(0.0, 1.0)
+        return ((self.raw(noisy) - self.low) / span).clamp(0.0, 1.0)
 
 
 @dataclass
@@ -82,6 +94,12 @@ class DenoiserConfig:
     """Channels of the U-Net's first level."""
     grid: int = 4
     """Mask every ``grid``-th pixel in each direction (1 / grid**2 of the pixels per step)."""
+    radius: int = 0
+    """Half-width of the blind spot: 0 hides single pixels (Noise2Self, for white noise); ``R`` hides a
+    ``(2R + 1)``-pixel square, for noise correlated over about ``R`` pixels (``grid`` >= 2R + 2)."""
+    stride: int = 1
+    """Pixel-shuffle factor: learn on the ``stride**2`` sub-images of every ``stride``-th pixel, whose
+    neighbours' noise is nearly independent (1: whole images)."""
     seed: int = 0
     """Seed of initialisation, batches and masks."""
     device: str = "cpu"
@@ -92,17 +110,16 @@ class DenoiserConfig:
             raise ConfigError(
                 "self-supervised denoiser: steps, batch_size and width must be >= 1, grid >= 2, lr > 0"
             )
+        check_blindspot(self.grid, self.radius, self.stride)
 
-
-def _masked_input(
-    noisy: torch.Tensor, phase: tuple[int, int], grid: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the pixels of one grid phase by the mean of their 8 neighbours; returns (input, mask)."""
-    mask = torch.zeros_like(noisy[:1])
-    mask[..., phase[0] :: grid, phase[1] :: grid] = 1.0  # (1, 1, H, W)
-    kernel = _NEIGHBOURS.to(noisy.device).view(1, 1, 3, 3)
-    neighbours = F.conv2d(noisy, kernel, padding=1)
-    return noisy * (1 - mask) + neighbours * mask, mask
+    @property
+    def variant(self) -> str:
+        """A short name of the blind-spot variant, for tables: ``n2s``, ``n2s-r2``, ``n2s-s2``, ..."""
+        return (
+            "n2s"
+            + (f"-r{self.radius}" if self.radius else "")
+            + (f"-s{self.stride}" if self.stride > 1 else "")
+        )
 
 
 def train_denoiser(
@@ -127,13 +144,13 @@ def train_denoiser(
         )
     device = resolve_device(config.device)
     start = time.perf_counter()
-    h, w = noisy.shape[-2:]
+    data = shuffle_down(noisy, config.stride).to(device)  # whole images when stride is 1
+    h, w = data.shape[-2:]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         model = SelfSupervisedDenoiser(
-            GeneratorConfig(family="unet", width=config.width, image_size=(h, w))
+            GeneratorConfig(family="unet", width=config.width, image_size=(h, w)), stride=config.stride
         ).to(device)
-    data = noisy.to(device)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)
     model.train()
@@ -144,7 +161,7 @@ def train_denoiser(
         )
         x = data[idx]
         phase = tuple(int(v) for v in torch.randint(0, config.grid, (2,), generator=g))
-        masked, mask = _masked_input(x, phase, config.grid)  # type: ignore[arg-type]
+        masked, mask = blindspot_batch(x, phase, config.grid, config.radius)  # type: ignore[arg-type]
         # Noise2Self: predict the masked pixels from their surroundings only
         loss = (((model.net(masked) - x) ** 2) * mask).sum() / (mask.sum() * x.shape[0])
         opt.zero_grad(set_to_none=True)
@@ -152,7 +169,7 @@ def train_denoiser(
         opt.step()
     model.eval()
     with torch.no_grad():
-        raw = torch.cat([model.net(chunk) for chunk in data[:2048].split(512)]).flatten()
+        raw = torch.cat([model.raw(chunk.to(device)) for chunk in noisy[:2048].split(512)]).flatten()
         # Background covers most of a digit image; strokes the brightest few per cent.
         low, high = torch.quantile(raw, 0.5), torch.quantile(raw, 0.99)
         model.low.copy_(low)

@@ -60,9 +60,26 @@ def test_report_shows_existing_files_and_the_metrics(tiny_run, capsys) -> None:
         "reward",
         "finetune",
         "evaluate",
+        "baselines",
         "report",
     ]
     assert (out / "config.toml").is_file() and (out / "finetune" / "generator.safetensors").is_file()
+
+
+def test_report_and_summary_put_feedback_between_the_references(tiny_run) -> None:
+    """Source generator, best label-free, feedback and supervised: one table, one grid, same inputs."""
+    data = json.loads((tiny_run / "metrics.json").read_text())
+    names = list(data["references"])
+    assert names[0] == "source generator" and names[1].startswith("best label-free: ")
+    assert names[2] == "feedback: reward-grad, 16 labels"
+    assert names[3] == "supervised (clean targets, upper bound)"
+    feedback = data["references"][names[2]]["target"]["good_rate"]
+    assert feedback == data["metrics"]["target"]["good_rate"]["after"]
+    # the best label-free row is the best of the source generator and the label-free candidates
+    assert data["references"][names[1]]["target"]["good_rate"] >= data["references"][names[0]]["target"]["good_rate"]
+    page = (tiny_run / "report.html").read_text()
+    assert "Beside what you could get without feedback" in page and "figures/references.png" in page
+    assert (tiny_run / "figures" / "references.png").stat().st_size > 1000
 
 
 def test_rerun_from_config_gives_the_same_numbers(tiny_run, tmp_path, capsys) -> None:
@@ -72,7 +89,10 @@ def test_rerun_from_config_gives_the_same_numbers(tiny_run, tmp_path, capsys) ->
     second = json.loads((again / "metrics.json").read_text())
     assert second["metrics"] == first["metrics"]
     assert second["labels"]["rounds"][1]["good"] == first["labels"]["rounds"][1]["good"]
-    assert f"report: {again / 'report.html'}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"report: {again / 'report.html'}" in printed
+    for row in ("source generator", "best label-free: ", "feedback: reward-grad, 16 labels", "supervised (clean"):
+        assert row in printed
     # rerunning into the same directory replaces its results and leaves other files alone
     (again / "notes.txt").write_text("mine")
     assert (

@@ -60,6 +60,21 @@ def test_sub_env_i_is_the_single_env_seeded_seed_plus_i(env_kwargs: dict[str, An
         assert np.array_equal(single.reset()[0], next_obs[i])
 
 
+@pytest.mark.parametrize(
+    ("noise", "level"),
+    [("gaussian", 0.5), ("correlated:length=1", 0.3), ("correlated:length=2", 0.3), ("poisson-gaussian", 0.2)],
+)
+def test_keyed_noise_sub_env_i_is_the_single_env_with_seed_plus_i(
+    env_kwargs: dict[str, Any], noise: str, level: float
+) -> None:
+    """Every noise model, vectorised or not, gives sub-env i seeded s what the single env seeded s + i gets."""
+    kwargs = {**env_kwargs, "noise": noise, "noise_level": level, "evaluate": False}
+    obs, _ = BatchedDenoiseEnv(4, **kwargs).reset(seed=7)
+    for i in range(4):
+        assert np.array_equal(DenoiseEnv(**kwargs).reset(seed=7 + i)[0], obs[i])
+    assert not np.array_equal(obs[0], obs[1])
+
+
 def test_per_env_seeds_and_options(env_kwargs: dict[str, Any]) -> None:
     venv = BatchedDenoiseEnv(3, **env_kwargs)
     obs, _ = venv.reset(seed=[5, None, 7])

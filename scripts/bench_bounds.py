@@ -1,0 +1,179 @@
+"""Each task's references: the source generator, every label-free baseline and the supervised bound.
+
+A feedback result means something only beside what the user could get without feedback. For each named
+task (:mod:`hfrl.tasks`) this script measures, on the task's test split with the independent evaluator
+(the same inputs for every row, noise seed 0 as every trainer's final evaluation):
+
+* ``source``: the task's shipped source generator (the lower bound);
+* the label-free baselines, each trained on the noisy target-domain train inputs only (no clean target
+  image, no label, no reward), run by name through the same agents as the feedback methods:
+  ``n2s`` with a one-pixel blind spot, with wide blind spots (``radius``) and with pixel-shuffle
+  down-sampling (``stride``), and ``n2s-finetune`` (the source generator fine-tuned with the blind-spot
+  loss and the auxiliary/consistency regularisers);
+* ``classical``: the scikit-image denoiser and parameter with the best PSNR on the *source* domain's
+  noisy/clean validation pairs (:func:`hfrl.classical.tune_classical`);
+* ``best label-free``: the best of the rows above by target good-rate (generous to the baselines: it is
+  chosen on the test split);
+* ``supervised``: the source generator's architecture trained on noisy/clean *target* train pairs (the
+  upper bound, which no feedback method may use). ``--save-supervised`` ships it as
+  ``hfrl/assets/supervised_<task>`` for the demo's fourth column.
+
+Usage::
+
+    python scripts/bench_bounds.py [--tasks digits-correlated,digits-white] [--steps 1000] [--quick]
+
+Writes ``bench-results/bounds.md`` (a table per task) and ``bench-results/bounds.json`` (every number).
+About 10 minutes per task on two CPU cores; ``--quick`` (tiny budgets, for tests) about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hfrl.agents import make_config, make_trainer
+from hfrl.checkpoint import load_checkpoint, save_checkpoint
+from hfrl.classical import tune_classical
+from hfrl.data import Domains, load_dataset
+from hfrl.device import machine_description
+from hfrl.evaluation import Evaluation, evaluate_generator
+from hfrl.judges import Evaluator
+from hfrl.pretrain import PretrainConfig, pretrain
+from hfrl.tasks import ASSETS, TASKS, Task, get_task
+
+BASELINES: dict[str, tuple[str, dict[str, Any]]] = {
+    "n2s": ("n2s", {}),
+    "n2s radius 1": ("n2s", {"radius": 1}),
+    "n2s radius 2": ("n2s", {"radius": 2, "grid": 6}),
+    "n2s stride 2": ("n2s", {"stride": 2}),
+    "n2s stride 3": ("n2s", {"stride": 3}),
+    "n2s-finetune radius 1": ("n2s-finetune", {"radius": 1, "steps": 300}),
+}
+"""Row name -> (agent, config fields) of every trained label-free baseline."""
+
+
+def supervised_name(task: Task) -> str:
+    """Asset name of a task's supervised upper-bound generator."""
+    return "supervised_" + task.name.replace("-", "_")
+
+
+def row(name: str, kind: str, evaluation: Evaluation, seconds: float, **extra: Any) -> dict[str, Any]:
+    """One table row: target good-rate, PSNR and SSIM; source good-rate and PSNR."""
+    t, s = evaluation.target.summary(), evaluation.source.summary()
+    return {
+        "method": name,
+        "kind": kind,
+        "target_good_rate": t["good_rate"],
+        "target_psnr": t["psnr"],
+        "target_ssim": t["ssim"],
+        "source_good_rate": s["good_rate"],
+        "source_psnr": s["psnr"],
+        "seconds": seconds,
+        **extra,
+    }
+
+
+def measure_task(task: Task, steps: int, epochs: int, save_supervised: bool, seed: int) -> list[dict[str, Any]]:
+    """Every reference row of one task."""
+    data = load_dataset(task.dataset, task.data_dir)
+    domains = Domains(data, task.source_classes, task.target_classes, task.split_seed)
+    noise = task.noise_model()
+    evaluator = Evaluator.from_pretrained(task.evaluator)
+
+    def evaluate(generator: torch.nn.Module) -> Evaluation:
+        return evaluate_generator(generator, domains, noise, evaluator, split="test", seed=0)
+
+    rows = []
+    t0 = time.perf_counter()
+    source, _ = load_checkpoint(task.generator_path(), kind="generator")
+    rows.append(row("source generator", "source", evaluate(source), time.perf_counter() - t0))
+    print(f"[{task.name}] source: {rows[-1]['target_good_rate']:.1%}", flush=True)
+
+    t0 = time.perf_counter()
+    pairs = domains.source("val").images
+    choice = tune_classical(noise(pairs, torch.Generator().manual_seed(seed + 5)), pairs)
+    name = f"classical ({choice.denoiser.method} {choice.denoiser.value:g})"
+    rows.append(row(name, "label-free", evaluate(choice.denoiser), time.perf_counter() - t0))
+    print(f"[{task.name}] {name}: {rows[-1]['target_good_rate']:.1%}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, (agent, fields) in BASELINES.items():
+            t0 = time.perf_counter()
+            fields = {"steps": steps, **fields} if agent == "n2s" else {**fields, "steps": min(steps, fields["steps"])}
+            config = make_config(agent, task=task.name, seed=seed, progress=False, device="cpu", **fields)
+            result = make_trainer(agent, config, run_dir=Path(tmp) / label.replace(" ", "-")).train()
+            assert result.evaluation is not None
+            rows.append(row(label, "label-free", result.evaluation, time.perf_counter() - t0, steps=result.steps))
+            print(f"[{task.name}] {label}: {rows[-1]['target_good_rate']:.1%}", flush=True)
+
+    t0 = time.perf_counter()
+    config = PretrainConfig(task=task.name, source_classes=task.target_classes, epochs=epochs, seed=seed, device="cpu")
+    supervised = pretrain(config, data=data, progress=False).generator
+    rows.append(row("supervised (clean targets)", "upper bound", evaluate(supervised), time.perf_counter() - t0))
+    print(f"[{task.name}] supervised: {rows[-1]['target_good_rate']:.1%}", flush=True)
+    if save_supervised:
+        meta = {"pretrain": asdict(config), "task": task.name, "note": "upper bound: trained on clean targets"}
+        save_checkpoint(ASSETS / supervised_name(task), supervised, "generator", supervised.config.to_dict(), meta)
+
+    free = [r for r in rows if r["kind"] in ("source", "label-free")]
+    best = max(free, key=lambda r: r["target_good_rate"])
+    rows.insert(len(rows) - 1, {**best, "method": f"best label-free = {best['method']}", "kind": "best label-free"})
+    return rows
+
+
+def markdown(results: dict[str, list[dict[str, Any]]]) -> str:
+    """One table per task."""
+    out = [f"Machine: {machine_description()}\n"]
+    for name, rows in results.items():
+        out += [
+            f"### {name}: {get_task(name).description}\n",
+            "| method | target good-rate | target PSNR | target SSIM | source good-rate | source PSNR | seconds |",
+            "| --- | --: | --: | --: | --: | --: | --: |",
+        ]
+        for r in rows:
+            out.append(
+                f"| {r['method']} | {r['target_good_rate']:.1%} | {r['target_psnr']:.2f} dB | "
+                f"{r['target_ssim']:.3f} | {r['source_good_rate']:.1%} | {r['source_psnr']:.2f} dB | "
+                f"{r['seconds']:.0f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="digits-correlated,digits-white", help="comma-separated task names")
+    parser.add_argument("--steps", type=int, default=1000, help="updates of each n2s baseline")
+    parser.add_argument("--epochs", type=int, default=60, help="epochs of the supervised bound")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-supervised", action="store_true", help="ship the supervised generators")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (for tests)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/bounds.md"))
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
+    steps, epochs = (5, 1) if args.quick else (args.steps, args.epochs)
+    torch.set_num_threads(1)
+    results = {name: measure_task(get_task(name), steps, epochs, args.save_supervised, args.seed) for name in names}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(markdown(results))
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"machine": machine_description(), "steps": steps, "epochs": epochs, "tasks": results}, indent=2)
+    )
+    print(markdown(results))
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
