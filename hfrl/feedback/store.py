@@ -979,7 +979,8 @@ class FeedbackStore:
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self._closed = False
-        self._immutable = False
+        self._immutable = False  # reading an immutable file (read-only, while nobody has it open)
+        self._opened_state: tuple[bool, int, int] | None = None
         exists = self.path.is_file()
         if not exists and (not create or self.readonly):
             raise FeedbackError(f"{self.path}: no feedback database there")
@@ -1017,9 +1018,10 @@ class FeedbackStore:
     def _connect_readonly(self) -> sqlite3.Connection:
         """A ``mode=ro`` connection: immutable while no write-ahead log exists (see :func:`_ro_uri`)."""
         with self._lock:
-            immutable = not _wal_path(self.path).exists()
-            if immutable:
-                self._immutable = True
+            state = self._file_state()
+            immutable = not state[0]
+            if immutable and not self._immutable:
+                self._immutable, self._opened_state = True, state
         try:
             conn = sqlite3.connect(
                 _ro_uri(self.path, immutable),
@@ -1046,7 +1048,7 @@ class FeedbackStore:
         """Drop this store's immutable connections; the next read opens ones that read through the log."""
         with self._lock:
             readers, self._readers = self._readers, []
-            self._immutable = False
+            self._immutable, self._opened_state = False, None
             self._local = threading.local()
         for conn in readers:
             with contextlib.suppress(sqlite3.Error):
@@ -1094,11 +1096,13 @@ class FeedbackStore:
         A read-only store reads an immutable file while no writer has it open; if one appeared during
         the read (a log now exists, or the file changed), the read is done again through the log.
         """
+        if self.readonly and self._immutable and self._file_state() != self._opened_state:
+            self._reopen_readers()  # a writer came since: read through its log from now on
         conn = self._reader()
         if conn.in_transaction:  # already inside a snapshot on this thread
             return fn(conn)
         guard = self.readonly and self._immutable
-        before = self._file_state() if guard else None
+        failed = False
         try:
             conn.execute("BEGIN")
             try:
@@ -1108,9 +1112,9 @@ class FeedbackStore:
         except sqlite3.DatabaseError:
             if not guard:
                 raise
-            result, before = None, None  # read again below, through the log
-        if guard and (before is None or self._file_state() != before):
-            self._reopen_readers()
+            failed = True
+        if guard and (failed or self._file_state() != self._opened_state):
+            self._reopen_readers()  # a writer appeared during the read: read again, through its log
             return self._read(fn)
         return result  # type: ignore[return-value]
 
