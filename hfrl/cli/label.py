@@ -55,6 +55,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = non_negative_float(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _rate(text: str) -> float:
     value = non_negative_float(text)
     if value >= 1.0:
@@ -94,6 +101,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--page-size", type=positive_int, default=16, help="items per page (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--lease-seconds",
+        type=_positive_seconds,
+        default=60.0,
+        help="items handed to a labeler stay theirs this long after the page last checked in "
+        "(default: %(default)s)",
     )
     serve.set_defaults(func=run_serve)
 
@@ -167,7 +181,15 @@ def run_serve(args: argparse.Namespace) -> int:
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    serve(args.db, args.host, args.port, token=args.token, page_size=args.page_size, announce=announce)
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        token=args.token,
+        page_size=args.page_size,
+        lease_seconds=args.lease_seconds,
+        announce=announce,
+    )
     return 0
 
 
