@@ -117,7 +117,7 @@
     clearInterval(state.renewTimer);
     // Leases lapse lease_seconds after the last renewal: renewing at a third of that keeps the page's
     // items while it is open, and lets them go soon after it is closed.
-    const every = Math.max(1000, (1000 * state.leaseSeconds) / 3);
+    const every = Math.max(200, (1000 * state.leaseSeconds) / 3);
     state.renewTimer = setInterval(() => {
       if (state.session && state.items.length) api("POST", "/api/renew").catch(() => {});
     }, every);
