@@ -192,3 +192,20 @@ def test_reward_training_reads_the_store_read_only(healthy: Path, tmp_path: Path
     )  # fmt: skip
     assert fit is not None and (tmp_path / "reward").is_dir()
     assert fingerprint(healthy.parent) == before
+
+
+def test_an_older_store_is_read_as_it_is_and_migrated_only_by_a_writer(healthy: Path) -> None:
+    conn = sqlite3.connect(healthy)  # make it a schema-1 store, as an older hfrl wrote it
+    conn.executescript("DROP TABLE leases; DROP TABLE labelers; PRAGMA user_version = 1;")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = fingerprint(healthy.parent)
+    time.sleep(0.01)
+    with FeedbackStore(healthy, readonly=True) as store:
+        assert store.schema_version == 1 and store.progress().labels_total == 2
+        assert len(store.next_batch("someone")) == 6 and store.leases() == {}
+    assert main(["label", "status", "--db", str(healthy)]) == 0
+    assert fingerprint(healthy.parent) == before
+    with FeedbackStore(healthy) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        assert len(store.lease_batch("someone")) == 6
