@@ -19,11 +19,22 @@ Tables:
   mark, response time and timestamp. Rows are never updated except to mark them ``retracted`` by undo; a
   labeler's *current* label on an item is their latest unretracted one, so several labelers never
   overwrite each other and undo restores what was there before.
+* ``labelers`` (schema 2): labeler names claimed through the labelling server, with the SHA-256 of the
+  session token issued for each (:meth:`FeedbackStore.create_session`).
+* ``leases`` (schema 2): items handed to a labeler and not yet answered, each until an expiry time
+  (:meth:`FeedbackStore.lease_batch`); an item needing ``n`` labels is never handed to more than ``n``
+  labelers at once, counting those who answered it and those holding a live lease.
 
 Majority and agreement are computed when reading (:meth:`FeedbackStore.rating_summaries`,
 :meth:`FeedbackStore.pair_summaries`, :meth:`FeedbackStore.rating_tensors`). Every row has a random
 ``uid`` so that :meth:`FeedbackStore.export_archive` / :meth:`FeedbackStore.import_archive` move feedback
 between machines and merging the same archive twice adds nothing.
+
+Reading never writes: opening a healthy store of the current schema takes no write lock, and a store
+opened with ``readonly=True`` (what ``hfrl label status``/``export`` and reward training use) reads through
+SQLite ``mode=ro`` connections, immutable while no other process has the file open, so not a byte of the
+file or its folder changes, even in a read-only folder. An empty (zero-byte) file is refused, never
+initialised.
 
 Writes go through one writer thread per store that commits whatever writes are waiting in one
 transaction (group commit), each inside its own savepoint. Commits use ``synchronous=FULL``: when a write
