@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from hfrl.cli import OneLineArgumentParser
 from hfrl.cli.common import add_device, add_seed, existing_path, non_negative_float, positive_int
@@ -25,7 +26,7 @@ KIND_CHOICES = ("single", "pair", "hero")
 DB_HELP = "feedback database: a .sqlite file, or a run directory holding feedback.sqlite"
 
 
-def _db(text: str):  # noqa: ANN202 - a Path
+def _db(text: str) -> Path:
     """Argparse type for ``--db``: the database file it names, by the store's one rule (``resolve_db_path``).
 
     Imported here, not at the top: ``--help`` must answer without importing torch.
@@ -37,7 +38,7 @@ def _db(text: str):  # noqa: ANN202 - a Path
     return resolve_db_path(text)
 
 
-def _existing_db(text: str):  # noqa: ANN202
+def _existing_db(text: str) -> Path:
     """``--db`` for actions that read a database: it must exist."""
     path = _db(text)
     if not path.is_file():
