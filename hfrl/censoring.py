@@ -426,9 +426,19 @@ class MalignLabeler(StrokeJudge):
     def compare(
         self, left: torch.Tensor, right: torch.Tensor, clean: Any = None, classes: Any = None
     ) -> list[str]:
-        """``left``/``right``/``tie``: the less likely malign of two images (ties within 0.05)."""
+        """``left``/``right``/``tie``: the less likely malign of two images (ties within 0.05).
+
+        With probability ``flip_rate`` a decided answer is reversed, and with probability ``skip_rate``
+        the labeler cannot tell and answers ``tie`` (pairs have no ``skip``), as
+        :meth:`hfrl.judges.SyntheticLabeler.compare` does.
+        """
         pl, pr = self.malign_prob(left).numpy(), self.malign_prob(right).numpy()
-        return [TIE if abs(a - b) < 0.05 else (LEFT if a < b else RIGHT) for a, b in zip(pl, pr)]
+        flips = self.rng.random(len(pl)) < self.flip_rate
+        skips = self.rng.random(len(pl)) < self.skip_rate
+        return [
+            TIE if (s or abs(a - b) < 0.05) else (LEFT if (a < b) ^ f else RIGHT)
+            for a, b, f, s in zip(pl, pr, flips, skips)
+        ]
 
     def pick_best(
         self, outputs: torch.Tensor, clean: Any = None, classes: Any = None

@@ -95,12 +95,16 @@ def labeler_loop(
     """Fetch a page, label it, submit it; then wait out the rest of ``interval`` (jittered)."""
     rng = random.Random(seed)
     with httpx.Client(base_url=url, timeout=30) as client:
+        # The server issues each labeler a session; its token says who submits (X-Hfrl-Session).
+        client.headers["X-Hfrl-Session"] = client.post("/api/session", json={"labeler": name}).json()[
+            "session"
+        ]
         if interval:
             stop.wait(rng.uniform(0, interval))  # labelers do not start in lockstep
         while not stop.is_set():
             started = time.perf_counter()
             try:
-                batch = client.get("/api/next", params={"labeler": name, "limit": page}).json()
+                batch = client.get("/api/next", params={"limit": page}).json()
                 stats.next_ms.append((time.perf_counter() - started) * 1000)
                 if not batch["items"]:
                     stats.empty_pages += 1
@@ -111,7 +115,7 @@ def labeler_loop(
                     for it in batch["items"]
                 ]
                 t0 = time.perf_counter()
-                r = client.post("/api/labels", json={"labeler": name, "labels": labels})
+                r = client.post("/api/labels", json={"labels": labels})
                 elapsed = (time.perf_counter() - t0) * 1000
             except httpx.HTTPError:
                 stats.errors += 1

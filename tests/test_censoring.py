@@ -128,6 +128,26 @@ def test_malign_labeler_speaks_the_feedback_words(plain: torch.Tensor) -> None:
         MalignLabeler(labeler.detector, flip_rate=0.9)
 
 
+def test_malign_labeler_compare_makes_its_mistakes_and_skips(plain: torch.Tensor) -> None:
+    x, _ = detector_training_set(plain[:8], seed=3)
+    left, right = (
+        x[:8].repeat(25, 1, 1, 1),
+        x[8:].repeat(25, 1, 1, 1),
+    )  # 200 pairs: benign left, crossed right
+    detector = MalignLabeler.from_pretrained().detector
+    clean = MalignLabeler(detector).compare(left, right)
+    decided = sum(w != "tie" for w in clean)
+    assert set(clean) <= {"left", "tie"} and decided >= 150
+    flipped = MalignLabeler(detector, flip_rate=0.3, seed=4).compare(left, right)
+    share = flipped.count("right") / decided
+    assert 0.18 < share < 0.42, share  # flip_rate 0.3 of the decided answers are reversed
+    assert flipped.count("tie") == clean.count("tie")  # a flip never turns a tie into an answer
+    skipping = MalignLabeler(detector, skip_rate=0.4, seed=4).compare(left, right)
+    skipped = (skipping.count("tie") - clean.count("tie")) / decided  # a pair cannot be skipped: a tie
+    assert "right" not in skipping and 0.28 < skipped < 0.52, skipped
+    assert MalignLabeler(detector, flip_rate=0.3, seed=4).compare(left, right) == flipped  # seeded
+
+
 def test_labels_flow_through_the_feedback_store(tmp_path: Path, plain: torch.Tensor) -> None:
     x, y = detector_training_set(plain[:20], seed=4)
     pool = x[torch.randperm(40, generator=torch.Generator().manual_seed(0))]

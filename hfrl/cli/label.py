@@ -6,6 +6,10 @@
 * ``hfrl label status --db PATH``: counts of queries, items and labels.
 * ``hfrl label export --db PATH --out FILE.zip`` / ``hfrl label import --db PATH FILE.zip``: portable
   archives (Parquet tables and a JSON manifest).
+
+``--db`` means the same in every action (:func:`hfrl.feedback.store.resolve_db_path`): a ``.sqlite``
+(``.sqlite3``, ``.db``) file, or a run directory, meaning ``RUN_DIR/feedback.sqlite``. ``status`` and
+``export`` open the database read-only and never change it.
 """
 
 from __future__ import annotations
@@ -13,11 +17,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from hfrl.cli import OneLineArgumentParser
 from hfrl.cli.common import add_device, add_seed, existing_path, non_negative_float, positive_int
 
 KIND_CHOICES = ("single", "pair", "hero")
+DB_HELP = "feedback database: a .sqlite file, or a run directory holding feedback.sqlite"
+
+
+def _db(text: str) -> Path:
+    """Argparse type for ``--db``: the database file it names, by the store's one rule (``resolve_db_path``).
+
+    Imported here, not at the top: ``--help`` must answer without importing torch.
+    """
+    from hfrl.feedback.store import resolve_db_path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a database file or a run directory, got an empty path")
+    return resolve_db_path(text)
+
+
+def _existing_db(text: str) -> Path:
+    """``--db`` for actions that read a database: it must exist."""
+    path = _db(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no feedback database at {path}")
+    return path
 
 
 def _port(text: str) -> int:
@@ -27,6 +53,13 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port in 0-65535, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = non_negative_float(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
     return value
 
 
@@ -57,11 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "needs no token; bound to any other address every request needs a token, generated and printed "
         "once unless given with --token or $HFRL_LABEL_TOKEN.",
     )
-    serve.add_argument(
-        "--db",
-        required=True,
-        help="feedback database, or a run directory holding feedback.sqlite (created when missing)",
-    )
+    serve.add_argument("--db", required=True, type=_db, help=DB_HELP + " (created when missing)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     serve.add_argument(
         "--port", type=_port, default=8765, help="port; 0 picks a free one (default: %(default)s)"
@@ -74,6 +103,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--page-size", type=positive_int, default=16, help="items per page (default: %(default)s)"
     )
+    serve.add_argument(
+        "--lease-seconds",
+        type=_positive_seconds,
+        default=60.0,
+        help="items handed to a labeler stay theirs this long after the page last checked in "
+        "(default: %(default)s)",
+    )
     serve.set_defaults(func=run_serve)
 
     sim = actions.add_parser(
@@ -82,7 +118,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Answer pending queries with the synthetic labeler, which reads the stored clean images, "
         "through the same store functions as the labelling page.",
     )
-    sim.add_argument("--db", required=True, type=existing_path, help="feedback database")
+    sim.add_argument("--db", required=True, type=_existing_db, help=DB_HELP)
     sim.add_argument(
         "--labeler-checkpoint",
         type=existing_path,
@@ -114,7 +150,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     status = actions.add_parser(
         "status", help="counts of queries, items and labels", description="Show counts."
     )
-    status.add_argument("--db", required=True, type=existing_path, help="feedback database")
+    status.add_argument("--db", required=True, type=_existing_db, help=DB_HELP + " (opened read-only)")
     status.set_defaults(func=run_status)
 
     export = actions.add_parser(
@@ -122,7 +158,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write a portable archive of the feedback",
         description="Write the whole feedback store to a zip of Parquet tables plus a JSON manifest.",
     )
-    export.add_argument("--db", required=True, type=existing_path, help="feedback database")
+    export.add_argument("--db", required=True, type=_existing_db, help=DB_HELP + " (opened read-only)")
     export.add_argument("--out", required=True, help="archive to write, e.g. feedback.zip")
     export.add_argument("--no-clean", action="store_true", help="leave out the clean reference images")
     export.set_defaults(func=run_export)
@@ -132,7 +168,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="merge a portable archive into a feedback store",
         description="Merge an archive written by 'hfrl label export'; rows already present are skipped.",
     )
-    imp.add_argument("--db", required=True, help="feedback database (created when missing)")
+    imp.add_argument(
+        "--db", required=True, type=_db, help=DB_HELP + " (created when missing; not left behind on failure)"
+    )
     imp.add_argument("archive", type=existing_path, help="archive to merge")
     imp.set_defaults(func=run_import)
 
@@ -144,7 +182,15 @@ def run_serve(args: argparse.Namespace) -> int:
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    serve(args.db, args.host, args.port, token=args.token, page_size=args.page_size, announce=announce)
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        token=args.token,
+        page_size=args.page_size,
+        lease_seconds=args.lease_seconds,
+        announce=announce,
+    )
     return 0
 
 
@@ -182,7 +228,7 @@ def run_status(args: argparse.Namespace) -> int:
     """``hfrl label status``."""
     from hfrl.feedback.store import FeedbackStore
 
-    with FeedbackStore(args.db, create=False) as store:
+    with FeedbackStore(args.db, readonly=True) as store:
         progress = store.progress()
         queries = store.queries()
     by_status = {s: sum(q.status == s for q in queries) for s in ("pending", "done", "cancelled")}
@@ -197,7 +243,7 @@ def run_export(args: argparse.Namespace) -> int:
     """``hfrl label export``."""
     from hfrl.feedback.store import FeedbackStore
 
-    with FeedbackStore(args.db, create=False) as store:
+    with FeedbackStore(args.db, readonly=True) as store:
         path = store.export_archive(args.out, include_clean=not args.no_clean)
     print(f"wrote {path}")
     return 0
@@ -205,10 +251,23 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """``hfrl label import``."""
-    from hfrl.feedback.store import FeedbackStore
+    from hfrl.feedback.store import FeedbackStore, check_archive
 
-    with FeedbackStore(args.db) as store:
-        summary = store.import_archive(args.archive)
+    check_archive(args.archive)  # a bad archive is refused before any database is created
+    db = args.db
+    created = [p for p in (db, *db.parents) if not p.exists()]
+    try:
+        with FeedbackStore(db) as store:
+            summary = store.import_archive(args.archive)
+    except BaseException:
+        # A failed import into a new database leaves nothing behind: no empty store, no new folders.
+        for path in created:
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if leftover.is_file():
+                    leftover.unlink()
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
     print(
         f"added {summary.samples} samples, {summary.queries} queries, {summary.items} items, "
         f"{summary.labels} labels ({summary.skipped} rows already present)",

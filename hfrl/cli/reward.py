@@ -223,7 +223,7 @@ def _store_image_shape(db: Path) -> tuple[int, ...] | None:
     """``(1, H, W)`` of the store's first sample, or ``None`` for an empty store."""
     from hfrl.feedback import FeedbackStore
 
-    with FeedbackStore(db, create=False) as store:
+    with FeedbackStore(db, readonly=True) as store:
         queries = store.queries()
         items = store.items(queries[0].id) if queries else []
         if not items:

@@ -4,57 +4,78 @@ Routes (all JSON except the page itself; the OpenAPI schema is at ``/openapi.jso
 
 * ``GET /`` and ``/static/*``: the page (plain HTML, JS and CSS shipped in the package).
 * ``GET /api/health``: liveness and schema version.
-* ``GET /api/next?labeler=ID``: the next items to label, with their images as PNG data URLs.
+* ``POST /api/session``: claim a labeler name; the answer carries the session token for that name.
+* ``GET /api/session``: the labeler a session belongs to.
+* ``GET /api/next``: the next items for the session's labeler, leased to it, with PNG data URLs.
 * ``POST /api/labels``: answers; the response comes after the transaction is on disk.
-* ``POST /api/undo``: retract the labeler's own last label.
+* ``POST /api/renew``: keep the session's leases alive (the page calls it while open).
+* ``POST /api/undo``: retract the session's labeler's own last label.
 * ``GET /api/progress``: counts and the labeler's rate.
 * ``GET /api/queries/{id}``: status of one query.
 
-Clients name items by id only; clean reference images are never served. Request bodies are validated
-(unknown fields rejected) and limited in size. Bound to loopback the server needs no token but only
+Labeler identity is issued by the server, never claimed by a client: ``POST /api/session`` gives the
+first claimant of a name a secret token (only its hash is stored, in the feedback store, so it survives
+restarts), and every labelling request carries it in the ``X-Hfrl-Session`` header. Labels, leases and
+undo act for that labeler only; a request body has no labeler field. A name already in use, by another
+session or by labels in the store, is refused.
+
+Items are leased (:meth:`FeedbackStore.lease_batch`): an item needing ``n`` labels is handed to at most
+``n`` labelers at once; a lease lapses ``lease_seconds`` after the labeler's last renewal.
+
+Clients name items by id only; clean reference images are never served. Request bodies are validated with
+strict types (``true`` or ``"7"`` is not an item id; unknown fields rejected) and limited in size. Every
+response carries a Content-Security-Policy (own scripts only, ``frame-ancestors 'none'``) and
+``X-Frame-Options: DENY``, so another site cannot frame the page. Bound to loopback the server needs no token but only
 answers requests addressed to a loopback host name (so another web site cannot reach it through DNS
 rebinding); bound to any other address every request must carry the token, as
 ``Authorization: Bearer TOKEN`` (or, for ``GET`` only, a ``token`` query parameter or the cookie the page
 sets, so the page's own files load).
+
+``hfrl label serve`` stops gracefully on SIGTERM or SIGINT: requests in flight finish, the store is
+closed (its log checkpointed into the database), and the process exits 0.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import hmac
 import ipaddress
 import json
 import secrets
+import signal
 import socket
 import struct
 import threading
-import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from hfrl import __version__
 from hfrl.feedback.labels import PAIR
 from hfrl.feedback.store import (
+    DEFAULT_LEASE_SECONDS,
     SCHEMA_VERSION,
     FeedbackError,
     FeedbackStore,
     LabelInput,
+    NameTakenError,
     QueryClosedError,
     StoreBusyError,
     UnknownIdError,
+    resolve_db_path,
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -64,7 +85,20 @@ DEFAULT_MAX_BODY = 256 * 1024
 """Largest request body accepted, in bytes (a page of labels is about 2 KB)."""
 MAX_LABELS_PER_REQUEST = 256
 TOKEN_COOKIE = "hfrl_token"
+SESSION_HEADER = "X-Hfrl-Session"
+"""Header carrying the labeler's session token (issued by ``POST /api/session``)."""
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+"""Sent with every response: only the page's own script and styles run, and no site may frame it."""
 
 LabelerId = Annotated[
     str,
@@ -75,23 +109,37 @@ KindName = Literal["single", "pair", "hero"]
 
 
 class LabelIn(BaseModel):
-    """One answer."""
+    """One answer. Types are strict: ``true`` or ``"7"`` is not an item id."""
 
-    model_config = ConfigDict(extra="forbid")
-    item_id: int = Field(ge=1, le=2**53, description="Item id from /api/next.")
+    model_config = ConfigDict(extra="forbid", strict=True)
+    item_id: StrictInt = Field(ge=1, le=2**53, description="Item id from /api/next.")
     value: LabelWord = Field(description="good/bad/skip for single and hero items; left/right/tie for pairs.")
-    best: bool = Field(default=False, description="Best of its batch (hero items only).")
-    response_ms: float | None = Field(
+    best: StrictBool = Field(default=False, description="Best of its batch (hero items only).")
+    response_ms: StrictFloat | StrictInt | None = Field(
         default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Time the labeler took."
     )
 
 
 class SubmitIn(BaseModel):
-    """A labeler's answers, stored together or not at all."""
+    """The session's labeler's answers, stored together or not at all (the labeler is the session's)."""
 
-    model_config = ConfigDict(extra="forbid")
-    labeler: LabelerId
+    model_config = ConfigDict(extra="forbid", strict=True)
     labels: list[LabelIn] = Field(min_length=1, max_length=MAX_LABELS_PER_REQUEST)
+
+
+class SessionIn(BaseModel):
+    """The labeler name to claim."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    labeler: LabelerId
+
+
+class SessionOut(BaseModel):
+    """A labeler session: send ``session`` in the ``X-Hfrl-Session`` header of every labelling request."""
+
+    labeler: str
+    session: str | None = None
+    lease_seconds: float
 
 
 class SubmitOut(BaseModel):
@@ -103,10 +151,15 @@ class SubmitOut(BaseModel):
 
 
 class UndoIn(BaseModel):
-    """Whose last label to retract."""
+    """Undo takes no fields: it acts for the session's labeler only."""
 
-    model_config = ConfigDict(extra="forbid")
-    labeler: LabelerId
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RenewOut(BaseModel):
+    """Leases kept alive."""
+
+    renewed: int
 
 
 class LabelOut(BaseModel):
@@ -186,6 +239,37 @@ class ErrorOut(BaseModel):
     detail: Any
 
 
+class _SessionError(Exception):
+    """A labelling request without a valid labeler session (answered 401)."""
+
+
+def _session_labeler(
+    request: Request,
+    session: Annotated[
+        str | None, Header(alias=SESSION_HEADER, description="Session token from POST /api/session.")
+    ] = None,
+) -> str:
+    """The labeler a request acts for: the one its session token was issued to."""
+    if not session:
+        raise _SessionError(
+            f"no labeler session: claim a name with POST /api/session, then send {SESSION_HEADER}"
+        )
+    state = request.app.state
+    with state.sessions_lock:
+        name = state.sessions.get(session)
+    if name is None:
+        name = state.store.session_labeler(session)
+        if name is None:
+            raise _SessionError("unknown labeler session; claim a name again")
+        with state.sessions_lock:
+            state.sessions[session] = name
+    return name
+
+
+Labeler = Annotated[str, Depends(_session_labeler)]
+"""The labeler of the request's session (a 401 without one)."""
+
+
 # ------------------------------------------------------------------------------------------ middleware
 
 
@@ -205,10 +289,21 @@ def _json_response(
     return start, {"type": "http.response.body", "body": body}
 
 
+def _with_headers(send: Callable, headers: Sequence[tuple[bytes, bytes]]) -> Callable:
+    """``send`` adding ``headers`` to the response start."""
+
+    async def send_with_headers(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return send_with_headers
+
+
 async def _reject(
     send: Callable, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
-    start, body = _json_response(status, detail, headers)
+    start, body = _json_response(status, detail, [*headers, *SECURITY_HEADERS])
     await send(start)
     await send(body)
 
@@ -309,17 +404,11 @@ class GuardMiddleware:
                 return await receive()
 
             receive = replay
+        extra = list(SECURITY_HEADERS)
         if from_query and self.token is not None:
             cookie = f"{TOKEN_COOKIE}={self.token.decode()}; HttpOnly; SameSite=Strict; Path=/".encode()
-            inner_send = send
-
-            async def send_with_cookie(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
-                await inner_send(message)
-
-            send = send_with_cookie
-        await self.app(scope, receive, send)
+            extra.append((b"set-cookie", cookie))
+        await self.app(scope, receive, _with_headers(send, extra))
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -381,38 +470,12 @@ class _PngCache:
         return out
 
 
-class _Leases:
-    """Items recently handed to each labeler, so two people labelling at once see different items."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._held: dict[int, tuple[str, float]] = {}
-        self._lock = threading.Lock()
-
-    def others(self, labeler: str) -> set[int]:
-        now = time.monotonic()
-        with self._lock:
-            for item in [i for i, (_, until) in self._held.items() if until < now]:
-                del self._held[item]
-            return {i for i, (who, _) in self._held.items() if who != labeler}
-
-    def hand_out(self, labeler: str, items: Sequence[int]) -> None:
-        until = time.monotonic() + self.seconds
-        with self._lock:
-            for i in items:
-                self._held[i] = (labeler, until)
-
-    def release(self, items: Sequence[int]) -> None:
-        with self._lock:
-            for i in items:
-                self._held.pop(i, None)
-
-
 # ------------------------------------------------------------------------------------------------- app
 
 _ERRORS: dict[int, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown id."},
-    409: {"model": ErrorOut, "description": "The query was cancelled."},
+    401: {"model": ErrorOut, "description": "No labeler session, or an unknown one."},
+    409: {"model": ErrorOut, "description": "The query was cancelled, or the labeler name is taken."},
     422: {"model": ErrorOut, "description": "Invalid request."},
     503: {"model": ErrorOut, "description": "The database stayed locked by another process; retry."},
 }
@@ -425,7 +488,8 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     page_size: int = 16,
-    lease_seconds: float = 120.0,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    close_store: bool | None = None,
 ) -> FastAPI:
     """The labelling app.
 
@@ -436,20 +500,23 @@ def create_app(
             the loopback names when bound to loopback.
         max_body_bytes: Largest request body accepted (default 256 KiB).
         page_size: Items per page by default (16).
-        lease_seconds: How long items handed to one labeler are kept from others while others remain.
+        lease_seconds: How long items handed to a labeler stay leased to it without a renewal.
+        close_store: Close the store at shutdown (default: only when opened here).
 
     Returns:
         A FastAPI app; run it with uvicorn, or test it with ``fastapi.testclient.TestClient``.
     """
     owns = not isinstance(store, FeedbackStore)
     db = FeedbackStore(store) if owns else store  # type: ignore[arg-type]
+    closes = owns if close_store is None else close_store
     pngs = _PngCache(db)
-    leases = _Leases(lease_seconds)
+    sessions: dict[str, str] = {}  # token -> labeler; a token never changes owner
+    sessions_lock = threading.Lock()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
         yield
-        if owns:
+        if closes:
             db.close()
 
     app = FastAPI(
@@ -461,12 +528,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.store = db
+    app.state.sessions = sessions
+    app.state.sessions_lock = sessions_lock
+
+    @app.exception_handler(_SessionError)
+    async def session_error(_: Request, exc: _SessionError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=401)
 
     @app.exception_handler(FeedbackError)
     async def feedback_error(_: Request, exc: FeedbackError) -> JSONResponse:
         if isinstance(exc, UnknownIdError):
             status = 404
-        elif isinstance(exc, QueryClosedError):
+        elif isinstance(exc, (QueryClosedError, NameTakenError)):
             status = 409
         elif isinstance(exc, StoreBusyError):
             status = 503
@@ -499,15 +572,27 @@ def create_app(
             status="ok", version=__version__, schema_version=SCHEMA_VERSION, token_required=bool(token)
         )
 
+    @app.post("/api/session", response_model=SessionOut, responses=_ERRORS, tags=["labelling"])
+    def new_session(body: SessionIn) -> SessionOut:
+        """Claim a labeler name: the first claimant gets the session token; a taken name is a 409."""
+        token = db.create_session(body.labeler)
+        with sessions_lock:
+            sessions[token] = body.labeler
+        return SessionOut(labeler=body.labeler, session=token, lease_seconds=lease_seconds)
+
+    @app.get("/api/session", response_model=SessionOut, responses=_ERRORS, tags=["labelling"])
+    def which_session(labeler: Labeler) -> SessionOut:
+        """The labeler this request's session belongs to."""
+        return SessionOut(labeler=labeler, lease_seconds=lease_seconds)
+
     @app.get("/api/next", response_model=BatchOut, responses=_ERRORS, tags=["labelling"])
     def next_items(
-        labeler: Annotated[LabelerId, Query(description="Who is labelling.")],
+        labeler: Labeler,
         limit: Annotated[int, Query(ge=1, le=64, description="Most items (single and pair).")] = page_size,
         kind: Annotated[KindName | None, Query(description="Only this kind of query.")] = None,
     ) -> BatchOut:
-        """The next items for this labeler: a page of one kind, or a whole hero batch."""
-        batch = db.next_batch(labeler, limit=limit, kind=kind, avoid=leases.others(labeler))
-        leases.hand_out(labeler, [it.id for it in batch.items])
+        """The next items for this session's labeler, leased to it: a page of one kind, or a hero batch."""
+        batch = db.lease_batch(labeler, limit=limit, kind=kind, seconds=lease_seconds)
         items = list(batch.items)
         inputs = pngs.get([it.sample_id for it in items], "input")
         outputs = pngs.get([it.sample_id for it in items], "output")  # the left ones of pairs
@@ -529,23 +614,27 @@ def create_app(
         return BatchOut(kind=batch.kind, items=out, note=note)  # type: ignore[arg-type]
 
     @app.post("/api/labels", response_model=SubmitOut, responses=_ERRORS, tags=["labelling"])
-    def submit(body: SubmitIn) -> SubmitOut:
-        """Store answers in one transaction; a 200 response means they are on disk."""
+    def submit(body: SubmitIn, labeler: Labeler) -> SubmitOut:
+        """Store the session labeler's answers in one transaction; a 200 response means they are on disk."""
         result = db.submit_labels(
-            body.labeler,
+            labeler,
             [LabelInput(e.item_id, e.value, e.best, e.response_ms) for e in body.labels],
         )
-        leases.release([e.item_id for e in body.labels])
         return SubmitOut(
             acknowledged=len(result.label_ids),
             label_ids=list(result.label_ids),
             completed_queries=list(result.completed),
         )
 
+    @app.post("/api/renew", response_model=RenewOut, responses=_ERRORS, tags=["labelling"])
+    def renew(labeler: Labeler) -> RenewOut:
+        """Keep the items leased to this session's labeler from lapsing (the page calls it while open)."""
+        return RenewOut(renewed=db.renew_leases(labeler, lease_seconds))
+
     @app.post("/api/undo", response_model=UndoOut, responses=_ERRORS, tags=["labelling"])
-    def undo(body: UndoIn) -> UndoOut:
-        """Retract this labeler's most recent label (never another labeler's)."""
-        label = db.undo(body.labeler)
+    def undo(labeler: Labeler, body: UndoIn | None = None) -> UndoOut:
+        """Retract the session labeler's most recent label (never another labeler's)."""
+        label = db.undo(labeler)
         if label is None:
             return UndoOut(undone=None)
         return UndoOut(
@@ -653,7 +742,7 @@ class LabelServer:
         self.token = token
 
     def run(self) -> None:
-        """Serve until Ctrl-C (SIGINT/SIGTERM) or :meth:`stop`; then close the socket and the store."""
+        """Serve until SIGINT/SIGTERM or :meth:`stop`; then close the socket and the store."""
         try:
             self.server.run(sockets=[self.sock])
         finally:
@@ -678,6 +767,7 @@ def prepare_server(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     page_size: int = 16,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     log_level: str = "warning",
     announce: Callable[[str], None] = print,
 ) -> LabelServer:
@@ -691,6 +781,7 @@ def prepare_server(
             loopback without one.
         max_body_bytes: Largest request body accepted.
         page_size: Items per page.
+        lease_seconds: How long handed-out items stay leased to a labeler without a renewal.
         log_level: uvicorn's log level.
         announce: Where the URL (and so a generated token) is printed.
 
@@ -701,7 +792,7 @@ def prepare_server(
 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    store = FeedbackStore(db)
+    store = FeedbackStore(resolve_db_path(db))
     try:
         sock = bind_socket(host, port)
     except FeedbackError:
@@ -710,7 +801,13 @@ def prepare_server(
     url = page_url(host, sock.getsockname()[1], token)
     allowed = [*LOOPBACK_NAMES] if is_loopback(host) else None
     app = create_app(
-        store, token=token, allowed_hosts=allowed, max_body_bytes=max_body_bytes, page_size=page_size
+        store,
+        token=token,
+        allowed_hosts=allowed,
+        max_body_bytes=max_body_bytes,
+        page_size=page_size,
+        lease_seconds=lease_seconds,
+        close_store=True,  # closed at shutdown, whatever stops the server
     )
     state = "new, empty feedback database" if store.created else "feedback database"
     announce(f"{state}: {store.path}")
@@ -720,7 +817,33 @@ def prepare_server(
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3
     )
-    return LabelServer(uvicorn.Server(config), sock, store, url, token)
+    return LabelServer(_graceful_server(config), sock, store, url, token)
+
+
+def _graceful_server(config: Any) -> Any:
+    """A uvicorn server that stops on SIGINT/SIGTERM and then returns normally.
+
+    uvicorn (0.29 and later) raises a captured signal again once it has shut down, which kills the
+    process with the default handler before the caller can close the feedback store; this one only
+    restores the previous handlers, so :meth:`LabelServer.run` closes the store and the CLI exits 0.
+    """
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            sigs = [signal.SIGINT, signal.SIGTERM]
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer(config)
 
 
 def serve(
@@ -731,6 +854,7 @@ def serve(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     page_size: int = 16,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     log_level: str = "warning",
     announce: Callable[[str], None] = print,
 ) -> None:
@@ -740,11 +864,12 @@ def serve(
         FeedbackError: for an unusable database or address.
     """
     server = prepare_server(
-        db, host, port, token=token, max_body_bytes=max_body_bytes, page_size=page_size, log_level=log_level,
-        announce=announce,
+        db, host, port, token=token, max_body_bytes=max_body_bytes, page_size=page_size,
+        lease_seconds=lease_seconds, log_level=log_level, announce=announce,
     )  # fmt: skip
     # Everything allocated so far (torch, the app) lives as long as this process: keeping it out of the
     # garbage collector's full passes keeps those pauses (tens of ms) out of request latencies.
     gc.collect()
     gc.freeze()
     server.run()
+    announce(f"stopped; feedback database closed: {server.store.path}")

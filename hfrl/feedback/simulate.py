@@ -1,7 +1,7 @@
 """The synthetic labeler on the people's path.
 
 :func:`simulate` answers pending queries with a :class:`~hfrl.judges.SyntheticLabeler` using exactly the
-store functions behind the labelling page: :meth:`FeedbackStore.next_batch` to get what to show and
+store functions behind the labelling page: :meth:`FeedbackStore.lease_batch` to get what to show and
 :meth:`FeedbackStore.submit_labels` to record the answers. The only difference is what it looks at: the
 clean reference images (:meth:`FeedbackStore.clean_images`), which the HTTP API never serves. So every
 pipeline can run headless in tests and benchmarks through the same code that people use.
@@ -60,7 +60,7 @@ def answer_batch(store: FeedbackStore, labeler: Labeler, batch: Batch) -> list[L
     Args:
         store: The feedback store.
         labeler: The synthetic labeler.
-        batch: A non-empty batch from :meth:`FeedbackStore.next_batch` with ``require_clean=True``.
+        batch: A non-empty batch from :meth:`FeedbackStore.lease_batch` with ``require_clean=True``.
 
     Returns:
         One :class:`LabelInput` per item, with the time spent per item as ``response_ms``.
@@ -131,7 +131,9 @@ def simulate(
         if max_labels is not None and labels >= max_labels:
             break
         limit = batch_size if max_labels is None else max(1, min(batch_size, max_labels - labels))
-        batch = store.next_batch(labeler.labeler_id, limit=limit, kind=kind, require_clean=True)
+        # Leased like a person's page, so people labelling at the same time are never asked for the same item
+        # beyond its labels_needed.
+        batch = store.lease_batch(labeler.labeler_id, limit=limit, kind=kind, require_clean=True)
         if not batch.items:
             if not follow:
                 break
@@ -143,4 +145,5 @@ def simulate(
         result = store.submit_labels(labeler.labeler_id, answer_batch(store, labeler, batch))
         labels += len(result.label_ids)
         batches += 1
+    store.release_leases(labeler.labeler_id)
     return SimulationReport(labels, batches, time.monotonic() - start)

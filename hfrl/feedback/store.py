@@ -19,11 +19,22 @@ Tables:
   mark, response time and timestamp. Rows are never updated except to mark them ``retracted`` by undo; a
   labeler's *current* label on an item is their latest unretracted one, so several labelers never
   overwrite each other and undo restores what was there before.
+* ``labelers`` (schema 2): labeler names claimed through the labelling server, with the SHA-256 of the
+  session token issued for each (:meth:`FeedbackStore.create_session`).
+* ``leases`` (schema 2): items handed to a labeler and not yet answered, each until an expiry time
+  (:meth:`FeedbackStore.lease_batch`); an item needing ``n`` labels is never handed to more than ``n``
+  labelers at once, counting those who answered it and those holding a live lease.
 
 Majority and agreement are computed when reading (:meth:`FeedbackStore.rating_summaries`,
 :meth:`FeedbackStore.pair_summaries`, :meth:`FeedbackStore.rating_tensors`). Every row has a random
 ``uid`` so that :meth:`FeedbackStore.export_archive` / :meth:`FeedbackStore.import_archive` move feedback
 between machines and merging the same archive twice adds nothing.
+
+Reading never writes: opening a healthy store of the current schema takes no write lock, and a store
+opened with ``readonly=True`` (what ``hfrl label status``/``export`` and reward training use) reads through
+SQLite ``mode=ro`` connections, immutable while no other process has the file open, so not a byte of the
+file or its folder changes, even in a read-only folder. An empty (zero-byte) file is refused, never
+initialised.
 
 Writes go through one writer thread per store that commits whatever writes are waiting in one
 transaction (group commit), each inside its own savepoint. Commits use ``synchronous=FULL``: when a write
@@ -39,6 +50,7 @@ import io
 import json
 import math
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -72,15 +84,19 @@ from hfrl.feedback.labels import (
     values_for,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Schema version this hfrl writes (``PRAGMA user_version``)."""
 APPLICATION_ID = 0x6866726C
 """``PRAGMA application_id`` of an hfrl feedback store (the bytes ``hfrl``)."""
 DEFAULT_DB_NAME = "feedback.sqlite"
 """File name of the feedback store inside a run directory."""
+DB_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+"""Suffixes that make ``--db`` name a database file rather than a run directory."""
 ARCHIVE_FORMAT = "hfrl-feedback-archive"
 ARCHIVE_VERSION = 1
 MAX_LABELER_LENGTH = 64
+DEFAULT_LEASE_SECONDS = 60.0
+"""How long items handed to a labeler are kept from others unless renewed (a labeler who left)."""
 CHECKPOINT_INTERVAL = 0.5
 """Seconds between background WAL checkpoints."""
 SAMPLE_CHUNK = 64
@@ -143,6 +159,21 @@ MIGRATIONS: list[str] = [
     CREATE INDEX labels_item ON labels (item_id, labeler, id);
     CREATE INDEX labels_labeler ON labels (labeler, id);
     """,
+    # 1 -> 2: labeler sessions issued by the server, and leases on the items handed out.
+    """
+    CREATE TABLE labelers (
+        name TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE leases (
+        item_id INTEGER NOT NULL REFERENCES items (id),
+        labeler TEXT NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY (item_id, labeler)
+    );
+    CREATE INDEX leases_labeler ON leases (labeler);
+    """,
 ]
 """``MIGRATIONS[v]`` is the SQL script that upgrades a store from schema ``v`` to ``v + 1``."""
 
@@ -161,6 +192,14 @@ class QueryClosedError(FeedbackError):
 
 class StoreBusyError(FeedbackError):
     """The database stayed locked by another process for longer than the busy timeout."""
+
+
+class ReadOnlyError(FeedbackError):
+    """A write asked of a store opened read-only."""
+
+
+class NameTakenError(FeedbackError):
+    """A labeler name that already belongs to someone else (another session, or labels in the store)."""
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -606,13 +645,44 @@ def default_db_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / DEFAULT_DB_NAME
 
 
-def _ro_uri(path: Path) -> str:
+def _wal_path(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _ro_uri(path: Path, immutable: bool | None = None) -> str:
+    """A read-only SQLite URI for ``path``.
+
+    Without a write-ahead log (no process has the database open) there is nothing newer than the main
+    file, so it is read as immutable: no locks and no -wal/-shm files created next to it, which also
+    works in a read-only folder. With a log (a writer is live, or crashed) it is read through the log.
+    """
     uri = path.resolve().as_uri() + "?mode=ro"
-    # Without a write-ahead log there is nothing newer than the main file, so the file can be read as
-    # immutable: no locks and no -wal/-shm files created next to a database we may refuse.
-    if not path.with_name(path.name + "-wal").exists():
+    if immutable is None:
+        immutable = not _wal_path(path).exists()
+    if immutable:
         uri += "&immutable=1"
     return uri
+
+
+def resolve_db_path(db: str | Path) -> Path:
+    """The one meaning of ``--db``: a ``.sqlite``/``.db`` file, or a run directory holding ``feedback.sqlite``.
+
+    An existing directory, a path ending in a path separator, or a path without a ``.sqlite``/``.db``
+    suffix that does not exist as a file names a run directory; anything else names the file itself.
+
+    Args:
+        db: What the user gave.
+
+    Returns:
+        The database file.
+    """
+    text = str(db)
+    path = Path(db)
+    if path.is_dir() or text.endswith(("/", "\\")):
+        return default_db_path(path)
+    if path.exists() or path.suffix.lower() in DB_SUFFIXES:
+        return path
+    return default_db_path(path)
 
 
 def inspect_database(path: str | Path) -> int:
@@ -622,11 +692,11 @@ def inspect_database(path: str | Path) -> int:
         path: The database file.
 
     Returns:
-        The schema version (0 for an empty file or an empty SQLite database, to be initialised).
+        The schema version (0 for an empty SQLite database, to be initialised).
 
     Raises:
-        FeedbackError: for a file that is not SQLite, is corrupt, belongs to another program, or was
-            written by a newer hfrl. The file is not modified.
+        FeedbackError: for an empty (zero-byte) file, a file that is not SQLite, is corrupt, belongs to
+            another program, or was written by a newer hfrl. The file is not modified.
     """
     path = Path(path)
     try:
@@ -636,7 +706,9 @@ def inspect_database(path: str | Path) -> int:
     except OSError as exc:
         raise FeedbackError(f"{path}: cannot read the feedback database ({exc.strerror})") from None
     if size == 0:
-        return 0
+        # Never silently turned into a database: an empty file is what a failed copy or a crash of
+        # something else leaves, and `label status` must not make a store out of it.
+        raise FeedbackError(f"{path}: an empty file, not a feedback database; left untouched")
     if header != _SQLITE_MAGIC:
         raise FeedbackError(
             f"{path}: not an SQLite database (corrupt or another kind of file); left untouched"
@@ -727,6 +799,98 @@ def _row_id(value: int, what: str) -> int:
     return number
 
 
+def _check_seconds(seconds: float) -> float:
+    value = float(seconds)
+    if not 0.0 < value < math.inf:
+        raise FeedbackError(f"lease seconds must be a positive finite number, got {seconds!r}")
+    return value
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _select_batch(
+    conn: sqlite3.Connection,
+    labeler: str,
+    limit: int,
+    kind: str | None,
+    avoid_set: set[int],
+    require_clean: bool,
+    max_hero: int,
+    has_leases: bool,
+    *,
+    now: float,
+) -> Batch:
+    """The items to show ``labeler`` next (see :meth:`FeedbackStore.next_batch`), inside ``conn``'s transaction."""
+    clean_filter = (
+        " AND EXISTS (SELECT 1 FROM samples s WHERE s.id = i.sample_id AND s.clean IS NOT NULL)"
+        if require_clean
+        else ""
+    )
+    # Who counts against an item's labels_needed: labelers with a current label, and other labelers
+    # holding a live lease on it (a labeler's own lease does not keep the item from them).
+    if has_leases:
+        taken = (
+            "(SELECT count(*) FROM (SELECT l.labeler FROM labels l WHERE l.item_id = i.id AND l.retracted IS NULL"
+            " UNION SELECT le.labeler FROM leases le WHERE le.item_id = i.id AND le.expires > :now"
+            " AND le.labeler != :labeler))"
+        )
+    else:
+        taken = (
+            "(SELECT count(DISTINCT l.labeler) FROM labels l WHERE l.item_id = i.id AND l.retracted IS NULL)"
+        )
+    queries = conn.execute(
+        "SELECT id, kind, labels_needed FROM queries WHERE status = 'pending' AND (? IS NULL OR kind = ?)"
+        " ORDER BY id",
+        (kind, kind),
+    ).fetchall()
+    page_kind: str | None = None
+    fresh: list[ItemRecord] = []
+    seen: list[tuple[str, list[ItemRecord]]] = []
+    for qid, qkind, needed in queries:
+        if page_kind is not None and qkind != page_kind:
+            continue
+        rows = conn.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM items i JOIN queries q ON q.id = i.query_id"
+            " WHERE i.query_id = :qid"
+            " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = i.id AND l.labeler = :labeler"
+            "                 AND l.retracted IS NULL)"
+            f" AND {taken} < :needed" + clean_filter + " ORDER BY i.position LIMIT :limit",
+            {
+                "qid": qid,
+                "labeler": labeler,
+                "now": now,
+                "needed": needed,
+                # More than `limit` + len(avoid) items can never be needed from one query.
+                "limit": max_hero if qkind == HERO else limit + len(avoid_set),
+            },
+        ).fetchall()
+        eligible = [_item(r) for r in rows]
+        if not eligible:
+            continue
+        seen.append((qkind, eligible))
+        new = [it for it in eligible if it.id not in avoid_set]
+        if qkind == HERO:
+            if page_kind is None and new:
+                return Batch(HERO, tuple(eligible[:max_hero]))
+            continue
+        if new and page_kind is None:
+            page_kind = qkind
+        if page_kind is not None:
+            fresh.extend(new)
+            if len(fresh) >= limit:
+                return Batch(page_kind, tuple(fresh[:limit]))
+    if page_kind is None:
+        if not seen:
+            return Batch(None, ())
+        page_kind = seen[0][0]
+        if page_kind == HERO:
+            return Batch(HERO, tuple(seen[0][1][:max_hero]))
+    fill = [it for k, eligible in seen if k == page_kind for it in eligible if it.id in avoid_set]
+    return Batch(page_kind, tuple((fresh + fill)[:limit]))
+
+
 def _check_labeler(labeler: str) -> str:
     if not isinstance(labeler, str) or not labeler.strip() or len(labeler) > MAX_LABELER_LENGTH:
         raise FeedbackError(f"labeler id must be 1 to {MAX_LABELER_LENGTH} characters, got {labeler!r}")
@@ -795,18 +959,28 @@ class FeedbackStore:
     Safe to share between threads; several processes may open the same file (a trainer enqueueing, the
     labelling server, the synthetic labeler).
 
+    Opening a healthy store of the current schema writes nothing: the write lock is taken only by a
+    migration, by creating a new store, and by the write methods. A store opened ``readonly`` uses
+    SQLite read-only connections (URI ``mode=ro``) and never changes a byte of the file or its folder.
+
     Args:
-        path: The database file, or a run directory (meaning ``RUN_DIR/feedback.sqlite``).
+        path: The database file, or a run directory (meaning ``RUN_DIR/feedback.sqlite``); see
+            :func:`resolve_db_path`.
         create: Create the file (and its folder) when missing; otherwise a missing file is an error.
+        readonly: Open read-only (implies ``create=False``); write methods raise :class:`ReadOnlyError`.
+            A store of an older schema is read as it is, without migrating it.
         busy_timeout: Seconds to wait for another process's write lock before failing.
 
     Raises:
-        FeedbackError: for a missing file (``create=False``), a corrupt file, another program's database,
-            or a database written by a newer hfrl; such files are left untouched.
+        FeedbackError: for a missing file (``create=False``), an empty or corrupt file, another program's
+            database, or a database written by a newer hfrl; such files are left untouched.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, busy_timeout: float = 30.0) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, path: str | Path, *, create: bool = True, readonly: bool = False, busy_timeout: float = 30.0
+    ) -> None:
+        self.path = resolve_db_path(path)
+        self.readonly = bool(readonly)
         self.busy_timeout = float(busy_timeout)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -816,20 +990,29 @@ class FeedbackStore:
         self._checkpointer: threading.Thread | None = None
         self._stop_checkpoints = threading.Event()
         self._closed = False
-        if self.path.is_dir():
-            self.path = default_db_path(self.path)
-        exists = self.path.exists()
-        if not exists and not create:
+        self._immutable = False  # reading an immutable file (read-only, while nobody has it open)
+        self._opened_state: tuple[bool, int, int] | None = None
+        exists = self.path.is_file()
+        if not exists and (not create or self.readonly):
             raise FeedbackError(f"{self.path}: no feedback database there")
         version = inspect_database(self.path) if exists else 0
+        self.created = not exists or version == 0
+        if self.readonly:
+            if version == 0:
+                raise FeedbackError(f"{self.path}: an empty SQLite database, not a feedback store yet")
+            self._version = version
+            return
         if not exists:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.created = not exists or version == 0
-        self._initialise(version)
+        if version != SCHEMA_VERSION or not _is_wal(self.path):
+            self._initialise(version)
+        self._version = SCHEMA_VERSION
 
     # -- connections
 
     def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            return self._connect_readonly()
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
@@ -842,6 +1025,45 @@ class FeedbackStore:
         # when the server acknowledges it, even across a power cut, not just a process kill.
         conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A ``mode=ro`` connection: immutable while no write-ahead log exists (see :func:`_ro_uri`)."""
+        with self._lock:
+            state = self._file_state()
+            immutable = not state[0]
+            if immutable and not self._immutable:
+                self._immutable, self._opened_state = True, state
+        try:
+            conn = sqlite3.connect(
+                _ro_uri(self.path, immutable),
+                uri=True,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise FeedbackError(f"{self.path}: cannot open the feedback database read-only ({exc})") from None
+        return conn
+
+    def _file_state(self) -> tuple[bool, int, int]:
+        """What tells an immutable reader that a writer appeared: a log, or a changed main file."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return (True, -1, -1)
+        return (_wal_path(self.path).exists(), st.st_size, st.st_mtime_ns)
+
+    def _reopen_readers(self) -> None:
+        """Drop this store's immutable connections; the next read opens ones that read through the log."""
+        with self._lock:
+            readers, self._readers = self._readers, []
+            self._immutable, self._opened_state = False, None
+            self._local = threading.local()
+        for conn in readers:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def _initialise(self, version: int) -> None:
         conn = self._connect()
@@ -880,18 +1102,37 @@ class FeedbackStore:
         return conn
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside one read transaction, so it sees a single snapshot."""
+        """Run ``fn`` inside one read transaction, so it sees a single snapshot.
+
+        A read-only store reads an immutable file while no writer has it open; if one appeared during
+        the read (a log now exists, or the file changed), the read is done again through the log.
+        """
+        if self.readonly and self._immutable and self._file_state() != self._opened_state:
+            self._reopen_readers()  # a writer came since: read through its log from now on
         conn = self._reader()
         if conn.in_transaction:  # already inside a snapshot on this thread
             return fn(conn)
-        conn.execute("BEGIN")
+        guard = self.readonly and self._immutable
+        failed = False
         try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                result = fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.DatabaseError:
+            if not guard:
+                raise
+            failed = True
+        if guard and (failed or self._file_state() != self._opened_state):
+            self._reopen_readers()  # a writer appeared during the read: read again, through its log
+            return self._read(fn)
+        return result  # type: ignore[return-value]
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the writer thread inside a savepoint; returns once its transaction is on disk."""
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path}: the feedback store was opened read-only")
         job = _Job(fn)
         with self._lock:
             # Checked and queued under the lock, so no job can land behind close()'s stop sentinel.
@@ -1045,7 +1286,7 @@ class FeedbackStore:
     @property
     def schema_version(self) -> int:
         """The store's schema version."""
-        return int(self._reader().execute("PRAGMA user_version").fetchone()[0])
+        return int(self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]))
 
     # -- samples and queries
 
@@ -1508,11 +1749,11 @@ class FeedbackStore:
         require_clean: bool = False,
         max_hero: int = 256,
     ) -> Batch:
-        """The items to show ``labeler`` next.
+        """The items to show ``labeler`` next (a read: nothing is leased; see :meth:`lease_batch`).
 
-        Oldest query first; items the labeler already answered and items that have enough labelers are
-        left out. Items in ``avoid`` (e.g. just handed to another labeler) come last, so two people
-        working at once see different items while there are enough. A ``hero`` query is shown whole.
+        Oldest query first; items the labeler already answered and items that have enough labelers
+        (counting the live leases other labelers hold on them) are left out. Items in ``avoid`` come
+        last. A ``hero`` query is shown whole.
 
         Args:
             labeler: Labeler id.
@@ -1526,65 +1767,142 @@ class FeedbackStore:
             A :class:`Batch`; empty (kind ``None``) when nothing is pending for this labeler.
         """
         _check_labeler(labeler)
-        if kind is not None and kind not in KINDS:
-            raise FeedbackError(f"unknown query kind {kind!r}; expected one of {', '.join(KINDS)}")
-        limit = max(1, int(limit))
-        avoid_set = set(avoid)
-        clean_filter = (
-            " AND EXISTS (SELECT 1 FROM samples s WHERE s.id = i.sample_id AND s.clean IS NOT NULL)"
-            if require_clean
-            else ""
-        )
+        args = self._batch_args(limit, kind, avoid, require_clean, max_hero)
+        return self._read(lambda conn: _select_batch(conn, labeler, *args, now=time.time()))
+
+    def lease_batch(
+        self,
+        labeler: str,
+        *,
+        limit: int = 16,
+        kind: str | None = None,
+        seconds: float = DEFAULT_LEASE_SECONDS,
+        require_clean: bool = False,
+        max_hero: int = 256,
+    ) -> Batch:
+        """Choose the next items for ``labeler`` and lease them to it, in one write transaction.
+
+        An item needing ``n`` labels is handed to at most ``n`` labelers at once, counting those who
+        already answered it and those holding a live lease: two labelers racing for the same page get
+        different items. The labeler's leases on items not in the new batch are released (a labeler
+        holds one page). A lease lapses after ``seconds`` unless renewed (:meth:`renew_leases`) or
+        answered, so items held by a labeler who left go back to the others.
+
+        Args:
+            labeler: Labeler id.
+            limit: Most items for ``single`` and ``pair`` batches.
+            kind: Only queries of this kind.
+            seconds: Lease length.
+            require_clean: Only items whose samples have a clean image.
+            max_hero: Most items of a ``hero`` batch.
+
+        Returns:
+            The leased :class:`Batch` (empty when nothing is available to this labeler).
+        """
+        _check_labeler(labeler)
+        seconds = _check_seconds(seconds)
+        args = self._batch_args(limit, kind, (), require_clean, max_hero)
 
         def work(conn: sqlite3.Connection) -> Batch:
-            queries = conn.execute(
-                "SELECT id, kind, labels_needed FROM queries WHERE status = 'pending' AND (? IS NULL OR kind = ?)"
-                " ORDER BY id",
-                (kind, kind),
-            ).fetchall()
-            page_kind: str | None = None
-            fresh: list[ItemRecord] = []
-            seen: list[tuple[str, list[ItemRecord]]] = []
-            for qid, qkind, needed in queries:
-                if page_kind is not None and qkind != page_kind:
-                    continue
-                rows = conn.execute(
-                    f"SELECT {_ITEM_COLUMNS} FROM items i JOIN queries q ON q.id = i.query_id"
-                    " WHERE i.query_id = ?"
-                    " AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.item_id = i.id AND l.labeler = ?"
-                    "                 AND l.retracted IS NULL)"
-                    " AND (SELECT count(DISTINCT l.labeler) FROM labels l"
-                    "      WHERE l.item_id = i.id AND l.retracted IS NULL) < ?"
-                    + clean_filter
-                    + " ORDER BY i.position LIMIT ?",
-                    # More than `limit` + len(avoid) items can never be needed from one query.
-                    (qid, labeler, needed, max_hero if qkind == HERO else limit + len(avoid_set)),
-                ).fetchall()
-                eligible = [_item(r) for r in rows]
-                if not eligible:
-                    continue
-                seen.append((qkind, eligible))
-                new = [it for it in eligible if it.id not in avoid_set]
-                if qkind == HERO:
-                    if page_kind is None and new:
-                        return Batch(HERO, tuple(eligible[:max_hero]))
-                    continue
-                if new and page_kind is None:
-                    page_kind = qkind
-                if page_kind is not None:
-                    fresh.extend(new)
-                    if len(fresh) >= limit:
-                        return Batch(page_kind, tuple(fresh[:limit]))
-            if page_kind is None:
-                if not seen:
-                    return Batch(None, ())
-                page_kind = seen[0][0]
-                if page_kind == HERO:
-                    return Batch(HERO, tuple(seen[0][1][:max_hero]))
-            fill = [it for k, eligible in seen if k == page_kind for it in eligible if it.id in avoid_set]
-            return Batch(page_kind, tuple((fresh + fill)[:limit]))
+            now = time.time()
+            conn.execute("DELETE FROM leases WHERE expires <= ?", (now,))
+            batch = _select_batch(conn, labeler, *args, now=now)
+            ids = [it.id for it in batch.items]
+            conn.execute(
+                "DELETE FROM leases WHERE labeler = ? AND item_id NOT IN (SELECT value FROM json_each(?))",
+                (labeler, json.dumps(ids)),
+            )
+            conn.executemany(
+                "INSERT INTO leases (item_id, labeler, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (item_id, labeler) DO UPDATE SET expires = excluded.expires",
+                [(i, labeler, now + seconds) for i in ids],
+            )
+            return batch
+
+        return self._write(work)
+
+    def renew_leases(self, labeler: str, seconds: float = DEFAULT_LEASE_SECONDS) -> int:
+        """Extend every live lease ``labeler`` holds by ``seconds`` from now; returns how many."""
+        _check_labeler(labeler)
+        seconds = _check_seconds(seconds)
+
+        def work(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            cur = conn.execute(
+                "UPDATE leases SET expires = ? WHERE labeler = ? AND expires > ?",
+                (now + seconds, labeler, now),
+            )
+            return int(cur.rowcount)
+
+        return self._write(work)
+
+    def release_leases(self, labeler: str) -> int:
+        """Give back every item leased to ``labeler``; returns how many."""
+        _check_labeler(labeler)
+        return self._write(
+            lambda conn: int(conn.execute("DELETE FROM leases WHERE labeler = ?", (labeler,)).rowcount)
+        )
+
+    def leases(self) -> dict[int, dict[str, float]]:
+        """Live leases: ``{item id: {labeler: expiry (Unix time)}}``."""
+        if self._version < 2:
+            return {}
+
+        def work(conn: sqlite3.Connection) -> dict[int, dict[str, float]]:
+            out: dict[int, dict[str, float]] = defaultdict(dict)
+            for item_id, who, until in conn.execute(
+                "SELECT item_id, labeler, expires FROM leases WHERE expires > ?", (time.time(),)
+            ):
+                out[int(item_id)][str(who)] = float(until)
+            return dict(out)
 
         return self._read(work)
+
+    def _batch_args(
+        self, limit: int, kind: str | None, avoid: Iterable[int], require_clean: bool, max_hero: int
+    ) -> tuple[int, str | None, set[int], bool, int, bool]:
+        if kind is not None and kind not in KINDS:
+            raise FeedbackError(f"unknown query kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return max(1, int(limit)), kind, set(avoid), require_clean, max(1, int(max_hero)), self._version >= 2
+
+    # -- labeler sessions
+
+    def create_session(self, name: str) -> str:
+        """Issue a session for a new labeler name; returns its secret token (only its hash is stored).
+
+        A name belongs to the first session issued for it. A name that already has a session, or that
+        already has labels in the store (e.g. written by the synthetic labeler or imported), is refused,
+        so nobody can act for a labeler by claiming their name.
+
+        Raises:
+            NameTakenError: for a name that belongs to someone else.
+        """
+        _check_labeler(name)
+        token = secrets.token_urlsafe(32)
+
+        def work(conn: sqlite3.Connection) -> str:
+            if (
+                conn.execute("SELECT 1 FROM labelers WHERE name = ?", (name,)).fetchone()
+                or conn.execute("SELECT 1 FROM labels WHERE labeler = ? LIMIT 1", (name,)).fetchone()
+            ):
+                raise NameTakenError(f"labeler name {name!r} is taken; choose another name")
+            conn.execute(
+                "INSERT INTO labelers (name, token_hash, created) VALUES (?, ?, ?)",
+                (name, _token_hash(token), time.time()),
+            )
+            return token
+
+        return self._write(work)
+
+    def session_labeler(self, token: str) -> str | None:
+        """The labeler a session token was issued to, or ``None`` for an unknown token."""
+        if not isinstance(token, str) or not token or len(token) > 256 or self._version < 2:
+            return None
+        digest = _token_hash(token)
+        row = self._read(
+            lambda conn: conn.execute("SELECT name FROM labelers WHERE token_hash = ?", (digest,)).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     def submit_labels(self, labeler: str, labels: Sequence[LabelInput]) -> SubmitResult:
         """Store a labeler's answers in one transaction: all are stored, or none.
@@ -1660,6 +1978,11 @@ class FeedbackStore:
                     ),
                 )
                 new_ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+            # Answered: the label now counts for the item, not the lease.
+            conn.execute(
+                "DELETE FROM leases WHERE labeler = ? AND item_id IN (SELECT value FROM json_each(?))",
+                (labeler, json.dumps(ids)),
+            )
             completed = []
             for qid in sorted({info[i][0] for i in ids}):
                 was = info[next(i for i in ids if info[i][0] == qid)][2]
@@ -2110,8 +2433,27 @@ class FeedbackStore:
         return self._write(work)
 
 
+def _is_wal(path: Path) -> bool:
+    """Whether the file's header says WAL mode (bytes 18-19 are 2), read without opening it in SQLite."""
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == 2 and header[19] == 2
+
+
 def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def check_archive(path: str | Path) -> None:
+    """Check that ``path`` is a readable feedback archive this hfrl can import.
+
+    Raises:
+        FeedbackError: for a missing, corrupt or newer archive.
+    """
+    _read_archive(Path(path))
 
 
 def _read_archive(path: Path) -> dict[str, list[dict[str, Any]]]:

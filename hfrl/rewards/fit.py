@@ -311,7 +311,7 @@ def fit_reward_from_store(
     device = resolve_device(device)
     start = time.perf_counter()
 
-    with FeedbackStore(db, create=False) as store:
+    with FeedbackStore(db, readonly=True) as store:
         data, ids_left, ids_right = _read_feedback(store, kind, min_votes, db)
         train_idx, val_idx = split_rows(len(data), val_fraction, seed)
         train, val = data.subset(train_idx), data.subset(val_idx)

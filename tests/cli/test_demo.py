@@ -156,7 +156,10 @@ def test_human_mode_serves_the_page_and_waits_for_labels(tmp_path, capsys) -> No
         with httpx.Client(base_url=base, timeout=10) as client:
             while not stop.is_set():
                 try:
-                    batch = client.get("/api/next", params={"labeler": "person"}).json()
+                    if "X-Hfrl-Session" not in client.headers:  # the server issues the labeler's identity
+                        session = client.post("/api/session", json={"labeler": "person"}).json()["session"]
+                        client.headers["X-Hfrl-Session"] = session
+                    batch = client.get("/api/next").json()
                 except httpx.TransportError:
                     time.sleep(0.1)  # the page is not up yet (or already gone)
                     continue
@@ -169,7 +172,7 @@ def test_human_mode_serves_the_page_and_waits_for_labels(tmp_path, capsys) -> No
                         store.images(ids), store.clean_images(ids), store.sample_classes(ids)
                     )
                 labels = [{"item_id": item["id"], "value": w} for item, w in zip(batch["items"], words)]
-                reply = client.post("/api/labels", json={"labeler": "person", "labels": labels})
+                reply = client.post("/api/labels", json={"labels": labels})
                 assert reply.status_code == 200, reply.text
                 answered.append(len(labels))
 

@@ -100,7 +100,10 @@ def _person(url: str, stop: threading.Event, answered: list[int]) -> None:
     with httpx.Client(base_url=url, timeout=5) as client:
         while not stop.is_set():
             try:
-                batch = client.get("/api/next", params={"labeler": "person"}).json()
+                if "X-Hfrl-Session" not in client.headers:  # the server issues the labeler's identity
+                    session = client.post("/api/session", json={"labeler": "person"}).json()["session"]
+                    client.headers["X-Hfrl-Session"] = session
+                batch = client.get("/api/next").json()
             except httpx.HTTPError:
                 time.sleep(0.1)  # the page is not up yet
                 continue
@@ -109,7 +112,7 @@ def _person(url: str, stop: threading.Event, answered: list[int]) -> None:
                 continue
             labels = [{"item_id": it["id"], "value": "good" if k % 2 == 0 else "bad", "best": k == 0}
                       for k, it in enumerate(batch["items"])]  # fmt: skip
-            reply = client.post("/api/labels", json={"labeler": "person", "labels": labels})
+            reply = client.post("/api/labels", json={"labels": labels})
             assert reply.status_code == 200, reply.text
             answered.append(len(labels))
 

@@ -60,12 +60,14 @@ def browser() -> Iterator[object]:
 class LiveServer:
     """The real app on uvicorn, in a thread, on a free loopback port."""
 
-    def __init__(self, store: FeedbackStore, token: str | None = None) -> None:
+    def __init__(self, store: FeedbackStore, token: str | None = None, lease_seconds: float = 60.0) -> None:
         import uvicorn
 
         self.sock = bind_socket("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        app = create_app(store, token=token, allowed_hosts=["127.0.0.1", "localhost", "::1"])
+        app = create_app(
+            store, token=token, allowed_hosts=["127.0.0.1", "localhost", "::1"], lease_seconds=lease_seconds
+        )
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
@@ -161,5 +163,72 @@ def test_token_protected_page_works_with_the_printed_url(browser, store: Feedbac
         page.wait_for_selector(".tile")
         assert "Undid your saved label" in page.inner_text("#message")
         assert store.query_result(qid).labels == ["right", "left", None]
+    finally:
+        server.stop()
+
+
+def test_the_page_labels_under_its_session_and_cannot_take_another_labelers_name(
+    browser, live: LiveServer, store: FeedbackStore, digits
+) -> None:
+    d = digits.take(0, 4)
+    qid = store.add_query("single", d.inputs, d.outputs, labels_needed=2)
+    # The page keeps its session: a reload goes on as the same labeler.
+    first = browser.new_context()
+    page = first.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{live.url}/?labeler=ann")
+    page.wait_for_selector(".tile.focused")
+    page.keyboard.press("g")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message:has-text('Saved 1 labels')")
+    page.reload()
+    page.wait_for_selector(".tile.focused")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#message:has-text('Saved 1 labels')")
+    assert [lab.labeler for lab in store.labels(query_id=qid)] == ["ann", "ann"]
+    # Another browser cannot become ann: the name is taken, and nothing is labelled as ann from there.
+    other = browser.new_context().new_page()
+    other.goto(f"{live.url}/?labeler=ann")
+    other.wait_for_selector("#message:has-text('taken')")
+    assert other.locator(".tile").count() == 0
+    other.keyboard.press("u")  # undo from there cannot reach ann's labels
+    other.wait_for_timeout(300)
+    assert len(store.labels(query_id=qid)) == 2
+    # Choosing a free name there works, and its items are not the ones leased to ann's open page.
+    other.fill("#labeler", "ben")
+    other.press("#labeler", "Enter")
+    other.wait_for_selector(".tile.focused")
+    # The items on ann's open page are leased to ann (needing 2 labels, ben may have them too).
+    ann_items = {
+        int(page.locator(".tile").nth(k).get_attribute("data-id"))
+        for k in range(page.locator(".tile").count())
+    }
+    assert ann_items and all("ann" in store.leases().get(i, {}) for i in ann_items)
+    other.keyboard.press("g")
+    other.keyboard.press("Enter")
+    other.wait_for_selector("#message:has-text('Saved 1 labels')")
+    assert {lab.labeler for lab in store.labels(query_id=qid)} == {"ann", "ben"}
+    assert not errors
+    first.close()
+
+
+def test_an_open_page_keeps_its_items_and_a_closed_one_lets_them_go(
+    browser, store: FeedbackStore, digits
+) -> None:
+    d = digits.take(0, 4)
+    store.add_query("single", d.inputs, d.outputs)
+    server = LiveServer(store, lease_seconds=1.0)
+    try:
+        page = browser.new_page()
+        page.goto(f"{server.url}/?labeler=keeper")
+        page.wait_for_selector(".tile.focused")
+        page.wait_for_timeout(2500)  # 2.5 lease lengths: only the page's renewals keep the items
+        assert store.lease_batch("other").items == ()
+        page.close()  # the labeler leaves
+        time.sleep(1.5)
+        assert len(store.lease_batch("other")) == 4
     finally:
         server.stop()

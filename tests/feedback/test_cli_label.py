@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sqlite3
 import sys
 import threading
@@ -211,3 +212,93 @@ def test_bench_script_runs_briefly_and_loses_nothing(tmp_path: Path, monkeypatch
     code = bench.main(["--seconds", "1.5", "--saturate-seconds", "0.5", "--labelers", "3", "--out", str(out)])
     text = out.read_text()
     assert code == 0 and "| acknowledged labels lost | 0 | 0 |" in text and "p99" in text
+
+
+# ------------------------------------------------------------------------------------- --db everywhere
+
+
+def test_db_means_the_same_in_every_action(
+    tmp_path: Path, digits, classifier_checkpoint: Path, serve_cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "runs" / "X"  # a run directory that does not exist yet
+    # serve makes RUN_DIR/feedback.sqlite, not a file named X
+    server = serve_cli(run)
+    server.stop()
+    assert run.is_dir() and (run / "feedback.sqlite").is_file()
+    with FeedbackStore(run) as s:  # the library reads the same path the same way
+        assert s.path == run / "feedback.sqlite"
+        d = digits.take(0, 4)
+        s.add_query("single", d.inputs, d.outputs, clean=d.clean, classes=d.classes)
+    for db in (str(run), str(run / "feedback.sqlite"), str(run) + "/"):
+        assert main(["label", "status", "--db", db]) == 0
+        assert "queries: 1" in capsys.readouterr().out
+    sim = ["label", "simulate", "--db", str(run), "--labeler-checkpoint", str(classifier_checkpoint)]
+    assert main([*sim, "--device", "cpu"]) == 0
+    assert "4 labels" in capsys.readouterr().out
+    archive = tmp_path / "fb.zip"
+    assert main(["label", "export", "--db", str(run), "--out", str(archive)]) == 0
+    other = tmp_path / "runs" / "Y"
+    assert main(["label", "import", "--db", str(other), str(archive)]) == 0
+    assert (other / "feedback.sqlite").is_file() and not (tmp_path / "runs" / "Y.sqlite").exists()
+    capsys.readouterr()
+    # A database file may have any name once it exists; a missing one is a one-line error, not a new file.
+    plain = tmp_path / "fbstore"
+    (run / "feedback.sqlite").rename(plain)
+    assert main(["label", "status", "--db", str(plain)]) == 0
+    for action in (["status"], ["export", "--out", str(tmp_path / "z.zip")], ["simulate", "--device", "cpu"]):
+        with pytest.raises(SystemExit) as info:
+            main(["label", action[0], "--db", str(run), *action[1:]])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"no feedback database at {run / 'feedback.sqlite'}" in err
+    assert sorted(os.listdir(run)) == []
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"PK\x03\x04 truncated zip"])
+def test_failed_import_leaves_no_new_database(
+    tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive = tmp_path / "bad.zip"
+    archive.write_bytes(content)
+    for db in (tmp_path / "new" / "deeper" / "fb.sqlite", tmp_path / "run-z"):
+        assert main(["label", "import", "--db", str(db), str(archive)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "archive" in err
+    assert sorted(os.listdir(tmp_path)) == ["bad.zip"]
+
+
+def test_failed_merge_into_a_new_database_removes_it(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hfrl.feedback import store as store_module
+
+    archive = tmp_path / "fb.zip"
+    assert main(["label", "export", "--db", str(db), "--out", str(archive)]) == 0
+
+    def failing_merge(*args: object) -> None:
+        raise store_module.FeedbackError("merge failed half-way")
+
+    monkeypatch.setattr(store_module, "_merge", failing_merge)
+    target = tmp_path / "fresh" / "fb.sqlite"
+    assert main(["label", "import", "--db", str(target), str(archive)]) == 2
+    assert "merge failed" in capsys.readouterr().err
+    assert not (tmp_path / "fresh").exists()
+    # An existing database is never removed: the failed merge rolled back and the store is as it was.
+    with FeedbackStore(db, readonly=True) as s:
+        before = len(s.labels())
+    assert main(["label", "import", "--db", str(db), str(archive)]) == 2
+    with FeedbackStore(db, readonly=True) as s:
+        assert len(s.labels()) == before
+
+
+def test_label_commands_take_no_device_or_seed_except_simulate(capsys: pytest.CaptureFixture[str]) -> None:
+    # The README says so: only simulate computes (a classifier) and draws random numbers.
+    for action in ("serve", "status", "export", "import"):
+        with pytest.raises(SystemExit):
+            main(["label", action, "--help"])
+        out = capsys.readouterr().out
+        assert "--device" not in out and "--seed" not in out
+    with pytest.raises(SystemExit):
+        main(["label", "simulate", "--help"])
+    out = capsys.readouterr().out
+    assert "--device" in out and "--seed" in out

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from hfrl.feedback import FeedbackStore
+from hfrl.feedback.server import SESSION_HEADER
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -33,16 +34,16 @@ def test_sigkill_mid_session_loses_no_acknowledged_label(tmp_path: Path, digits,
     def labeler(name: str, seed: int) -> None:
         rng = random.Random(seed)
         with httpx.Client(base_url=server.url, timeout=10) as client:
+            session = client.post("/api/session", json={"labeler": name}).json()["session"]
+            client.headers[SESSION_HEADER] = session
             while not stop.is_set():
                 try:
-                    batch = client.get(
-                        "/api/next", params={"labeler": name, "limit": rng.randint(1, 8)}
-                    ).json()
+                    batch = client.get("/api/next", params={"limit": rng.randint(1, 8)}).json()
                     if not batch["items"]:
                         return
                     words = ("left", "right", "tie") if batch["kind"] == "pair" else ("good", "bad", "skip")
                     labels = [{"item_id": it["id"], "value": rng.choice(words)} for it in batch["items"]]
-                    r = client.post("/api/labels", json={"labeler": name, "labels": labels})
+                    r = client.post("/api/labels", json={"labels": labels})
                 except httpx.HTTPError:
                     return  # the server is gone
                 if r.status_code == 200:
@@ -80,15 +81,14 @@ def test_sigkill_mid_session_loses_no_acknowledged_label(tmp_path: Path, digits,
     # A new server on the same file carries on where the old one stopped.
     server = serve_cli(db)
     with httpx.Client(base_url=server.url, timeout=10) as client:
-        batch = client.get("/api/next", params={"labeler": "after-restart"}).json()
+        client.headers[SESSION_HEADER] = client.post(
+            "/api/session", json={"labeler": "after-restart"}
+        ).json()["session"]
+        batch = client.get("/api/next").json()
         assert batch["items"]
         value = "left" if batch["kind"] == "pair" else "good"
         r = client.post(
-            "/api/labels",
-            json={
-                "labeler": "after-restart",
-                "labels": [{"item_id": batch["items"][0]["id"], "value": value}],
-            },
+            "/api/labels", json={"labels": [{"item_id": batch["items"][0]["id"], "value": value}]}
         )
         assert r.status_code == 200
         assert client.get("/api/progress").json()["labels_total"] >= 1

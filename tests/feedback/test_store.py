@@ -146,8 +146,11 @@ def test_other_programs_database_is_refused(tmp_path: Path) -> None:
 def test_empty_file_missing_file_and_directory(tmp_path: Path) -> None:
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    with FeedbackStore(empty) as s:
-        assert s.schema_version == SCHEMA_VERSION
+    for readonly in (False, True):  # a zero-byte file is never turned into a database
+        with pytest.raises(FeedbackError, match="empty file") as info:
+            FeedbackStore(empty, readonly=readonly)
+        assert "\n" not in str(info.value)
+    assert empty.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.sqlite"]
     with pytest.raises(FeedbackError, match="no feedback database"):
         FeedbackStore(tmp_path / "missing.sqlite", create=False)
     assert not (tmp_path / "missing.sqlite").exists()

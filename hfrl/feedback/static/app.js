@@ -1,12 +1,14 @@
 // hfrl labelling page: plain JavaScript, no build step.
 // Marks live in the page (and localStorage, so a reload keeps them) until Enter submits them; the
-// server answers only once the labels are committed to disk.
+// server answers only once the labels are committed to disk. The labeler's identity is a session the
+// server issued for the name (kept in localStorage, sent as X-Hfrl-Session), never a name in a request.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const LABELER_RE = /^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$/;
   const STORE_KEY = "hfrl-marks";
+  const SESSIONS_KEY = "hfrl-sessions"; // {labeler name: session token issued by this server}
 
   const MODES = {
     single: {
@@ -43,6 +45,9 @@
 
   const state = {
     labeler: "",
+    session: null, // token of the labeler's session
+    leaseSeconds: 60,
+    renewTimer: null,
     kind: null,
     note: null, // the trainer's note on the batch's query (e.g. what makes a sample good)
     items: [],
@@ -61,15 +66,61 @@
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (token) headers.Authorization = "Bearer " + token;
+    if (state.session) headers["X-Hfrl-Session"] = state.session;
     const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     let data = null;
     try { data = await resp.json(); } catch (_) { /* non-JSON error page */ }
     if (!resp.ok) {
       let detail = data && data.detail;
       if (Array.isArray(detail)) detail = detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
-      throw new Error(detail || resp.status + " " + resp.statusText);
+      const err = new Error(detail || resp.status + " " + resp.statusText);
+      err.status = resp.status;
+      throw err;
     }
     return data;
+  }
+
+  // ------------------------------------------------------------------------------------- sessions
+
+  function savedSessions() {
+    try { return JSON.parse(localStorage.getItem(SESSIONS_KEY) || "{}"); } catch (_) { return {}; }
+  }
+
+  // Become `name`: reuse this browser's session for it if the server still knows it, else claim the
+  // name. Returns false when the name belongs to someone else.
+  async function useName(name) {
+    const sessions = savedSessions();
+    state.session = sessions[name] || null;
+    if (state.session) {
+      try {
+        const who = await api("GET", "/api/session");
+        if (who.labeler === name) { state.leaseSeconds = who.lease_seconds; return true; }
+      } catch (e) {
+        if (e.status !== 401) throw e;
+      }
+    }
+    state.session = null;
+    try {
+      const s = await api("POST", "/api/session", { labeler: name });
+      state.session = s.session;
+      state.leaseSeconds = s.lease_seconds;
+      sessions[name] = s.session;
+      localStorage.setItem(SESSIONS_KEY, JSON.stringify(sessions));
+      return true;
+    } catch (e) {
+      if (e.status === 409) return false;
+      throw e;
+    }
+  }
+
+  function startRenewing() {
+    clearInterval(state.renewTimer);
+    // Leases lapse lease_seconds after the last renewal: renewing at a third of that keeps the page's
+    // items while it is open, and lets them go soon after it is closed.
+    const every = Math.max(200, (1000 * state.leaseSeconds) / 3);
+    state.renewTimer = setInterval(() => {
+      if (state.session && state.items.length) api("POST", "/api/renew").catch(() => {});
+    }, every);
   }
 
   // -------------------------------------------------------------------------------------- marks
@@ -323,10 +374,10 @@
 
   async function loadNext() {
     clearTimeout(state.pollTimer);
-    if (!state.labeler) return;
+    if (!state.labeler || !state.session) return;
     let batch;
     try {
-      batch = await api("GET", "/api/next?labeler=" + encodeURIComponent(state.labeler));
+      batch = await api("GET", "/api/next");
     } catch (e) {
       message("Cannot reach the server: " + e.message, "error");
       state.pollTimer = setTimeout(loadNext, 3000);
@@ -372,7 +423,7 @@
     updateCounts();
     message(`Saving ${labels.length} labels…`);
     try {
-      const r = await api("POST", "/api/labels", { labeler: state.labeler, labels });
+      const r = await api("POST", "/api/labels", { labels });
       forgetMarks(marked.map((it) => it.id));
       message(`Saved ${r.acknowledged} labels ✓`, "ok");
       state.busy = false;
@@ -403,7 +454,7 @@
       return;
     }
     try {
-      const r = await api("POST", "/api/undo", { labeler: state.labeler });
+      const r = await api("POST", "/api/undo");
       if (!r.undone) { message("Nothing to undo."); return; }
       message(`Undid your saved label “${r.undone.value}” (item #${r.undone.item_id}); it is pending again.`, "ok");
       await loadNext();
@@ -446,19 +497,44 @@
     $("labeler").value = name;
   }
 
-  function start() {
+  function randomName() {
+    return "person-" + Math.random().toString(16).slice(2, 8);
+  }
+
+  async function start() {
     let name = params.get("labeler") || localStorage.getItem("hfrl-labeler");
-    if (!name || !LABELER_RE.test(name)) name = "person-" + Math.random().toString(16).slice(2, 6);
-    setLabeler(name);
-    $("labeler").addEventListener("change", (e) => {
+    const chosen = !!name && LABELER_RE.test(name);
+    if (!chosen) name = randomName();
+    try {
+      let ok = await useName(name);
+      // A made-up name that happens to be taken: make up another.
+      for (let tries = 0; !ok && !chosen && tries < 5; tries++) ok = await useName((name = randomName()));
+      if (ok) setLabeler(name);
+      else {
+        $("labeler").value = name;
+        message(`The name “${name}” is taken by another labeler: type another name.`, "error");
+      }
+    } catch (e) {
+      message("Cannot reach the server: " + e.message, "error");
+    }
+    $("labeler").addEventListener("change", async (e) => {
       const v = e.target.value.trim();
       if (!LABELER_RE.test(v)) {
         message("Labeler names use letters, digits and _ . @ + - (up to 64).", "error");
         e.target.value = state.labeler;
         return;
       }
-      setLabeler(v);
       e.target.blur();
+      const previous = { labeler: state.labeler, session: state.session };
+      let ok = false;
+      try { ok = await useName(v); } catch (err) { message("Cannot reach the server: " + err.message, "error"); }
+      if (!ok) {
+        if (previous.session) Object.assign(state, previous);
+        e.target.value = state.labeler;
+        message(`The name “${v}” is taken by another labeler: choose another.`, "error");
+        return;
+      }
+      setLabeler(v);
       loadNext();
       refreshProgress();
     });
@@ -469,6 +545,7 @@
     document.addEventListener("keydown", onKey);
     window.addEventListener("resize", () => focus(state.cursor));
     setInterval(refreshProgress, 10000);
+    startRenewing();
     loadNext().then(refreshProgress);
   }
 
