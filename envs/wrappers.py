@@ -462,10 +462,10 @@ class VectorRewardTermWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         return obs, reward + value, terminated, truncated, info
 
     def step_torch(
-        self, actions: torch.Tensor | np.ndarray
+        self, actions: torch.Tensor | np.ndarray, *, autoreset: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Torch-face step with the term added."""
-        obs, reward, terminated, truncated, info = self._inner("step_torch")(actions)
+        """Torch-face step with the term added (``autoreset`` as in :meth:`BatchedDenoiseEnv.step_torch`)."""
+        obs, reward, terminated, truncated, info = self._inner("step_torch")(actions, autoreset=autoreset)
         value = self._value()
         _add_component(info["final_info"].setdefault("reward_components", {}), self.term.name, value)
         return obs, reward + value, terminated, truncated, info
