@@ -184,7 +184,8 @@ class SB3Trainer(Trainer):
             ConsistencyTerm(self.reference.generator, coef=cfg.consistency),
             self.reward_aux,
         ]
-        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms))
+        # Every update resets (below), so the steps need not start episodes that would be thrown away.
+        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms), autoreset=False)
         common = {
             "learning_rate": cfg.lr,
             "n_steps": 1,  # one step is one episode; the batch is the N sub-environments

@@ -216,18 +216,19 @@ class BatchedDenoiseEnv(VectorEnv):
         return _array(obs), to_numpy_info(info, self.num_envs)
 
     def step(
-        self, actions: np.ndarray
+        self, actions: np.ndarray, *, autoreset: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """NumPy version of :meth:`step_torch`, laid out as Gymnasium's ``SyncVectorEnv`` (``SAME_STEP``).
 
         Args:
             actions: ``(N, 1, H, W)`` float outputs (clipped to ``[0, 1]``).
+            autoreset: See :meth:`step_torch` (``False``: end the episodes only; reset next).
 
         Returns:
             ``(obs, rewards, terminations, truncations, infos)``: float32 ``(N, 1, H, W)``, float64 ``(N,)``,
             bool ``(N,)``, bool ``(N,)`` and infos (see the class docstring).
         """
-        obs, reward, terminated, truncated, info = self.step_torch(actions)
+        obs, reward, terminated, truncated, info = self.step_torch(actions, autoreset=autoreset)
         return (
             _array(obs),
             reward.cpu().numpy().astype(np.float64),

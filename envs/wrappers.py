@@ -451,10 +451,16 @@ class VectorRewardTermWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         return self._inner("reset_torch")(seed=seed, options=options)
 
     def step(
-        self, actions: np.ndarray
+        self, actions: np.ndarray, *, autoreset: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """NumPy-face step with the term added."""
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        """NumPy-face step with the term added.
+
+        ``autoreset=False`` (see :meth:`BatchedDenoiseEnv.step_torch`) needs hfrl wrappers all the way down.
+        """
+        if autoreset:
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(actions, autoreset=False)  # type: ignore[call-arg]
         value = self._value().cpu().numpy().astype(np.float64)
         components = info["final_info"].setdefault("reward_components", {})
         _add_component(components, self.term.name, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -41,3 +42,18 @@ def test_the_trainers_optimiser_is_the_one_sb3_steps(tiny: dict, tiny_reward, tm
     resumed.load_state(tmp_path)
     for group, loaded in zip(trainer.optimizer.state.values(), resumed.optimizer.state.values()):
         assert torch.equal(group["exp_avg"], loaded["exp_avg"])
+
+
+def test_one_update_starts_one_batch_of_episodes(tiny: dict, tiny_reward, tmp_path: Path) -> None:
+    trainer = make_trainer("sb3-ppo", make_config("sb3-ppo", **tiny), reward=tiny_reward, run_dir=tmp_path)
+    starts: list[int] = []
+    start = trainer.env.task.start
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        starts.append(1)
+        return start(*args, **kwargs)
+
+    trainer.env.task.start = counted
+    for update in range(1, 3):
+        trainer.update()
+        assert len(starts) == update  # SB3's reset only: no autoreset batch thrown away

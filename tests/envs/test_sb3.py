@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.error import ResetNeeded
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
@@ -125,3 +126,28 @@ def test_kl_term_refuses_a_non_gaussian_sb3_policy(
     logit = KLTerm(GaussianPolicy(tiny_policy.generator, space="logit").frozen_copy())
     with pytest.raises(ConfigError, match="pixel-space"):
         logit.set_policy(model.policy)
+
+
+def test_adapter_without_autoreset_only_ends_the_episodes(
+    env_kwargs: dict[str, Any], tiny_policy: GaussianPolicy
+) -> None:
+    venv = add_reward_terms(
+        BatchedDenoiseEnv(3, **env_kwargs), ConsistencyTerm(tiny_policy), KLTerm(tiny_policy.frozen_copy())
+    )
+    venv.set_policy(tiny_policy)
+    env = SB3VecEnvAdapter(venv, autoreset=False)
+    env.seed(4)
+    obs = env.reset()
+    actions = np.clip(obs + 0.1, 0, 1)
+    last_obs, rewards, dones, infos = env.step(actions)
+    assert dones.all() and np.array_equal(last_obs, actions) and env.reset_infos == [{}, {}, {}]
+    assert set(infos[0]["reward_components"]) == {"reward_model", "consistency", "kl"}
+    assert rewards[1] == pytest.approx(sum(infos[1]["reward_components"].values()), rel=1e-5)
+    with pytest.raises(ResetNeeded):
+        env.step(actions)
+    auto = SB3VecEnvAdapter(
+        add_reward_terms(BatchedDenoiseEnv(3, **env_kwargs), ConsistencyTerm(tiny_policy))
+    )
+    auto.seed(4)
+    auto.reset()
+    assert np.array_equal(auto.step(actions)[0], env.reset())  # the same next episodes, drawn once
