@@ -4,7 +4,7 @@ Every agent shares one trainer loop (:class:`~hfrl.agents.base.Trainer`), one ob
 ``kl``, ``aux`` and ``consistency`` penalties) and one way of logging. Available by name:
 
 =============== =============================================================================
-``reinforce``   REINFORCE with a batch-mean baseline
+``reinforce``   REINFORCE with a leave-one-out baseline over 8 actions per input (RLOO)
 ``ppo``         PPO-clip with a KL penalty to the pretrained policy (DPOK)
 ``rwl``         reward-weighted likelihood (Lee et al. 2023), with a filtered variant
 ``reward-grad`` direct reward gradient through a frozen reward model (the seed paper)

@@ -237,12 +237,15 @@ class Trainer(ABC):
     def act(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample actions without gradients and score them in the environment.
 
+        The episodes end without an autoreset: the next :meth:`observe` starts the next batch, so one
+        update costs one batch of episodes.
+
         Returns:
             ``(actions (N, 1, H, W), rewards (N,))``.
         """
         with torch.no_grad():
             actions = self.policy.sample(noisy, generator=self.rng)
-        _, reward, _, _, _ = self.env.step_torch(actions)
+        _, reward, _, _, _ = self.env.step_torch(actions, autoreset=False)
         return actions, reward.float()
 
     def regularizers(self, noisy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -551,7 +551,9 @@ class OnlineDiffusionTrainer:
         # The pretrained model, frozen before any adapter or update: the evaluator's source error and,
         # for full fine-tuning, the KL's base model (with adapters the KL switches them off instead).
         base = copy.deepcopy(self.model).eval().requires_grad_(False)
-        self.model.requires_grad_(True).train()
+        # The model is the policy: it acts (rollouts) and is updated in eval mode alike, so a model with
+        # dropout gives the same log-probabilities in both and PPO's ratio starts at exactly 1.
+        self.model.requires_grad_(True).eval()
         self.adapters = (
             add_lora(self.model, cfg.lora_rank, cfg.lora_alpha, seed=cfg.seed + 40_009)
             if cfg.adapter == "lora"
@@ -625,27 +627,23 @@ class OnlineDiffusionTrainer:
         """Run the reverse chains from ``noise`` ``(B, C, H, W)`` as episodes of ``hfrl/DiffusionDenoise-v0``.
 
         The model is the policy: each step's action is a draw from the scheduler's Gaussian, whose
-        log-probability is kept for the update.
+        log-probability is kept for the update. The model runs in eval mode, as in the updates.
         """
         gen = generator if generator is not None else self.rng
         env = self._env(noise.shape[0])
         obs, _ = env.reset_torch(options={"initial_noise": noise})
         states, actions, log_probs = [], [], []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            while True:
-                x, t = obs["x_t"], int(obs["t"][0])
-                out = self.scheduler.step(self.model(x, t), t, x, generator=gen)
-                states.append(x)
-                actions.append(out.prev_sample)
-                log_probs.append(out.log_prob)
-                obs, _, terminated, _, info = env.step_torch(out.prev_sample)
-                if bool(terminated[0]):
-                    final = info["final_obs"]["x_t"]
-                    break
-        finally:
-            self.model.train(was_training)
+        self.model.eval()  # as in the updates (see __init__)
+        while True:
+            x, t = obs["x_t"], int(obs["t"][0])
+            out = self.scheduler.step(self.model(x, t), t, x, generator=gen)
+            states.append(x)
+            actions.append(out.prev_sample)
+            log_probs.append(out.log_prob)
+            obs, _, terminated, _, info = env.step_torch(out.prev_sample)
+            if bool(terminated[0]):
+                final = info["final_obs"]["x_t"]
+                break
         return Trajectories(
             noise=noise.to(self.device),
             states=torch.stack(states),
@@ -687,7 +685,8 @@ class OnlineDiffusionTrainer:
     def step_log_prob(
         self, model: nn.Module, x: torch.Tensor, t: int, prev: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(log_prob (B,), mean, std (B,))`` of stored step ``x -> prev`` under ``model``."""
+        """``(log_prob (B,), mean, std (B,))`` of stored step ``x -> prev`` under ``model`` (in eval mode)."""
+        model.eval()  # the mode the step was taken in (rollout), so unchanged weights give ratio 1
         out = self.scheduler.step(model(x, t), t, x, prev_sample=prev)
         return out.log_prob, out.mean, out.std
 

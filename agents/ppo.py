@@ -34,7 +34,8 @@ class PPOConfig(TrainerConfig):
     """Stop the passes over a batch early when the approximate KL(pi_old || pi) exceeds this (None: never).
     Per image, so it scales with the number of pixels; 0.5 suits 28x28 images."""
     adaptive_kl: bool = False
-    """Adapt ``kl`` towards ``kl_target`` (Ziegler et al. 2019): double or halve it each update."""
+    """Adapt ``kl`` towards ``kl_target`` (Ziegler et al. 2019): double or halve it each update, starting
+    from ``kl`` (which must then be > 0)."""
     kl_target: float = 1.0
     """Target KL(pi || pi_ref) per image for the adaptive coefficient."""
 
@@ -42,13 +43,21 @@ class PPOConfig(TrainerConfig):
         super().__post_init__()
         if self.minibatch_size < 1 or self.epochs < 1 or not 0 < self.clip_range < 1:
             raise ConfigError("PPO needs minibatch_size >= 1, epochs >= 1 and 0 < clip_range < 1")
+        if self.adaptive_kl and not (self.kl > 0 and self.kl_target > 0):
+            # The coefficient is doubled or halved from kl: from 0 it would stay 0 and adapt nothing.
+            raise ConfigError(
+                f"adaptive_kl needs kl > 0 to start from and kl_target > 0, got kl={self.kl} "
+                f"and kl_target={self.kl_target}"
+            )
 
 
 class PPOTrainer(Trainer):
     """PPO-clip on the one-step environment, with the closed-form KL to the reference as a penalty.
 
-    With one-step episodes there is no value function to learn: the advantage is the reward minus the
-    batch mean (normalised), as in DDPO (Black et al. 2023).
+    With one-step episodes there is no value function to learn: the advantage is the reward minus a
+    baseline, normalised (:func:`~hfrl.agents.reinforce.advantages`). By default each input gets
+    ``group_size = 8`` actions and each is compared with the mean of the other 7 (the leave-one-out
+    baseline of RLOO); ``group_size = 1`` gives DDPO's batch-mean baseline (Black et al. 2023).
     """
 
     name = "ppo"

@@ -1,4 +1,9 @@
-"""REINFORCE with a batch-mean baseline on the one-step denoising environment (Williams, 1992)."""
+"""REINFORCE on the one-step denoising environment (Williams, 1992), with a leave-one-out baseline.
+
+By default each noisy input gets ``group_size = 8`` actions, and each action's reward is compared with the
+mean of the other 7 for the same input (RLOO, Ahmadian et al. 2024); ``group_size = 1`` gives the
+batch-mean baseline.
+"""
 
 from __future__ import annotations
 

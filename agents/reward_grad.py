@@ -30,7 +30,11 @@ class RewardGradConfig(TrainerConfig):
 
 
 class RewardGradTrainer(Trainer):
-    """Maximise ``r(x, g(x))`` by its gradient; the reward model's parameters never change."""
+    """Maximise ``r(x, g(x))`` by its gradient; the reward model's parameters never change.
+
+    The reward is differentiated in eval mode (dropout off, as when the environment scores), whatever
+    mode it arrives in; its mode is left as it was.
+    """
 
     name = "reward-grad"
     config_class = RewardGradConfig
@@ -46,7 +50,14 @@ class RewardGradTrainer(Trainer):
     def update(self) -> dict[str, float]:  # noqa: D102
         noisy = self.observe()
         output = self.policy.mode(noisy)  # (N, 1, H, W), differentiable
-        score = self.reward(noisy, output)  # (N,), gradients flow into the generator only
+        # Scored in eval mode, as the environment scores (a CNN reward's dropout would make the gradient a
+        # random draw); the reward's own mode is put back afterwards.
+        was_training = self.reward.training
+        self.reward.eval()
+        try:
+            score = self.reward(noisy, output)  # (N,), gradients flow into the generator only
+        finally:
+            self.reward.train(was_training)
         reg, metrics = self.regularizers(noisy)
         loss = -score.mean() + reg
         grad_norm = self.optimize(loss, "reward-gradient loss")

@@ -6,9 +6,10 @@ what it could do. For a Gaussian policy ``-log pi(a|x)`` is a scaled squared err
 so this is reward-weighted regression (Peters & Schaal 2007) of the generator onto its own good samples;
 ``beta`` is this library's ``aux`` weight (the pre-training loss is supervised source-domain denoising).
 
-Samples are collected in rounds: every ``round_steps`` updates, ``dataset_size`` noisy target images are
-drawn, the current policy samples one output each, and the reward scores them once. ``round_steps =
-steps`` gives Lee et al.'s offline recipe (one dataset from the pretrained model).
+Samples are collected in rounds: every ``round_steps`` updates, ``dataset_size`` samples are drawn — each
+of ``dataset_size / group_size`` noisy target images gets ``group_size`` outputs from the current policy
+(8 by default, so the ``exp`` weighting can rank the outputs for one input) — and the reward scores them
+once. ``round_steps = steps`` gives Lee et al.'s offline recipe (one dataset from the pretrained model).
 """
 
 from __future__ import annotations

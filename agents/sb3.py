@@ -22,6 +22,7 @@ Example (the documented recipe, without the trainer)::
                             ConsistencyTerm(policy.frozen_copy().generator, coef=1.0))
     model = PPO(GeneratorActorCriticPolicy, SB3VecEnvAdapter(venv), n_steps=1, batch_size=32,
                 policy_kwargs={"generator": policy.generator}, learning_rate=1e-4)
+    venv.set_policy(model.policy)  # the KL term's acting policy: SB3's mean and learnt log-std
     model.learn(6_400)
 """
 
@@ -177,12 +178,14 @@ class SB3Trainer(Trainer):
             batch_size=cfg.aux_batch_size,
             seed=cfg.seed + 2,
         )
+        self.kl_term = KLTerm(self.reference, coef=cfg.kl)
         terms = [
-            KLTerm(self.reference, coef=cfg.kl),
+            self.kl_term,
             ConsistencyTerm(self.reference.generator, coef=cfg.consistency),
             self.reward_aux,
         ]
-        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms))
+        # Every update resets (below), so the steps need not start episodes that would be thrown away.
+        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms), autoreset=False)
         common = {
             "learning_rate": cfg.lr,
             "n_steps": 1,  # one step is one episode; the batch is the N sub-environments
@@ -205,6 +208,12 @@ class SB3Trainer(Trainer):
             # rollout, as PPO's are, they give its single gradient step per rollout a usable scale.
             common.update(normalize_advantage=True)
         self.model = self.algorithm(GeneratorActorCriticPolicy, self.venv, **common)
+        # The KL reward term takes SB3's Gaussian (the generator's output and SB3's learnt per-pixel
+        # log-std), so the closed-form KL applies; the trainer's GaussianPolicy shares the generator only.
+        self.kl_term.set_policy(self.model.policy)
+        # SB3 trains with its own optimiser: make it the trainer's, so checkpoints save the one in use
+        # (the base class's Adam over the GaussianPolicy is never stepped).
+        self.optimizer = self.model.policy.optimizer
         # An in-memory logger: SB3's default writes a fresh temporary folder on every learn() call, and the
         # trainer already logs SB3's numbers (sb3/*) with its own.
         self.model.set_logger(Logger(folder=None, output_formats=[]))
@@ -228,6 +237,8 @@ class SB3Trainer(Trainer):
                 -1, *self.env.task.image_shape
             )
             _, reg = self.regularizers(noisy)
+            # The shared regulariser's KL uses the GaussianPolicy's fixed log-std; SB3 acts with its own.
+            reg["losses/kl"] = float(self.kl_term.kl(noisy).mean())
         return {**out, **reg}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:  # noqa: D102
@@ -243,27 +254,13 @@ class SB3Trainer(Trainer):
         values = {
             "num_timesteps": self.model.num_timesteps,
             "np_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],  # type: ignore[index]
-            "sb3_optimizer": {
-                k: v for k, v in self.model.policy.optimizer.state_dict().items() if k == "param_groups"
-            },
         }
-        for pid, state in self.model.policy.optimizer.state_dict()["state"].items():
-            for key, value in state.items():
-                tensors[f"sb3opt.{pid}.{key}"] = value
-        return tensors, values
+        return tensors, values  # SB3's optimiser is self.optimizer: the base class saves it
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:  # noqa: D102
         own = {k[4:]: v for k, v in tensors.items() if k.startswith("sb3.")}
         generator = {k: v for k, v in self.model.policy.state_dict().items() if k.startswith(GENERATOR_KEY)}
         self.model.policy.load_state_dict({**own, **generator})
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("sb3opt."):
-                _, pid, name = key.split(".", 2)
-                state.setdefault(int(pid), {})[name] = value
-        self.model.policy.optimizer.load_state_dict(
-            {"state": state, "param_groups": values["sb3_optimizer"]["param_groups"]}
-        )
         torch.set_rng_state(tensors["torch_rng"])
         self.reward_aux.generator.set_state(tensors["reward_aux_rng"])
         np_rng = values["np_rng"]

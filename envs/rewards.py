@@ -90,25 +90,25 @@ class LabelerReward:
 
 
 def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """Load a learned reward model from a checkpoint of kind ``reward_model``.
+    """Load a learned reward model (any :mod:`hfrl.rewards` model) from a checkpoint of kind ``reward_model``.
 
-    This is the hook between the environments and :mod:`hfrl.rewards`: that package registers the
-    checkpoint kind and its builder; until it does, this raises a clear error.
+    The checkpoint kind's builder, :func:`hfrl.rewards.build_reward_model`, is imported on first use, so
+    the environments do not import :mod:`hfrl.rewards` until a reward model is loaded.
 
     Args:
         path: Checkpoint path (``NAME``, ``NAME.safetensors``, ``NAME.json`` or a run directory).
         device: Where to put the model.
 
     Raises:
-        ConfigError: when this installation cannot build reward models yet.
+        ConfigError: when the builder cannot be imported (a broken installation).
         CheckpointError: for a missing, corrupt or mismatched checkpoint.
     """
     try:
         module, _ = load_checkpoint(path, kind=REWARD_MODEL_KIND, device=device)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
-            f"{path}: cannot build a reward model ({exc}); this hfrl has no reward-model support yet — "
-            "pass a callable reward or 'labeler'"
+            f"{path}: cannot build a reward model: importing its builder failed ({exc}); "
+            "reinstall hfrl, or pass a callable reward or 'labeler'"
         ) from None
     return module
 

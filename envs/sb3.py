@@ -36,11 +36,17 @@ class SB3VecEnvAdapter(VecEnv):
     environment once and repeat the answer per index; ``seed(s)`` seeds sub-environment ``i`` with
     ``s + i`` at the next reset, as with ``DummyVecEnv``.
 
+    With ``autoreset=False`` each step only ends the episodes (the next call must be ``reset``; the
+    observations it returns are the finished episodes' last ones), for a caller that resets before every
+    rollout of one step anyway, as the SB3 trainers do: no batch of episodes is started and thrown away.
+    It needs :class:`~hfrl.envs.vector.BatchedDenoiseEnv`, bare or with hfrl reward-term wrappers.
+
     Args:
         venv: The vector environment.
+        autoreset: Start the next episodes in each step (default).
     """
 
-    def __init__(self, venv: VectorEnv) -> None:
+    def __init__(self, venv: VectorEnv, autoreset: bool = True) -> None:
         if not isinstance(venv, VectorEnv):
             raise ConfigError(f"SB3VecEnvAdapter needs a gymnasium VectorEnv, got {type(venv).__name__}")
         mode = venv.metadata.get("autoreset_mode")
@@ -49,6 +55,7 @@ class SB3VecEnvAdapter(VecEnv):
                 f"SB3VecEnvAdapter needs autoreset_mode SAME_STEP (SB3 resets inside step), got {mode}"
             )
         self.venv = venv
+        self.autoreset = bool(autoreset)
         self._actions: np.ndarray | None = None
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
 
@@ -78,7 +85,10 @@ class SB3VecEnvAdapter(VecEnv):
         """One batched step: observations (of the next episodes), float32 rewards, dones and infos."""
         if self._actions is None:
             raise ConfigError("step_wait() without step_async(actions)")
-        obs, rewards, terminated, truncated, infos = self.venv.step(self._actions)
+        if self.autoreset:
+            obs, rewards, terminated, truncated, infos = self.venv.step(self._actions)
+        else:
+            obs, rewards, terminated, truncated, infos = self.venv.step(self._actions, autoreset=False)
         self._actions = None
         dones = np.logical_or(terminated, truncated)
         per_env = split_infos(infos.get("final_info", {}), self.num_envs)

@@ -168,35 +168,42 @@ class BatchedDenoiseEnv(VectorEnv):
         return self._episodes.noisy.clone(), _cloned(self.task.reset_info(self._episodes))
 
     def step_torch(
-        self, actions: torch.Tensor | np.ndarray
+        self, actions: torch.Tensor | np.ndarray, *, autoreset: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Score ``N`` output images, end every episode and start the next ``N``.
+        """Score ``N`` output images, end every episode and (by default) start the next ``N``.
 
         Args:
             actions: ``(N, 1, H, W)`` float outputs (clipped to ``[0, 1]``); a tensor on any device.
+            autoreset: Start the next ``N`` episodes in the same step (default, Gymnasium's ``SAME_STEP``).
+                ``False`` ends the episodes only, for a caller that resets next anyway (the trainers'
+                one-step updates, which reset with their own options): no episodes are drawn and
+                thrown away, the next call must be a reset, and sub-environment ``i`` still follows the
+                single environment seeded ``s + i`` (which draws only at reset).
 
         Returns:
             ``(obs, reward, terminated, truncated, info)``: the next episodes' observations
             ``(N, 1, H, W)``, float32 rewards ``(N,)``, all-True / all-False bool ``(N,)``, and
             ``{"final_obs": (N, 1, H, W), "final_info": {...}, "index": ..., "noise_level": ...}``.
+            With ``autoreset=False``, ``obs`` is the finished episodes' ``final_obs`` and ``info`` holds
+            ``final_obs`` and ``final_info`` only.
 
         Raises:
-            ResetNeeded: before the first reset.
+            ResetNeeded: before the first reset, or after a step with ``autoreset=False``.
             DataError: for a wrong shape or dtype, NaN or inf.
         """
         if self._episodes is None:
             raise ResetNeeded("BatchedDenoiseEnv.step() needs episodes: call reset() first")
         checked = self.task.check_actions(actions, self.num_envs)
         reward, final_info, self._transition = self.task.finish(self._episodes, checked)
-        index, key = self.task.draw(self._rngs)  # type: ignore[arg-type]
-        self._episodes = self.task.start(index, key)
-        info = {
-            "final_obs": self._transition.output.clone(),
-            "final_info": final_info,
-            **_cloned(self.task.reset_info(self._episodes)),
-        }
         terminated = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         truncated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        info = {"final_obs": self._transition.output.clone(), "final_info": final_info}
+        if not autoreset:
+            self._episodes = None
+            return self._transition.output.clone(), reward, terminated, truncated, info
+        index, key = self.task.draw(self._rngs)  # type: ignore[arg-type]
+        self._episodes = self.task.start(index, key)
+        info.update(_cloned(self.task.reset_info(self._episodes)))
         return self._episodes.noisy.clone(), reward, terminated, truncated, info
 
     # -- NumPy face ----------------------------------------------------------------------------------------
@@ -209,18 +216,19 @@ class BatchedDenoiseEnv(VectorEnv):
         return _array(obs), to_numpy_info(info, self.num_envs)
 
     def step(
-        self, actions: np.ndarray
+        self, actions: np.ndarray, *, autoreset: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """NumPy version of :meth:`step_torch`, laid out as Gymnasium's ``SyncVectorEnv`` (``SAME_STEP``).
 
         Args:
             actions: ``(N, 1, H, W)`` float outputs (clipped to ``[0, 1]``).
+            autoreset: See :meth:`step_torch` (``False``: end the episodes only; reset next).
 
         Returns:
             ``(obs, rewards, terminations, truncations, infos)``: float32 ``(N, 1, H, W)``, float64 ``(N,)``,
             bool ``(N,)``, bool ``(N,)`` and infos (see the class docstring).
         """
-        obs, reward, terminated, truncated, info = self.step_torch(actions)
+        obs, reward, terminated, truncated, info = self.step_torch(actions, autoreset=autoreset)
         return (
             _array(obs),
             reward.cpu().numpy().astype(np.float64),

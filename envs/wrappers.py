@@ -108,22 +108,66 @@ class RewardModelTerm(RewardTerm):
         return self.coef * call_reward(self.reward, ep.noisy, transition.output, ep.clean, ep.classes)
 
 
+def gaussian_kl(
+    loc: torch.Tensor, log_std: torch.Tensor, ref_loc: torch.Tensor, ref_log_std: torch.Tensor
+) -> torch.Tensor:
+    """Closed-form ``KL(N(loc, diag(std^2)) || N(ref_loc, diag(ref_std^2)))`` per image, ``(B,)``, always >= 0.
+
+    Args:
+        loc: ``(B, ...)`` means of the first Gaussian.
+        log_std: Its log standard deviations, broadcastable to ``loc`` (a scalar or one per element).
+        ref_loc: ``(B, ...)`` means of the reference.
+        ref_log_std: The reference's log standard deviations, broadcastable to ``loc``.
+    """
+    var, ref_var = (2 * log_std).exp(), (2 * ref_log_std).exp()
+    per_element = ref_log_std - log_std + (var + (loc - ref_loc) ** 2) / (2 * ref_var) - 0.5
+    return per_element.expand_as(loc).flatten(1).sum(1)
+
+
+def _is_sb3_policy(policy: object) -> bool:
+    """A Stable-Baselines3 policy (duck-typed, so that this module does not import SB3)."""
+    return callable(getattr(policy, "get_distribution", None)) and isinstance(policy, nn.Module)
+
+
+def _sb3_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and log-std ``(B, 1, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
+
+    Raises:
+        ConfigError: for another action distribution (squashed, state-dependent, categorical...).
+    """
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
+
+    device = module_device(policy) or noisy.device
+    dist = policy.get_distribution(noisy.to(device))  # type: ignore[operator]
+    if type(dist) is not DiagGaussianDistribution:
+        raise ConfigError(
+            f"KLTerm needs a policy whose actions are a diagonal Gaussian; this SB3 policy's are a "
+            f"{type(dist).__name__} (no closed-form KL to the reference)"
+        )
+    normal = dist.distribution
+    return normal.mean.reshape(noisy.shape), normal.stddev.log().reshape(noisy.shape)
+
+
 class KLTerm(RewardTerm):
     """``-coef * KL(pi(.|x) || pi_ref(.|x))``: stay close to a reference policy (KL-regularised RL).
 
-    When the acting policy is known (``policy=`` or :meth:`set_policy`), the KL is the closed form of
-    :meth:`hfrl.policy.GaussianPolicy.kl` — it depends on the input only, not on the action drawn.
-    Otherwise (e.g. a Stable-Baselines3 policy) it is estimated from the action:
-    ``-log pi_ref(a|x) - H(pi_ref(.|x))`` in the reference's space (pixels, or logits of the action).
-    Its expectation over ``a ~ pi`` is ``KL(pi || pi_ref) + H(pi) - H(pi_ref)``: exactly the KL when
-    ``pi`` has the reference's fixed standard deviation, and otherwise off by an entropy difference that
-    does not depend on the policy's mean. The estimate uses the action as given, before the environment
-    clips it (an agent that clips first, as SB3 does, gives a slightly biased estimate).
+    The KL is the closed form between two Gaussians, so it depends on the input only, not on the action
+    drawn, and it is never negative: the term never rewards. It needs the acting policy
+    (``policy=`` or :meth:`set_policy`, which the wrappers pass on to every term):
+
+    * a :class:`~hfrl.policy.GaussianPolicy` in the reference's space (:meth:`GaussianPolicy.kl`);
+    * a Stable-Baselines3 policy with a diagonal Gaussian over actions (``ActorCriticPolicy``,
+      ``"MlpPolicy"``, :class:`~hfrl.agents.sb3.GeneratorActorCriticPolicy`): its current mean and learnt
+      per-pixel log-std, against a pixel-space reference (``venv.set_policy(model.policy)`` once the SB3
+      model is built).
+
+    Without one the term refuses to score (the KL of an unknown density has no value; the former sample
+    estimate ``-log pi_ref(a|x) - H(pi_ref)`` went negative, i.e. rewarded, near the reference's mean).
 
     Args:
         reference: The reference policy, usually ``GaussianPolicy(initial_generator).frozen_copy()``.
         coef: Weight ``kl`` of the penalty (default 0.1).
-        policy: The acting policy, if known (same space as the reference).
+        policy: The acting policy, if known now (else call :meth:`set_policy` before stepping).
         name: Component name (default ``"kl"``).
     """
 
@@ -131,38 +175,60 @@ class KLTerm(RewardTerm):
         self,
         reference: GaussianPolicy,
         coef: float = 0.1,
-        policy: GaussianPolicy | None = None,
+        policy: nn.Module | None = None,
         name: str = "kl",
     ) -> None:
         super().__init__(coef, name)
         if not isinstance(reference, GaussianPolicy):
             raise ConfigError(f"KLTerm needs a GaussianPolicy reference, got {type(reference).__name__}")
         self.reference = reference
-        self.policy: GaussianPolicy | None = None
+        self.policy: nn.Module | None = None
         self.set_policy(policy)
 
     def set_policy(self, policy: nn.Module | None) -> None:
-        """Use the closed-form KL to ``policy`` (a :class:`GaussianPolicy`), or the estimate when ``None``."""
+        """Take the KL to ``policy``: a :class:`GaussianPolicy` or an SB3 policy (``None``: unknown)."""
         if policy is not None:
-            if not isinstance(policy, GaussianPolicy):
-                raise ConfigError(f"KLTerm needs a GaussianPolicy, got {type(policy).__name__}")
-            if policy.space != self.reference.space:
+            if isinstance(policy, GaussianPolicy):
+                if policy.space != self.reference.space:
+                    raise ConfigError(
+                        f"KLTerm: a {policy.space}-space policy and a {self.reference.space}-space reference"
+                    )
+            elif _is_sb3_policy(policy):
+                if self.reference.space != "pixel":
+                    raise ConfigError(
+                        "KLTerm: an SB3 policy is a Gaussian over pixels; the reference must be a "
+                        f"pixel-space GaussianPolicy, not {self.reference.space}-space"
+                    )
+            else:
                 raise ConfigError(
-                    f"KLTerm: a {policy.space}-space policy and a {self.reference.space}-space reference"
+                    f"KLTerm needs a GaussianPolicy or a Stable-Baselines3 policy, got {type(policy).__name__}"
                 )
         self.policy = policy
+
+    def kl(self, noisy: torch.Tensor) -> torch.Tensor:
+        """``KL(pi(.|x) || pi_ref(.|x))`` per image, ``(B,)`` on the policy's device (unweighted, >= 0).
+
+        Raises:
+            ConfigError: when the acting policy is unknown.
+        """
+        policy = self.policy
+        if policy is None:
+            raise ConfigError(
+                "KLTerm does not know the acting policy, so KL(pi || pi_ref) has no value: call "
+                "set_policy(policy) on the environment (a GaussianPolicy, or an SB3 model's .policy)"
+            )
+        if isinstance(policy, GaussianPolicy):
+            return policy.kl(self.reference, noisy.to(module_device(policy) or noisy.device))
+        loc, log_std = _sb3_gaussian(policy, noisy)
+        ref_device = module_device(self.reference) or loc.device
+        ref_loc = self.reference.loc(noisy.to(ref_device)).to(loc)
+        ref_log_std = self.reference.log_std.detach().to(loc)
+        return gaussian_kl(loc, log_std, ref_loc, ref_log_std)
 
     @torch.no_grad()
     def __call__(self, transition: Transition) -> torch.Tensor:  # noqa: D102
         out_device = transition.output.device
-        if self.policy is not None:
-            noisy = transition.noisy.to(module_device(self.policy) or out_device)
-            kl = self.policy.kl(self.reference, noisy)
-        else:
-            device = module_device(self.reference) or out_device
-            base = self.reference.base_distribution(transition.noisy.to(device))
-            u = self.reference.to_space(transition.action.to(device))
-            kl = -(base.log_prob(u) + base.entropy()).flatten(1).sum(1)
+        kl = self.kl(transition.noisy)
         return -self.coef * kl.to(device=out_device, dtype=torch.float32)
 
 
@@ -207,8 +273,9 @@ class SourceAuxTerm(RewardTerm):
 
     Args:
         coef: Weight ``aux`` (default 1).
-        policy: The acting policy (a :class:`GaussianPolicy`, whose :meth:`~GaussianPolicy.mode` is used, or
-            a generator module); can be set later with :meth:`set_policy`.
+        policy: The acting policy (a :class:`GaussianPolicy`, whose :meth:`~GaussianPolicy.mode` is used, an
+            SB3 policy, whose distribution's mode is used, or a generator module); can be set later with
+            :meth:`set_policy`.
         images: Clean source images ``(M, 1, H, W)``; default: the environment's source-domain train split.
         noise: Noise model; default: the environment's.
         batch_size: Source images per step (default 16).
@@ -270,7 +337,12 @@ class SourceAuxTerm(RewardTerm):
         noisy, clean = self.sample()
         device = module_device(policy) or torch.device("cpu")
         noisy, clean = noisy.to(device), clean.to(device)
-        output = policy.mode(noisy) if isinstance(policy, GaussianPolicy) else policy(noisy)
+        if isinstance(policy, GaussianPolicy):
+            output = policy.mode(noisy)
+        elif _is_sb3_policy(policy):  # its deterministic action: the Gaussian's mean
+            output = policy.get_distribution(noisy).mode().reshape(noisy.shape)  # type: ignore[operator]
+        else:
+            output = policy(noisy)
         return (output - clean).pow(2).mean()
 
     @torch.no_grad()
@@ -379,10 +451,16 @@ class VectorRewardTermWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         return self._inner("reset_torch")(seed=seed, options=options)
 
     def step(
-        self, actions: np.ndarray
+        self, actions: np.ndarray, *, autoreset: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """NumPy-face step with the term added."""
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        """NumPy-face step with the term added.
+
+        ``autoreset=False`` (see :meth:`BatchedDenoiseEnv.step_torch`) needs hfrl wrappers all the way down.
+        """
+        if autoreset:
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(actions, autoreset=False)  # type: ignore[call-arg]
         value = self._value().cpu().numpy().astype(np.float64)
         components = info["final_info"].setdefault("reward_components", {})
         _add_component(components, self.term.name, value)
@@ -390,10 +468,10 @@ class VectorRewardTermWrapper(VectorWrapper, gym.utils.RecordConstructorArgs):
         return obs, reward + value, terminated, truncated, info
 
     def step_torch(
-        self, actions: torch.Tensor | np.ndarray
+        self, actions: torch.Tensor | np.ndarray, *, autoreset: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        """Torch-face step with the term added."""
-        obs, reward, terminated, truncated, info = self._inner("step_torch")(actions)
+        """Torch-face step with the term added (``autoreset`` as in :meth:`BatchedDenoiseEnv.step_torch`)."""
+        obs, reward, terminated, truncated, info = self._inner("step_torch")(actions, autoreset=autoreset)
         value = self._value()
         _add_component(info["final_info"].setdefault("reward_components", {}), self.term.name, value)
         return obs, reward + value, terminated, truncated, info
@@ -442,4 +520,5 @@ __all__: Sequence[str] = [
     "SourceAuxTerm",
     "VectorRewardTermWrapper",
     "add_reward_terms",
+    "gaussian_kl",
 ]

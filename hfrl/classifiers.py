@@ -177,24 +177,28 @@ def train_classifier(
     Returns:
         The trained classifier in eval mode, on ``device``.
     """
-    torch.manual_seed(seed)
-    model = DigitClassifier(config).to(device)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * ((len(data) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    model.train()
-    for _ in tqdm(range(epochs), desc=f"classifier[{config.arch}]", disable=not progress, leave=False):
-        perm = torch.randperm(len(data), generator=gen)
-        for idx in perm.split(batch_size):
-            x = degrade(data.images[idx], gen).to(device)
-            y = data.labels[idx].to(device)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    device = torch.device(device)
+    # Initialisation and dropout draw from torch's global generator: seed it inside fork_rng, so the
+    # caller's global RNG state is left as it was (no hidden global seeding).
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        model = DigitClassifier(config).to(device)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        steps = epochs * ((len(data) + batch_size - 1) // batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        model.train()
+        for _ in tqdm(range(epochs), desc=f"classifier[{config.arch}]", disable=not progress, leave=False):
+            perm = torch.randperm(len(data), generator=gen)
+            for idx in perm.split(batch_size):
+                x = degrade(data.images[idx], gen).to(device)
+                y = data.labels[idx].to(device)
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        return model.eval()
 
 
 @dataclass(frozen=True)

@@ -540,6 +540,7 @@ class Scheduler:
         *,
         generator: torch.Generator | None = None,
         prev_sample: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> SchedulerStepOutput:
         """One reverse step from ``x_t``.
 
@@ -547,9 +548,11 @@ class Scheduler:
             model_output: ``(B, C, H, W)`` predicted noise ``eps_theta(x_t, t)``.
             timestep: ``t``, one int or ``(B,)`` (one of :attr:`timesteps`).
             sample: ``(B, C, H, W)`` ``x_t``.
-            generator: Randomness of the draw (ignored when ``prev_sample`` is given).
+            generator: Randomness of the draw (ignored when ``prev_sample`` or ``noise`` is given).
             prev_sample: ``(B, C, H, W)``: score this sample instead of drawing one (e.g. the action an agent
                 took, to recompute its log-probability under updated weights).
+            noise: ``(B, C, H, W)`` standard normal draw to use instead of drawing one from ``generator``
+                (``prev_sample = mean + std * noise``).
 
         Returns:
             A :class:`SchedulerStepOutput`.
@@ -558,7 +561,8 @@ class Scheduler:
         mean, std, x0 = self._moments(model_output, t, sample)
         std_b = std.reshape(-1).expand(sample.shape[0])  # (B,)
         if prev_sample is None:
-            prev_sample = mean + std_b.view(-1, 1, 1, 1) * _randn_like(sample, generator)
+            z = noise.to(sample) if noise is not None else _randn_like(sample, generator)
+            prev_sample = mean + std_b.view(-1, 1, 1, 1) * z
         log_prob = gaussian_log_prob(prev_sample, mean, std_b)
         return SchedulerStepOutput(prev_sample, x0, log_prob, mean, std_b)
 
@@ -684,8 +688,12 @@ def sample(
 ) -> torch.Tensor:
     """Draw ``num`` images with the reverse chain (the pipeline of the module docstring).
 
-    The initial noise of all ``num`` samples is drawn first, then denoised in batches, so the result does
-    not depend on ``batch_size``; same ``generator`` seed on the CPU, same images.
+    The randomness is drawn for the whole set, never per batch: first the initial noise of all ``num``
+    samples, then at each step of the chain one standard normal draw for all ``num`` (stochastic schedulers,
+    e.g. DDIM with ``eta > 0`` or DDPM), of which each batch takes its rows. So the images do not depend on
+    ``batch_size`` (up to the float rounding of batched forward passes); same ``generator`` seed, same images.
+    They do depend on ``num``: the first ``k`` of ``num`` samples are not the ``k`` samples of ``num = k``
+    when the scheduler is stochastic.
 
     Args:
         model: The noise predictor (its device is used).
@@ -693,23 +701,24 @@ def sample(
         num: Number of images.
         generator: Randomness of ``x_T`` and of the stochastic steps.
         batch_size: Images denoised at once (default 500).
-        progress: Called as ``progress(done, num)`` after each batch.
+        progress: Called as ``progress(done, total)`` after each step of the chain (``total`` steps).
 
     Returns:
         ``(num, C, H, W)`` float32 images in ``[0, 1]`` on the CPU.
     """
     device = next(model.parameters()).device
     shape = (model.config.in_channels, *model.config.image_size)
-    noise = initial_noise(num, shape, generator, "cpu")  # (num, C, H, W)
-    out = []
-    for chunk in noise.split(batch_size):
-        x = chunk.to(device)
-        for t in scheduler.timesteps:
-            x = scheduler.step(model(x, int(t)), int(t), x, generator=generator).prev_sample
-        out.append(to_images(x).cpu())
+    x = initial_noise(num, shape, generator, "cpu").to(device)  # (num, C, H, W), the whole set
+    draw_device = generator.device if generator is not None else device
+    total = len(scheduler.timesteps)
+    for done, t in enumerate(scheduler.timesteps.tolist(), start=1):
+        z = torch.randn(x.shape, generator=generator, device=draw_device, dtype=x.dtype).to(device)
+        for rows in torch.arange(num).split(batch_size):
+            chunk = x[rows]
+            x[rows] = scheduler.step(model(chunk, int(t)), int(t), chunk, noise=z[rows]).prev_sample
         if progress is not None:
-            progress(sum(len(o) for o in out), num)
-    return torch.cat(out)
+            progress(done, total)
+    return to_images(x).cpu()
 
 
 # ---------------------------------------------------------------------------------------------------------

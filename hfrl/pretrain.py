@@ -110,9 +110,13 @@ def pretrain(
     domains = Domains(data, tuple(config.source_classes), target_classes=(), split_seed=config.split_seed)
     train, val = domains.source("train"), domains.source("val")
     noise = make_noise(config.noise, config.noise_level)
-    torch.manual_seed(config.seed)
     gen_cfg = GeneratorConfig(config.family, config.width, config.bottleneck, tuple(train.image_shape[1:]))
-    model = build_generator(gen_cfg).to(device)
+    # Initialisation draws from torch's global generator: seed it inside fork_rng, so the caller's global
+    # RNG state is left as it was (no hidden global seeding). Training draws from ``rng`` only.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_generator(gen_cfg)
+    model = model.to(device)
     rng = torch.Generator().manual_seed(config.seed)
     val_noisy = noise(val.images, torch.Generator().manual_seed(config.seed + 1)).to(device)
     val_clean = val.images.to(device)

@@ -169,6 +169,20 @@ def test_sampling_is_seeded_and_independent_of_the_batch_size(tiny_model: UNet2D
     )
     assert a.shape == (5, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
     assert torch.equal(a, b) and torch.allclose(c, d, atol=1e-5)
+    # Stochastic steps too (eta = 1): every step's noise is drawn for the whole set, not per batch.
+    for batch_size in (2, 3, 1):
+        e = sample(tiny_model, s, 5, generator=torch.Generator().manual_seed(3), batch_size=batch_size)
+        assert torch.allclose(e, a, atol=1e-5), batch_size
+    calls: list[tuple[int, int]] = []
+    sample(
+        tiny_model,
+        s,
+        5,
+        generator=torch.Generator().manual_seed(3),
+        batch_size=2,
+        progress=lambda *a: calls.append(a),
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_pixel_range_helpers_and_shift_augmentation() -> None:

@@ -34,3 +34,16 @@ def test_early_stopping(mnist: ImageSet) -> None:
     config = PretrainConfig(epochs=50, width=4, bottleneck=4, lr=1e-9, patience=2, device="cpu", family="mlp")
     result = pretrain(config, data=mnist, progress=False)
     assert len(result.history) < 10
+
+
+def test_pretrain_leaves_the_callers_global_rng_alone(mnist: ImageSet) -> None:
+    config = PretrainConfig(epochs=1, width=4, bottleneck=4, device="cpu", seed=5, family="mlp")
+    torch.manual_seed(1234)
+    expected = torch.rand(3)  # what the caller's generator gives next, untouched
+    torch.manual_seed(1234)
+    first = pretrain(config, data=mnist.subset(torch.arange(200)), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(999)  # another caller state: the same seed still gives the same generator
+    second = pretrain(config, data=mnist.subset(torch.arange(200)), progress=False)
+    for pa, pb in zip(first.generator.parameters(), second.generator.parameters()):
+        assert torch.equal(pa, pb)

@@ -124,10 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     reinforce(envs, denoiser, args.steps, args.lr, seed=args.seed)
     evaluate(test, denoiser, "after part 1")
 
-    # Part 2: fine-tune on, but stay close to the policy trained so far. KLTerm needs the reference as a
-    # Gaussian policy; the acting policy is yours, so it estimates the KL from the actions it receives.
+    # Part 2: fine-tune on, but stay close to the policy trained so far. KLTerm takes the closed-form KL
+    # between two Gaussian policies: the frozen reference and the acting Normal(denoiser(x), STD).
     reference = GaussianPolicy(copy.deepcopy(denoiser), log_std=math.log(STD)).frozen_copy()
-    terms = KLTerm(reference, coef=args.kl), ConsistencyTerm(reference, coef=args.consistency)
+    acting = GaussianPolicy(denoiser, log_std=math.log(STD))  # what reinforce() samples from
+    terms = KLTerm(reference, args.kl, acting), ConsistencyTerm(reference, coef=args.consistency)
     print("part 2: REINFORCE on reward - kl * KL - consistency * MSE")
     reinforce(add_reward_terms(envs, *terms), denoiser, args.steps, args.lr / 3, seed=args.seed + 1)
     evaluate(test, denoiser, "after part 2")

@@ -175,3 +175,41 @@ def test_render_gives_one_frame_per_sub_env(env_kwargs: dict[str, Any]) -> None:
     assert len(frames) == 3 and frames[0].shape == (112, 228, 3) and frames[0].dtype == np.uint8
     venv.close()
     venv.close()  # closing twice is fine
+
+
+def _counting_starts(venv: BatchedDenoiseEnv) -> list[int]:
+    """Count the batches of episodes the environment starts (each one a draw of images and their noise)."""
+    calls: list[int] = []
+    start = venv.task.start
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return start(*args, **kwargs)
+
+    venv.task.start = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_step_without_autoreset_ends_the_episodes_and_draws_nothing(env_kwargs: dict[str, Any]) -> None:
+    venv = BatchedDenoiseEnv(4, **env_kwargs)
+    starts = _counting_starts(venv)
+    obs, _ = venv.reset_torch(seed=100)
+    actions = torch.from_numpy(_actions(4, 0))
+    final, reward, terminated, truncated, info = venv.step_torch(actions, autoreset=False)
+    assert len(starts) == 1  # the reset's batch only: none started and thrown away
+    assert torch.equal(final, actions.clamp(0, 1)) and torch.equal(info["final_obs"], final)
+    assert set(info) == {"final_obs", "final_info"} and terminated.all() and not truncated.any()
+    assert reward.shape == (4,) and venv.episodes is None
+    with pytest.raises(ResetNeeded):
+        venv.step_torch(actions)
+    next_obs, _ = venv.reset_torch()
+    # The single-env contract still holds: sub-env i is the single env seeded 100 + i, which draws at
+    # reset only; and the next batch is the one an autoresetting step would have started.
+    for i in (0, 3):
+        single = DenoiseEnv(**env_kwargs)
+        assert np.array_equal(single.reset(seed=100 + i)[0], obs[i].numpy())
+        single.step(_actions(4, 0)[i])
+        assert np.array_equal(single.reset()[0], next_obs[i].numpy())
+    auto = BatchedDenoiseEnv(4, **env_kwargs)
+    auto.reset_torch(seed=100)
+    assert torch.equal(auto.step_torch(actions)[0], next_obs)

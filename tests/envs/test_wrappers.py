@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import re
 import warnings
 from typing import Any
@@ -37,9 +38,10 @@ def _sample(policy: GaussianPolicy, obs: np.ndarray, seed: int) -> np.ndarray:
 
 def test_components_add_up_to_the_reward(env_kwargs: dict[str, Any], tiny_policy: GaussianPolicy) -> None:
     reference = tiny_policy.frozen_copy()
+    wider = GaussianPolicy(tiny_policy.generator, log_std=-1.0)  # the reference's std is exp(-2)
     env = add_reward_terms(
         gym.make(ENV_ID, **env_kwargs),
-        KLTerm(reference, coef=0.01),
+        KLTerm(reference, coef=0.01, policy=wider),
         ConsistencyTerm(reference, coef=2.0),
         SourceAuxTerm(coef=0.5, policy=tiny_policy),
     )
@@ -51,28 +53,48 @@ def test_components_add_up_to_the_reward(env_kwargs: dict[str, Any], tiny_policy
     assert components["kl"] < 0 and components["consistency"] < 0 and components["aux"] < 0
 
 
-def test_kl_is_closed_form_with_a_policy_and_an_unbiased_estimate_without(
+def _shifted(policy: GaussianPolicy, shift: float, log_std: float) -> GaussianPolicy:
+    moved = GaussianPolicy(copy.deepcopy(policy.generator), log_std=log_std)
+    with torch.no_grad():
+        moved.generator.decoder[-1].bias += shift  # shift the logits: pixel means move by up to shift / 4
+    return moved
+
+
+@pytest.mark.parametrize(
+    ("shift", "log_std"),
+    [(0.0, -2.0), (0.0, -3.0), (0.0, 0.0), (0.3, -2.0), (-0.5, -2.5), (0.3, -1.0)],
+)
+def test_kl_term_is_the_closed_form_and_never_rewards(
+    env_kwargs: dict[str, Any], tiny_policy: GaussianPolicy, shift: float, log_std: float
+) -> None:
+    reference = tiny_policy.frozen_copy()  # log_std -2
+    policy = _shifted(tiny_policy, shift, log_std)
+    env = VectorRewardTermWrapper(
+        BatchedDenoiseEnv(64, **{**env_kwargs, "evaluate": False}), KLTerm(reference, 0.5, policy=policy)
+    )
+    obs, _ = env.reset(seed=0)
+    x = torch.from_numpy(obs)
+    with torch.no_grad():
+        expected = policy.kl(reference, x).numpy()
+        at_the_reference_mean = reference.mode(x).numpy()  # the action the old estimate rewarded most
+    for actions in (at_the_reference_mean, _sample(policy, obs, 1), np.zeros_like(obs)):
+        env.reset(seed=0)
+        term = env.step(actions)[4]["final_info"]["reward_components"]["kl"]
+        np.testing.assert_allclose(term, -0.5 * expected, rtol=1e-5, atol=1e-4)
+        assert (term <= 0).all()  # a penalty in every case, never a bonus
+    if shift == 0.0 and log_std == -2.0:
+        np.testing.assert_allclose(expected, 0.0, atol=1e-3)  # the reference itself: KL 0, not -392
+
+
+def test_kl_term_refuses_without_the_acting_policy(
     env_kwargs: dict[str, Any], tiny_policy: GaussianPolicy
 ) -> None:
-    reference = tiny_policy.frozen_copy()
-    policy = tiny_policy.frozen_copy()
-    with torch.no_grad():
-        policy.generator.decoder[-1].bias += 0.3  # shift the logits: pixel means move by up to 0.3 / 4
-    kwargs = {**env_kwargs, "evaluate": False}
-    closed = VectorRewardTermWrapper(BatchedDenoiseEnv(256, **kwargs), KLTerm(reference, 1.0, policy=policy))
-    estimate = VectorRewardTermWrapper(BatchedDenoiseEnv(256, **kwargs), KLTerm(reference, 1.0))
-    obs, _ = closed.reset(seed=0)
-    estimate.reset(seed=0)
-    actions = _sample(policy, obs, 1)
-    kl_closed = -closed.step(actions)[4]["final_info"]["reward_components"]["kl"]
-    kl_estimate = -estimate.step(actions)[4]["final_info"]["reward_components"]["kl"]
-    with torch.no_grad():
-        expected = policy.kl(reference, torch.from_numpy(obs)).numpy()
-    np.testing.assert_allclose(kl_closed, expected, rtol=1e-5)
-    assert kl_closed.mean() > 10  # a real divergence, not a trivially zero one
-    # Same std as the reference: the estimate's mean is the KL. Per image its variance is 784 / 2 + 2 KL.
-    tolerance = 4 * np.sqrt(392 + 2 * kl_closed.mean()) / np.sqrt(256)
-    assert kl_estimate.mean() == pytest.approx(kl_closed.mean(), abs=tolerance)
+    env = RewardTermWrapper(DenoiseEnv(**env_kwargs), KLTerm(tiny_policy.frozen_copy()))
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ConfigError, match="does not know the acting policy.*set_policy"):
+        env.step(obs)
+    with pytest.raises(ConfigError, match="GaussianPolicy or a Stable-Baselines3 policy"):
+        env.set_policy(tiny_policy.generator)
 
 
 def test_consistency_is_zero_at_the_initial_generator(
@@ -126,7 +148,7 @@ def test_vector_wrappers_match_wrapped_single_envs(
     env_kwargs: dict[str, Any], tiny_policy: GaussianPolicy
 ) -> None:
     reference = tiny_policy.frozen_copy()
-    terms = (KLTerm(reference, 0.01), ConsistencyTerm(reference, 1.0))
+    terms = (KLTerm(reference, 0.01, policy=tiny_policy), ConsistencyTerm(reference, 1.0))
     sync = gym.make_vec(
         ENV_ID,
         num_envs=3,
@@ -168,7 +190,9 @@ def test_wrapped_env_passes_the_gymnasium_checker(
         r"different from the unwrapped version": "the checker prefers bare envs; this test checks the wrappers",
     }
     env = add_reward_terms(
-        gym.make(ENV_ID, **env_kwargs), KLTerm(tiny_policy.frozen_copy()), SourceAuxTerm(policy=tiny_policy)
+        gym.make(ENV_ID, **env_kwargs),
+        KLTerm(tiny_policy.frozen_copy(), policy=tiny_policy),
+        SourceAuxTerm(policy=tiny_policy),
     )
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
