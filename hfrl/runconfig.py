@@ -198,7 +198,7 @@ class DemoConfig:
     """Validation target images per periodic evaluation."""
 
     def __post_init__(self) -> None:
-        for name in ("threads", "pool", "labels", "candidates", "eval_every"):
+        for name in ("seed", "threads", "pool", "labels", "candidates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in (
