@@ -128,6 +128,8 @@ class TrainerConfig:
             raise ConfigError(
                 f"group_size must be >= 1 and divide batch_size ({self.batch_size}), got {self.group_size}"
             )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.policy_space not in ("pixel", "logit"):
             raise ConfigError(f"policy_space must be 'pixel' or 'logit', got {self.policy_space!r}")
         self.source_classes = tuple(int(c) for c in self.source_classes)  # type: ignore[union-attr]

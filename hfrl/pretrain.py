@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 from hfrl.checkpoint import save_checkpoint
 from hfrl.data import Domains, ImageSet, load_dataset
 from hfrl.device import resolve_device
+from hfrl.errors import ConfigError, HfrlError
 from hfrl.generators import Generator, GeneratorConfig, build_generator
 from hfrl.metrics import psnr
 from hfrl.noise import make_noise
@@ -66,9 +68,31 @@ class PretrainConfig:
     """Free-form notes stored with the checkpoint."""
 
     def __post_init__(self) -> None:
+        """Fill the unset data settings from the task; reject values training cannot use, in one line.
+
+        Raises:
+            ConfigError: for an unknown task, a non-positive or non-finite learning rate, sizes below 1,
+                a negative or non-finite noise level, or a negative seed.
+        """
         names = ("dataset", "data_dir", "source_classes", "noise", "noise_level")
         for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
             setattr(self, name, value)
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("width", "bottleneck", "epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.noise_level, (int, float)) or not 0 <= self.noise_level < math.inf:
+            raise ConfigError(f"noise_level must be a finite number >= 0, got {self.noise_level!r}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+class TrainingDiverged(HfrlError):
+    """Pre-training produced a non-finite loss or never a finite validation PSNR (e.g. a too-high ``lr``)."""
 
 
 @dataclass
@@ -88,6 +112,12 @@ class PretrainResult:
     checkpoint: Path | None = None
 
 
+def _forget(logger: CSVLogger | None) -> None:
+    """Remove the metrics file of a run that failed, so that a failed run saves nothing."""
+    if logger is not None:
+        logger.path.unlink(missing_ok=True)
+
+
 def pretrain(
     config: PretrainConfig,
     data: ImageSet | None = None,
@@ -104,6 +134,10 @@ def pretrain(
 
     Returns:
         The best generator and the training history.
+
+    Raises:
+        TrainingDiverged: when a training loss or the validation PSNR is not finite (nothing is saved:
+            ``out_dir`` gets no checkpoint, config or metrics).
     """
     device = resolve_device(config.device)
     data = data if data is not None else load_dataset(config.dataset, config.data_dir)
@@ -137,9 +171,21 @@ def pretrain(
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                _forget(logger)
+                raise TrainingDiverged(
+                    f"pre-training diverged in epoch {epoch}: the training loss is {losses[-1]} "
+                    f"(lr {config.lr:g} is too high?); nothing was saved"
+                )
         model.eval()
         with torch.no_grad():
             val_psnr = float(psnr(model(val_noisy), val_clean).mean())
+        if math.isnan(val_psnr) or val_psnr == -math.inf:
+            _forget(logger)
+            raise TrainingDiverged(
+                f"pre-training diverged in epoch {epoch}: validation PSNR is {val_psnr} "
+                f"(lr {config.lr:g} is too high?); nothing was saved"
+            )
         row = {
             "epoch": epoch,
             "train_loss": sum(losses) / len(losses),

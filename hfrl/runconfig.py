@@ -238,7 +238,7 @@ class DemoConfig:
         names = self.TASK_FIELDS
         for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
             setattr(self, name, value)
-        for name in ("threads", "pool", "labels", "candidates", "eval_every"):
+        for name in ("seed", "threads", "pool", "labels", "candidates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in (

@@ -287,7 +287,7 @@ def report(results: dict[str, Any], minutes: float) -> str:
     args, bounds, judges = results["args"], results["bounds"], results["judges"]
     runs = pd.DataFrame(results["runs"])
     lower, upper = bounds["source"]["target"]["good_rate"], bounds["upper"]["target"]["good_rate"]
-    span = max(upper - lower, 1e-9)
+    span = upper - lower if abs(upper - lower) > 1e-9 else float("nan")  # signed: a worse upper bound too
     lines = [
         "# Fashion-MNIST: the seed paper's per-image PSNR gain on its own dataset",
         "",

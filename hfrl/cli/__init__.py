@@ -3,7 +3,8 @@
 Each subcommand lives in its own module with an ``add_parser(subparsers)`` function that registers it and
 sets ``func`` (called with the parsed namespace, returning an exit code). Errors a user can cause are
 :class:`~hfrl.errors.HfrlError`; they are printed as one line on stderr with exit code 2, like argparse's
-own usage errors.
+own usage errors. The one exception is user code loaded by ``--import`` that raises: its traceback
+(the user's frames only) is printed above that line, because the bug is in their code.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ COMMAND_MODULES = (
     "censor",
     "hero",
 )
-"""Modules under :mod:`hfrl.cli` that register a subcommand (missing ones are skipped)."""
+"""Modules under :mod:`hfrl.cli` that register a subcommand (a missing one is an ``ImportError``: every
+subcommand is part of the package, so its absence is a broken installation, never silently skipped)."""
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -53,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(f"hfrl.cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"hfrl.cli.{name}":
-                continue
+            if exc.name == f"hfrl.cli.{name}":  # a broken installation, not bad input: say so loudly
+                raise ImportError(
+                    f"hfrl is incompletely installed: the module hfrl.cli.{name} of 'hfrl {name}' is missing; "
+                    "reinstall hfrl"
+                ) from exc
             raise
         module.add_parser(sub)
     return parser
@@ -74,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HfrlError as exc:
+        user_traceback = getattr(exc, "user_traceback", "")
+        if user_traceback:  # the user's own code (--import) failed: its traceback is theirs to read
+            print(user_traceback, end="", file=sys.stderr)
         print(f"hfrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

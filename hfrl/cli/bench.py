@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hfrl.cli.common import add_device, add_import, positive_int
+from hfrl.cli.common import (
+    add_device,
+    add_import,
+    positive_int,
+    resolve_checkpoint,
+    resolve_checkpoint_settings,
+)
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
 
@@ -158,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     if args.labels is not None and args.labels < 0:
         raise ConfigError(f"--labels must be >= 0, got {args.labels}")
     base, overrides = parse_settings(args.settings, agents)
+    base = resolve_checkpoint_settings(base)
+    overrides = {agent: resolve_checkpoint_settings(values) for agent, values in overrides.items()}
     if args.steps is not None:
         base["steps"] = args.steps
     base.setdefault("device", args.device)
@@ -168,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
     for agent in agents:  # bad settings and a missing or corrupt reward fail before --out is created
         agent_configs(agent, agents, seeds, base, overrides)
     if args.reward != "labeler":
+        args.reward = str(resolve_checkpoint(args.reward, "reward"))
         resolve_reward(args.reward)
     out = make_run_dir(args.out, "bench")
     compare_agents(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,15 @@ from hfrl.device import DEVICE_CHOICES
 from hfrl.errors import ConfigError
 from hfrl.noise import NOISE_MODELS, check_noise
 from hfrl.tasks import DEFAULT_TASK, TASKS, fill_from_task
+
+CHECKPOINT_NAMES = {
+    "generator": ("generator", "model", "finetune/generator"),
+    "reward": ("model", "reward"),
+    "evaluator": ("model", "evaluator", "classifier"),
+}
+"""Checkpoint names looked for inside a run directory given as ``--generator``/``--reward``/``--evaluator``,
+in order: ``hfrl pretrain`` and ``hfrl finetune`` write ``generator.*``, ``hfrl demo`` writes
+``finetune/generator.*``, ``hfrl reward train`` writes ``model.*``."""
 
 
 def existing_path(text: str) -> Path:
@@ -21,6 +31,67 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def resolve_checkpoint(text: str | Path, role: str) -> Path:
+    """The checkpoint a ``--generator``, ``--reward`` or ``--evaluator`` option names.
+
+    One resolver for every command, so each accepts the same spellings.
+
+    Accepted: ``NAME`` (``NAME.json`` + ``NAME.safetensors``), ``NAME.safetensors``, ``NAME.json``, or a run
+    directory holding one of the names in :data:`CHECKPOINT_NAMES`.
+
+    Args:
+        text: What the user wrote.
+        role: ``generator``, ``reward`` or ``evaluator`` (names the option in errors).
+
+    Returns:
+        The checkpoint path without suffix.
+
+    Raises:
+        ConfigError: ``no such file or directory`` when nothing is there; ``not a checkpoint`` for a file or
+            folder that holds none.
+    """
+    path = Path(text)
+    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES[role]:
+            if (path / f"{name}.json").is_file():
+                return path / name
+        names = ", ".join(f"{n}.json" for n in CHECKPOINT_NAMES[role])
+        raise ConfigError(f"--{role} {text}: not a checkpoint or a run directory holding one ({names})")
+    if stem.with_name(stem.name + ".json").is_file():
+        return stem
+    if not path.exists() and not stem.with_name(stem.name + ".safetensors").exists():
+        raise ConfigError(f"--{role} {text}: no such file or directory")
+    raise ConfigError(f"--{role} {text}: not a checkpoint (expected NAME.json beside NAME.safetensors)")
+
+
+def resolve_checkpoint_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with its ``generator``, ``reward`` and ``evaluator`` paths resolved.
+
+    Each goes through :func:`resolve_checkpoint`; ``reward='labeler'`` and unset ones are kept.
+    """
+    out = dict(values)
+    for role in CHECKPOINT_NAMES:
+        value = out.get(role)
+        if value is None or value == "" or (role == "reward" and value == "labeler"):
+            continue
+        if isinstance(value, (str, Path)):
+            out[role] = str(resolve_checkpoint(value, role))
+    return out
+
+
+def resolve_config_checkpoints(config: Any) -> Any:
+    """A config dataclass with its ``generator``/``reward``/``evaluator`` fields resolved.
+
+    See :func:`resolve_checkpoint_settings`; the same object is returned when nothing changes.
+    """
+    fields = {f.name for f in dataclasses.fields(config)}
+    current = {role: getattr(config, role) for role in CHECKPOINT_NAMES if role in fields}
+    resolved = resolve_checkpoint_settings(current)
+    changes = {k: v for k, v in resolved.items() if v != current[k]}
+    return dataclasses.replace(config, **changes) if changes else config
+
+
 def positive_int(text: str) -> int:
     """Argparse type: an integer >= 1."""
     try:
@@ -29,6 +100,28 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """Argparse type: an integer >= 0 (seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """Argparse type: a finite float > 0 (learning rates)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0.0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value
 
 
@@ -52,7 +145,9 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_seed(parser: argparse.ArgumentParser, default: int = 0) -> None:
     """``--seed N``."""
-    parser.add_argument("--seed", type=int, default=default, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=default, help="random seed (default: %(default)s)"
+    )
 
 
 def noise_spec(text: str) -> str:

@@ -432,6 +432,8 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
 
 def run(args: argparse.Namespace) -> int:
     """``hfrl demo``."""
-    config = resolve_config(args.config, flag_values(args), DemoConfig)
+    from hfrl.cli.common import resolve_config_checkpoints
+
+    config = resolve_config_checkpoints(resolve_config(args.config, flag_values(args), DemoConfig))
     run_demo(config)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hfrl.checkpoint import load_checkpoint
-from hfrl.cli.common import add_data, add_device, add_out, add_seed, existing_path, resolve_task_args
+from hfrl.cli.common import add_data, add_device, add_out, add_seed, resolve_checkpoint, resolve_task_args
 from hfrl.data import Domains, load_dataset, parse_classes
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError
@@ -30,13 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--generator",
-        type=existing_path,
         default=None,
         help="generator checkpoint (NAME, NAME.safetensors or a run directory; default: the task's source generator)",
     )
     p.add_argument(
         "--evaluator",
-        type=existing_path,
         default=None,
         help="evaluator classifier checkpoint (default: the task's)",
     )
@@ -50,26 +48,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def resolve_generator_path(path: Path | None) -> Path:
-    """The checkpoint path for ``--generator``: the shipped one when omitted, ``DIR/generator`` for runs."""
+def resolve_generator_path(path: str | Path | None) -> Path:
+    """The checkpoint path for ``--generator``: the shipped one when omitted.
+
+    Otherwise :func:`~hfrl.cli.common.resolve_checkpoint`, the resolver every command uses.
+    """
     if path is None:
         return asset_path(DEFAULT_GENERATOR)
-    if path.is_dir() and (path / "generator.json").exists():
-        return path / "generator"
-    return path
+    return resolve_checkpoint(path, "generator")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
     resolve_task_args(args)
     task = get_task(args.task)
-    if args.generator is None:
-        args.generator = task.generator_path()
-    if args.evaluator is None and task.evaluator is not None:
+    generator_path = resolve_checkpoint(args.generator, "generator") if args.generator else task.generator_path()
+    if args.evaluator is not None:
+        args.evaluator = resolve_checkpoint(args.evaluator, "evaluator")
+    elif task.evaluator is not None:
         args.evaluator = Path(task.evaluator)
     require_judge(args.dataset, args.evaluator)
     device = resolve_device(args.device)
-    generator, doc = load_checkpoint(resolve_generator_path(args.generator), kind="generator", device=device)
+    generator, doc = load_checkpoint(generator_path, kind="generator", device=device)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     if tuple(data.image_shape[1:]) != tuple(doc["config"]["image_size"]):
         raise ConfigError(

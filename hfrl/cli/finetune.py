@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_import, existing_path
+from hfrl.cli.common import add_import, existing_path, resolve_config_checkpoints
 from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         agent = args.agent
         config = build_config(agent, overrides)
         run_dir = args.out
+    config = resolve_config_checkpoints(config)
     seed_everything(config.seed)
     trainer = agent_class(agent)(config, run_dir=run_dir)
     if args.resume is not None:

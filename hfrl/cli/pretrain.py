@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from hfrl.cli.common import (
     add_data,
@@ -10,11 +12,13 @@ from hfrl.cli.common import (
     add_out,
     add_quiet,
     add_seed,
+    positive_float,
     positive_int,
     resolve_task_args,
 )
 from hfrl.data import load_dataset
 from hfrl.device import seed_everything
+from hfrl.errors import HfrlError
 from hfrl.generators import FAMILIES
 from hfrl.pretrain import PretrainConfig, pretrain
 from hfrl.runs import make_run_dir
@@ -52,7 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="batch size (default: %(default)s)",
     )
     g.add_argument(
-        "--lr", type=float, default=PretrainConfig.lr, help="Adam learning rate (default: %(default)s)"
+        "--lr",
+        type=positive_float,
+        default=PretrainConfig.lr,
+        help="Adam learning rate (default: %(default)s)",
     )
     g.add_argument(
         "--patience",
@@ -89,8 +96,14 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    existed = args.out is not None and Path(args.out).exists()
     out = make_run_dir(args.out, "pretrain")
-    result = pretrain(config, data=data, out_dir=out, progress=not args.quiet)
+    try:
+        result = pretrain(config, data=data, out_dir=out, progress=not args.quiet)
+    except HfrlError:
+        if not existed:  # a run that failed leaves no directory behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     print(f"best validation PSNR {result.best_val_psnr:.2f} dB after {len(result.history)} epochs")
     print(f"checkpoint: {result.checkpoint}")
     return 0

@@ -261,7 +261,7 @@ def run_train(args: argparse.Namespace) -> int:
     from hfrl.device import resolve_device, seed_everything
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
     from hfrl.rewards.fit import NEEDS_DENOISER, fit_reward_from_store, report_markdown
-    from hfrl.runs import make_run_dir, write_json
+    from hfrl.runs import write_json
 
     _check_args(args)
     if args.threads is not None:
@@ -286,10 +286,9 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=str(device),
     )
-    out = make_run_dir(args.out, "reward")
-    fit = fit_reward_from_store(
+    fit = fit_reward_from_store(  # creates the run directory once the labels are known to be usable
         args.db,
-        out,
+        args.out,
         kind=args.kind,
         model=args.model,
         ensemble=args.ensemble,
@@ -305,6 +304,7 @@ def run_train(args: argparse.Namespace) -> int:
         device=device,
         monotone=args.monotone,
     )
+    out = Path(fit.checkpoint).parent
     report = {**fit.report, "seconds": time.perf_counter() - start}
     write_json(out / "report.json", report)
     write_json(out / "config.json", {"args": {k: v for k, v in vars(args).items() if k != "func"}, **report})

@@ -30,7 +30,7 @@ from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, train_
 from hfrl.rewards.ensemble import COMBINES, RewardEnsemble
 from hfrl.rewards.metrics import binary_report, pairwise_report
 from hfrl.rewards.models import RewardModel, RewardModelConfig, SimilarityReward
-from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback
+from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback, check_trainable
 from hfrl.rewards.training import (
     RESAMPLING,
     RewardTrainingConfig,
@@ -241,7 +241,7 @@ def _read_feedback(store: Any, kind: str, min_votes: int, db: Any) -> tuple[Any,
 
 def fit_reward_from_store(
     db: str | Path,
-    out: str | Path,
+    out: str | Path | None,
     *,
     kind: str = "binary",
     model: str | None = None,
@@ -263,7 +263,7 @@ def fit_reward_from_store(
 
     Args:
         db: The feedback database (or a run directory holding ``feedback.sqlite``); must exist.
-        out: Directory for ``model.*``, ``report.json``, ``report.md`` and ``metrics.csv`` (created).
+        out: Directory for ``model.*``, ``report.json``, ``report.md`` and ``metrics.csv`` (created once the labels are checked; ``None``: ``runs/reward-TIMESTAMP``).
         kind: ``binary`` (good/bad), ``pairwise`` (Bradley-Terry on pairs) or ``triplet`` (HERO).
         model: A name from :data:`MODELS` (default: :func:`default_model`).
         ensemble: Members (1 = a single model).
@@ -315,6 +315,13 @@ def fit_reward_from_store(
         data, ids_left, ids_right = _read_feedback(store, kind, min_votes, db)
         train_idx, val_idx = split_rows(len(data), val_fraction, seed)
         train, val = data.subset(train_idx), data.subset(val_idx)
+        if kind != "pairwise":  # before any work (the denoiser alone takes tens of seconds)
+            check_trainable(data, f"{db}")
+            check_trainable(
+                train,
+                f"{db}: the training split ({len(train)} of {len(data)} labels; {len(val)} held out for "
+                "validation, see val_fraction)",
+            )
         val_left = [ids_left[i] for i in val_idx.tolist()]
         val_right = [ids_right[i] for i in val_idx.tolist()] if ids_right else []
         verdict_left = evaluator_verdicts(store, val_left, evaluator, device) if val_left else None

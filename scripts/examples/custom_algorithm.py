@@ -52,24 +52,7 @@ def my_reward(noisy: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     return -(fidelity + 0.3 * tv)
 
 
-class Denoiser(nn.Module):
-    """Your generator, ``(B, 1, H, W) -> (B, 1, H, W)`` in ``(0, 1)``: the input plus a learnt correction.
-
-    The correction is added to the input's logits and starts at zero, so the untrained net returns its input.
-    """
-
-    def __init__(self, width: int = 16) -> None:
-        super().__init__()
-        conv = [nn.Conv2d(1, width, 5, padding=2), nn.Conv2d(width, width, 5, padding=2)]
-        self.net = nn.Sequential(conv[0], nn.ReLU(), conv[1], nn.ReLU(), nn.Conv2d(width, 1, 5, padding=2))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.sigmoid(torch.logit(noisy, eps=1e-3) + self.net(noisy))
-
-
-def reinforce(envs: gym.vector.VectorEnv, denoiser: Denoiser, steps: int, lr: float, seed: int) -> None:
+def reinforce(envs: gym.vector.VectorEnv, denoiser: nn.Module, steps: int, lr: float, seed: int) -> None:
     """REINFORCE with a batch-mean baseline and normalised advantages; one update per batch of episodes."""
     optimizer = torch.optim.Adam(denoiser.parameters(), lr=lr)
     obs, _ = envs.reset(seed=seed)
@@ -87,6 +70,23 @@ def reinforce(envs: gym.vector.VectorEnv, denoiser: Denoiser, steps: int, lr: fl
             parts = info["final_info"]["reward_components"]  # they sum to the reward
             terms = ", ".join(f"{k} {np.mean(v):+.4f}" for k, v in parts.items() if not k.startswith("_"))
             print(f"  step {step}: reward {r.mean():+.4f} ({terms})")
+
+
+class Denoiser(nn.Module):
+    """Your generator, ``(B, 1, H, W) -> (B, 1, H, W)`` in ``(0, 1)``: the input plus a learnt correction.
+
+    The correction is added to the input's logits and starts at zero, so the untrained net returns its input.
+    """
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        conv = [nn.Conv2d(1, width, 5, padding=2), nn.Conv2d(width, width, 5, padding=2)]
+        self.net = nn.Sequential(conv[0], nn.ReLU(), conv[1], nn.ReLU(), nn.Conv2d(width, 1, 5, padding=2))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.sigmoid(torch.logit(noisy, eps=1e-3) + self.net(noisy))
 
 
 @torch.no_grad()
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     digits = load_embedded_mnist()  # your images: here a tensor (5000, 1, 28, 28) and its labels
     env_kwargs = {"dataset": digits.images, "labels": digits.labels, "reward": args.reward or my_reward}
+    env_kwargs["task"] = "digits-white"  # the noise of the numbers below (the default task is harder)
     envs = gym.make_vec("hfrl/Denoise-v0", num_envs=args.batch_size, evaluate=False, **env_kwargs)
     # The test split, with evaluate=True (the default): the evaluator's PSNR, SSIM and verdict in info.
     test = gym.make_vec("hfrl/Denoise-v0", num_envs=args.eval_size, split="test", **env_kwargs)
@@ -126,10 +127,10 @@ def main(argv: list[str] | None = None) -> None:
 
     # Part 2: fine-tune on, but stay close to the policy trained so far. KLTerm takes the closed-form KL
     # between two Gaussian policies: the frozen reference and the acting Normal(denoiser(x), STD).
+    print("part 2: REINFORCE on reward - kl * KL - consistency * MSE")
     reference = GaussianPolicy(copy.deepcopy(denoiser), log_std=math.log(STD)).frozen_copy()
     acting = GaussianPolicy(denoiser, log_std=math.log(STD))  # what reinforce() samples from
     terms = KLTerm(reference, args.kl, acting), ConsistencyTerm(reference, coef=args.consistency)
-    print("part 2: REINFORCE on reward - kl * KL - consistency * MSE")
     reinforce(add_reward_terms(envs, *terms), denoiser, args.steps, args.lr / 3, seed=args.seed + 1)
     evaluate(test, denoiser, "after part 2")
 

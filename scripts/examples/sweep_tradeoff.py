@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # Any later session (a notebook, say) reads the same table back from the folder.
     df = load_results(args.out)
     summary = summarise(df)
+    front = pareto_front(summary["source_psnr_change_mean"], summary["target_good_rate_after_mean"])
     columns = [
         "kl",
         "aux",
@@ -132,7 +133,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ]
     print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-    front = pareto_front(summary["source_psnr_change_mean"], summary["target_good_rate_after_mean"])
     print("\nPareto front (no other cell is better on both target good-rate and source PSNR):")
     for i in front:
         row = summary.iloc[i]

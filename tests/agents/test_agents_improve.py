@@ -64,6 +64,23 @@ AGENT_STEPS = {
 }
 
 
+MIN_GAIN = {
+    "reward-grad": 0.25,
+    "reinforce": 0.12,
+    "ppo": 0.07,
+    "dpo": 0.08,
+    "rwl": 0.03,
+    "sb3-ppo": 0.03,
+    "sb3-a2c": 0.025,
+}
+"""Target good-rate gain each agent must show. Measured once with this file's reward, seed and budgets
+(2-core CPU shared with other jobs, 1 thread), from 52.4 %: reward-grad 91.1 % (+38.7 points), reinforce
+72.9 % (+20.4), ppo 64.0 % (+11.6), dpo 66.2 % (+13.8), rwl 57.7 % (+5.3), sb3-ppo 57.9 % (+5.4), sb3-a2c
+57.1 % (+4.7); source PSNR change between -0.20 and +0.05 dB. Each margin is about 60 % of the measured gain,
+so a method that stops learning fails while the evaluator's sampling noise on 1,350 test images (a
+standard error of about 1.4 points) does not."""
+
+
 @pytest.mark.parametrize("name", sorted(AGENT_STEPS))
 def test_agent_raises_target_good_rate_and_keeps_source_psnr(
     name: str, similarity_reward: Path, tmp_path: Path
@@ -73,5 +90,5 @@ def test_agent_raises_target_good_rate_and_keeps_source_psnr(
     )
     reward = None if name == "dpo" else str(similarity_reward)
     final = make_trainer(name, config, reward=reward, run_dir=tmp_path).train().final
-    assert final["target_good_rate_after"] >= final["target_good_rate_before"] + 0.03, final
+    assert final["target_good_rate_after"] >= final["target_good_rate_before"] + MIN_GAIN[name], final
     assert final["source_psnr_change"] >= -0.5, final

@@ -16,6 +16,7 @@ import torch
 
 from hfrl.agents.diffusion_agents import TargetDigitEvaluator, TargetDigitLabeler, normalised, write_rows
 from hfrl.agents.hero import (
+    HERO_LR,
     METHODS,
     HeroConfig,
     HeroTrainer,
@@ -79,25 +80,16 @@ def test_config_validation(fields: dict) -> None:
         make_online_config("hero", **fields)
 
 
-def test_tuned_defaults() -> None:
-    hero, d3po = make_online_config("hero"), make_online_config("d3po")
-    assert (hero.batch_size, hero.lr, hero.eta, hero.epsilon, hero.best_share) == (32, 5e-3, 1.0, 0.1, 0.5)
-    assert (hero.adapter, hero.lora_rank, hero.extra_samples, hero.kl, hero.target_kl) == (
-        "lora",
-        8,
-        96,
-        0.03,
-        1.0,
-    )
-    assert hero.inner_rounds == 2 and make_online_config("ddpo").inner_rounds == 1
-    assert make_online_config("hero", adapter="full").lr == 3e-4  # the lr follows the adapter
-    assert make_online_config("hero", adapter="full", lr=1e-4).lr == 1e-4  # unless it is set
-    assert make_online_config("ddpo").target_kl is None and make_online_config("d3po").kl == 0.0
-    assert make_online_config("ddpo").adapter == "full" and make_online_config("rwl").adapter == "full"
-    assert (d3po.batch_size, d3po.lr, d3po.adapter) == (64, 1e-4, "full") and make_online_config(
-        "ddpo"
-    ).lr == 3e-4
-    assert make_online_config("rwl").lr == 1e-4
+def test_the_learning_rate_follows_the_adapter_unless_set() -> None:
+    # HERO's learning rate is tuned per adapter (HERO_LR): switching the adapter switches the default,
+    # and an explicit lr always wins. (The defaults' effect is what test_success_rate_rises measures.)
+    for adapter, lr in HERO_LR.items():
+        assert make_online_config("hero", adapter=adapter).lr == lr
+    assert HERO_LR["lora"] != HERO_LR["full"]  # otherwise following the adapter would be untested
+    assert make_online_config("hero", adapter="full", lr=1e-4).lr == 1e-4
+    assert make_online_config("hero", adapter="lora", lr=1e-4).lr == 1e-4
+    saved = make_online_config("hero", adapter="full").to_dict()  # a config file or resumed run
+    assert make_online_config("hero", **saved).lr == HERO_LR["full"]
 
 
 def test_unknown_method() -> None:
@@ -142,6 +134,16 @@ def test_source_error_flags_speckled_digits_the_classifiers_still_accept() -> No
     assert math.isnan(blind.report(sevens).source_error)
 
 
+def _assert_same_report(stored: dict, expected: dict[str, float]) -> None:
+    """``stored`` (read back from JSON, where NaN is null) holds the numbers of ``expected``."""
+    assert set(stored) == set(expected)
+    for key, value in expected.items():
+        if math.isnan(value):
+            assert stored[key] is None or math.isnan(stored[key]), key
+        else:
+            assert stored[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
 @pytest.mark.parametrize("method", ["hero", "rwl", "ddpo", "d3po"])
 def test_a_round_runs_and_writes_the_run(method: str, tmp_path: Path) -> None:
     trainer = make_online_trainer(
@@ -156,7 +158,13 @@ def test_a_round_runs_and_writes_the_run(method: str, tmp_path: Path) -> None:
     assert result.final["labels_used"] == expected_labels
     assert [row["round"] for row in result.history] == [0.0, 1.0]
     final = json.loads((run / "evaluation.json").read_text())
-    assert 0.0 <= final["after"]["success_rate"] <= 1.0
+    # "after" is the evaluator's report on the fine-tuned model (fixed sampling seed: the same numbers
+    # again), "before" its report on the untouched one; target_prob is continuous, so a report of the
+    # wrong model cannot match by chance as a 0 % rate on 4 samples could.
+    _assert_same_report(final["after"], trainer.evaluate())
+    untouched = make_online_trainer(method, trainer.config, run_dir=tmp_path / "untouched")
+    _assert_same_report(final["before"], untouched.evaluate())
+    assert final["before"]["target_prob"] != pytest.approx(final["after"]["target_prob"], abs=1e-6)
     with FeedbackStore(run / "feedback.sqlite") as store:
         assert len(store.labels()) == expected_labels
     from hfrl.diffusion import load_ddpm
@@ -313,6 +321,10 @@ SLOW_ROUNDS = {"hero": 3, "rwl": 8, "ddpo": 3, "d3po": 8}
 seed 0. Tuning runs on a 2-core CPU shared with other work (1 torch thread), success on 128 fresh-noise
 samples from 7.8 %: hero 41.4 % after 3 rounds (96 labels), ddpo 28.1 % after 3 (192), d3po 15.6 % after
 8 (256); rwl 14.1 % after 8 (512). A few minutes each."""
+MIN_GAIN = {"hero": 0.20, "ddpo": 0.12, "d3po": 0.04, "rwl": 0.03}
+"""Success-rate gain each method must show: about 60 % of the measured gain above (hero +33.6 points,
+ddpo +20.3, d3po +7.8, rwl +6.3), so that the test fails when a method stops learning and 128 samples'
+noise (a standard error of about 3 points) does not make it fail."""
 
 
 @pytest.mark.slow
@@ -321,5 +333,5 @@ def test_success_rate_rises(method: str, tmp_path: Path) -> None:
     config = make_online_config(method, rounds=SLOW_ROUNDS[method], device="cpu", seed=0)
     result = make_online_trainer(method, config, run_dir=tmp_path).train()
     before, after = result.final["before"]["success_rate"], result.final["after"]["success_rate"]
-    assert after >= before + 0.03, (before, after)
+    assert after >= before + MIN_GAIN[method], (before, after)
     assert result.final["after"]["digit_rate"] >= 0.6  # still digits, not blobs

@@ -35,7 +35,7 @@ def test_bench_runs_an_agent_registered_by_an_imported_file(
     [
         (["--agents", "rwl,nope"], "unknown agent 'nope'"),
         (["--agents", " , "], "no agent"),
-        (["--reward", "/no/such/model"], "unknown reward"),
+        (["--reward", "/no/such/model"], "no such file or directory"),
         (["--set", "nope=1"], "no compared agent has a setting 'nope'"),
         (["--set", "kl"], "expected FIELD=VALUE"),
         (["--set", "ppo.lr=1e-3"], "'ppo' is not compared"),
@@ -59,12 +59,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, extra: list[st
     assert not out.exists()
 
 
-def test_a_failing_import_is_one_line(tmp_path: Path, capsys) -> None:
+def test_a_failing_import_shows_the_users_traceback(tmp_path: Path, capsys) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("raise RuntimeError('boom')\n")
     assert main(["bench", "--reward", "labeler", "--import", str(broken)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--import" in err and "RuntimeError: boom" in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    # the user's frames (their bug), then hfrl's one-line error; no hfrl or importlib frames
+    assert lines[0] == "Traceback (most recent call last):" and str(broken) in lines[1], lines
+    assert lines[-1].startswith("hfrl bench: error: --import") and "RuntimeError: boom" in lines[-1]
+    assert not any("importlib" in line or "plugins.py" in line for line in lines), lines
     assert not any(name.startswith("hfrl_user_broken") for name in sys.modules)
 
 

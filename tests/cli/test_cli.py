@@ -46,7 +46,6 @@ def test_foundation_commands_exist() -> None:
         ["pretrain", "--epochs", "many"],
         ["pretrain", "--noise", "speckle"],
         ["pretrain", "--noise-level", "-1"],
-        ["evaluate", "--generator", "/nonexistent/gen"],
         ["evaluate", "--device", "tpu"],
         ["evaluate", "--dataset", "cifar"],
     ],

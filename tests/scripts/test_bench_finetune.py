@@ -34,3 +34,19 @@ def test_bench_finetune_quick_writes_every_table_json_and_plot(tmp_path: Path) -
     assert {row["labels"] for row in data["curves"]} == {0, 20}
     assert {row["agent_labels"] for row in data["dpo"]} == {8, 16}
     assert out.with_suffix(".png").stat().st_size > 1000
+
+    # The tables show the JSON's numbers, and the gap closed is computed from the bounds as stated.
+    lower = 100 * data["curves"][0]["target_good_rate_before"]
+    upper = 100 * data["upper"]["target_good_rate"]
+    row = next(line for line in text.splitlines() if line.startswith("| reward-grad | ") and "±" in line)
+    after = [100 * r["target_good_rate_after"] for r in data["curves"] if r["agent"] == "reward-grad"]
+    assert row == "| reward-grad | " + " | ".join(f"{v:.1f} ± 0.0" for v in after) + " |"
+    at_20 = after[-1]
+    gap = next(line for line in text.splitlines() if line.startswith(f"| reward-grad | {at_20:.1f} ± 0.0 | "))
+    assert gap.split(" | ")[2] == f"{100 * (at_20 - lower) / (upper - lower):.1f} ± 0.0"
+    # Even two reward-grad updates move the generator the way the reward says: measured on this quick run
+    # (seed 0) +6.4 points of target good-rate and 97-98 % of test images with a higher PSNR.
+    for r in data["curves"]:
+        assert r["target_good_rate_change"] >= 0.03, r
+        assert r["target_psnr_gain_share_improved"] >= 0.8, r
+        assert r["source_psnr_change"] >= -0.5, r

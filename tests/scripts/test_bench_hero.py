@@ -30,6 +30,17 @@ def test_bench_hero_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     assert {r["method"] for r in data["runs"]} == {"hero", "rwl", "ddpo", "d3po"}
     assert out.with_suffix(".png").stat().st_size > 0
 
+    # The tables show the runs' numbers: the label budgets are those the runs used, and each method's row
+    # holds its evaluator report before and after (digit rate, source error; one seed, so ± 0).
+    budgets = sorted({int(h["labels_used"]) for r in data["runs"] for h in r["history"]})
+    assert f"| method | {' | '.join(map(str, budgets))} |" in text
+    lines = text.splitlines()
+    for run in data["runs"]:
+        before, after = run["final"]["before"], run["final"]["after"]
+        row = next(line for line in lines if line.startswith(f"| {run['method']} |") and "→" in line)
+        assert f"{100 * before['digit_rate']:.1f} ± 0.0 → {100 * after['digit_rate']:.1f} ± 0.0" in row, row
+        assert f"{before['source_error']:.2f} ± 0.00 → {after['source_error']:.2f} ± 0.00" in row, row
+
 
 def _bench() -> object:
     spec = importlib.util.spec_from_file_location("bench_hero", SCRIPT)
