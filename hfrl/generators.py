@@ -27,6 +27,29 @@ from hfrl.errors import ConfigError
 
 FAMILIES = ("conv", "unet", "mlp")
 
+MAX_SIDE = 4096
+"""Largest image height or width a generator config accepts."""
+MAX_PARAMETERS = 2**28
+"""Most parameters a generator config may describe (1 GiB of float32): a checkpoint JSON asking for more
+is refused before anything is allocated."""
+
+
+def check_int(owner: str, name: str, value: object, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, or a one-line :class:`~hfrl.errors.ConfigError`.
+
+    Args:
+        owner: What the field belongs to, for the message (``generator``, ``classifier``).
+        name: The field's name.
+        value: The value read (a bool, a float or a string is refused).
+        low: Smallest value allowed.
+        high: Largest value allowed.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{owner} {name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{owner} {name} must be in [{low}, {high}], got {value}")
+    return int(value)
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -52,12 +75,32 @@ class GeneratorConfig:
             raise ConfigError(
                 f"unknown generator family {self.family!r}; expected one of {', '.join(FAMILIES)}"
             )
-        if self.width < 1 or self.bottleneck < 1 or self.skip_channels < 0:
-            raise ConfigError("generator width and bottleneck must be positive and skip_channels >= 0")
-        h, w = self.image_size
+        check_int("generator", "width", self.width, 1, 1024)
+        check_int("generator", "bottleneck", self.bottleneck, 1, 65536)
+        check_int("generator", "skip_channels", self.skip_channels, 0, 1024)
+        if not isinstance(self.image_size, (tuple, list)) or len(self.image_size) != 2:
+            raise ConfigError(f"generator image_size must be [H, W], got {self.image_size!r}")
+        h, w = (check_int("generator", "image_size", v, 1, MAX_SIDE) for v in self.image_size)
         if self.family != "mlp" and (h % 4 or w % 4):
             raise ConfigError(f"{self.family} generators need H and W divisible by 4, got {h}x{w}")
-        object.__setattr__(self, "image_size", (int(h), int(w)))
+        object.__setattr__(self, "image_size", (h, w))
+        n = self.parameter_estimate()
+        if n > MAX_PARAMETERS:
+            raise ConfigError(
+                f"generator config describes about {n:.2g} parameters (more than {MAX_PARAMETERS:.2g}); "
+                "check width, bottleneck and image_size"
+            )
+
+    def parameter_estimate(self) -> int:
+        """Roughly how many parameters the described network has (its largest layers), before building it."""
+        h, w = self.image_size
+        c = self.width
+        if self.family == "conv":
+            return 2 * (2 * c * (h // 4) * (w // 4)) * self.bottleneck + 40 * c * c
+        if self.family == "mlp":
+            hidden = 8 * c
+            return 2 * h * w * hidden + 2 * hidden * self.bottleneck
+        return 400 * c * c  # unet: 3x3 convolutions up to 4w channels
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""

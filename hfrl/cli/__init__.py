@@ -69,10 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code: 0 on success, 2 for bad input, 130 when interrupted.
     """
+    from hfrl.runs import cleanup_on_failure
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with cleanup_on_failure():  # a run that fails before writing anything leaves no empty folder
+            return int(args.func(args) or 0)
     except HfrlError as exc:
         print(f"hfrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
