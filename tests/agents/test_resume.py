@@ -9,7 +9,6 @@ import torch
 
 from hfrl.agents import make_config, make_trainer
 
-
 RESUMED = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
 
 
