@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from hfrl.agents import NonFiniteLossError, Trainer, TrainerConfig
 from hfrl.agents.sweep import CellLock, CellTask, plan_sweep, run_cell
 
 BASE = {
@@ -218,3 +219,34 @@ def test_sweep_workers_die_with_their_parent_and_a_rerun_leaves_live_cells_alone
         assert int(lock.path.read_text()) == os.getpid()
         lock.release()
         assert not lock.path.exists()
+
+
+# -- what a NaN says about checkpoints ---------------------------------------------------------------------
+
+
+class NaNAt(Trainer):
+    """Takes real optimiser steps until ``nan_at`` updates are done, then its loss is NaN."""
+
+    name = "test-nan-at"
+    config_class = TrainerConfig
+    needs_reward = False
+    nan_at = 3
+
+    def update(self) -> dict[str, float]:
+        loss = self.policy.mode(self.observe()).mean()
+        self.optimize(loss * float("nan") if self.step >= self.nan_at else loss)
+        return {}
+
+
+@pytest.mark.parametrize(
+    ("every", "said"), [(0, "no checkpoint was written"), (2, "checkpoint (step 2) is in")]
+)
+def test_a_nan_names_the_last_checkpoint_only_when_there_is_one(
+    every: int, said: str, tmp_path: Path
+) -> None:
+    config = TrainerConfig(**{**BASE, "checkpoint_every": every, "progress": False})
+    trainer = NaNAt(config, run_dir=tmp_path)
+    with pytest.raises(NonFiniteLossError, match="step 4: loss is nan") as info:
+        trainer.train()
+    assert said in str(info.value)
+    assert (tmp_path / "state.safetensors").exists() == (every > 0)
