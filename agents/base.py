@@ -499,7 +499,8 @@ class Trainer(ABC):
         except ValueError as exc:
             raise CheckpointError(f"{where}: the state document is not valid JSON ({exc})") from None
         self._check_state(doc, tensors, where)
-        if where == weights and _read_text(meta) != text:
+        own = run_dir.resolve() == self.run_dir.resolve()  # another run's directory is only read
+        if own and where == weights and _read_text(meta) != text:
             # state.json is stale (a kill between the commit and its copy) or was edited: rewrite the copy
             atomic_write(meta, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         try:
@@ -527,6 +528,9 @@ class Trainer(ABC):
         self.step = int(doc["step"])
         self.labels_used = int(doc["labels_used"])
         self._checkpoint_step = self.step
+        if own:  # rows a killed run logged after its checkpoint
+            self.logger.train_csv.drop_after(self.step)
+            self.logger.eval_csv.drop_after(self.step)
 
     def _check_state(self, doc: Any, tensors: dict[str, torch.Tensor], where: Path) -> None:
         """Check a checkpoint's document and tensors before anything is restored (one-line errors)."""

@@ -163,6 +163,28 @@ class CSVLogger:
             with self.path.open() as fh:
                 self._fields = next(csv.reader(fh), None)
 
+    def drop_after(self, step: int) -> None:
+        """Remove, atomically, the rows whose ``step`` column is above ``step``.
+
+        A run killed after its last checkpoint logged rows the resumed run logs again; this drops them.
+        Rows without a readable ``step`` are kept.
+        """
+        if self._fields is None or "step" not in self._fields:
+            return
+        with self.path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        kept = [r for r in rows if not _number(r.get("step")) > step]
+        if len(kept) == len(rows):
+            return
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self._fields or [], extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(kept)
+
+        atomic_write(self.path, write)
+
     def log(self, row: dict[str, Any]) -> None:
         """Write one row; keys not in the header are ignored, missing keys are left empty."""
         new = self._fields is None
@@ -173,3 +195,10 @@ class CSVLogger:
             if new:
                 writer.writeheader()
             writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("-inf")

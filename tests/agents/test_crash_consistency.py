@@ -8,6 +8,7 @@ uninterrupted run, bit for bit.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -108,6 +109,8 @@ def test_a_run_stopped_at_any_write_reruns_to_the_uninterrupted_result(
     after = _generator(task.run_dir)
     assert after.keys() == baseline.keys()
     assert all(torch.equal(after[key], baseline[key]) for key in baseline)
+    with (Path(task.run_dir) / "train.csv").open() as fh:  # rows logged after the checkpoint are not doubled
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4]
 
 
 SCRIPT = """
