@@ -324,6 +324,7 @@ class Trainer(ABC):
                 metrics["charts/sps"] = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 keep_going = self.callbacks.on_step(metrics)
                 self.logger.log(self.step, metrics)
+                self.callbacks.on_step_end()  # checkpoints: after the step's row is logged
                 history.append(metrics)
                 bar.update(1)
                 if "reward/mean" in metrics:

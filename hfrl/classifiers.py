@@ -45,8 +45,8 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown classifier {self.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-        check_int("classifier", "num_classes", self.num_classes, 1, 100_000)
-        check_int("classifier", "width", self.width, 2, 1024)
+        for name, low, high in (("num_classes", 1, 100_000), ("width", 2, 1024)):
+            object.__setattr__(self, name, check_int("classifier", name, getattr(self, name), low, high))
         if not isinstance(self.image_size, (tuple, list)) or len(self.image_size) != 2:
             raise ConfigError(f"classifier image_size must be [H, W], got {self.image_size!r}")
         h, w = (check_int("classifier", "image_size", v, 12, MAX_SIDE) for v in self.image_size)

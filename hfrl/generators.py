@@ -18,6 +18,7 @@ Three families:
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -44,7 +45,7 @@ def check_int(owner: str, name: str, value: object, low: int, high: int) -> int:
         low: Smallest value allowed.
         high: Largest value allowed.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy integers are fine
         raise ConfigError(f"{owner} {name} must be an integer, got {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{owner} {name} must be in [{low}, {high}], got {value}")
@@ -75,9 +76,8 @@ class GeneratorConfig:
             raise ConfigError(
                 f"unknown generator family {self.family!r}; expected one of {', '.join(FAMILIES)}"
             )
-        check_int("generator", "width", self.width, 1, 1024)
-        check_int("generator", "bottleneck", self.bottleneck, 1, 65536)
-        check_int("generator", "skip_channels", self.skip_channels, 0, 1024)
+        for name, low, high in (("width", 1, 1024), ("bottleneck", 1, 65536), ("skip_channels", 0, 1024)):
+            object.__setattr__(self, name, check_int("generator", name, getattr(self, name), low, high))
         if not isinstance(self.image_size, (tuple, list)) or len(self.image_size) != 2:
             raise ConfigError(f"generator image_size must be [H, W], got {self.image_size!r}")
         h, w = (check_int("generator", "image_size", v, 1, MAX_SIDE) for v in self.image_size)
