@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EvalCallback
 from hfrl.agents.config import TrainerConfig
-from hfrl.checkpoint import save_checkpoint
+from hfrl.checkpoint import load_into, save_checkpoint
 from hfrl.data import Domains, load_dataset
 from hfrl.device import resolve_device
 from hfrl.envs.rewards import RewardSpec
@@ -46,16 +47,19 @@ from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
 from hfrl.judges import Evaluator, require_judge
 from hfrl.noise import make_noise
 from hfrl.policy import GaussianPolicy
-from hfrl.runs import CSVLogger, make_run_dir, write_json
+from hfrl.runs import CSVLogger, atomic_write, make_run_dir, write_json
 
 STATE_FILE = "state"
+STATE_FORMAT = "hfrl-trainer-state"
+STATE_FORMAT_VERSION = 2
+"""2: the state document lives in the checkpoint's safetensors metadata (1: in ``state.json`` only)."""
 _INITIAL_EVALUATIONS: dict[tuple, Evaluation] = {}
 """Test-split evaluations of initial generators, shared by the trainers of one process (sweeps and
 benchmarks start many runs from the same generator)."""
 
 
 class NonFiniteLossError(HfrlError):
-    """A loss became NaN or inf; training stopped and the last good checkpoint was kept."""
+    """A loss became NaN or inf; training stopped and the last good checkpoint (if any) was kept."""
 
 
 @dataclass
@@ -153,6 +157,7 @@ class Trainer(ABC):
         self.device = resolve_device(config.device)
         self.run_dir = make_run_dir(run_dir, f"finetune-{self.name}")
         self.rng = torch.Generator().manual_seed(config.seed)
+        self._checkpoint_step: int | None = None  # step of the last checkpoint written or loaded
 
         if policy is None:
             policy = GaussianPolicy.from_checkpoint(
@@ -276,9 +281,15 @@ class Trainer(ABC):
             NonFiniteLossError: if the loss is NaN or inf (nothing is updated).
         """
         if not torch.isfinite(loss):
+            saved = getattr(self, "_checkpoint_step", None)
+            where = (
+                f"the last good checkpoint (step {saved}) is in {self.run_dir}"
+                if saved is not None
+                else "no checkpoint was written before it (set checkpoint_every to keep one)"
+            )
             raise NonFiniteLossError(
-                f"step {self.step + 1}: {what} is {loss.item()}; stopped, the last good checkpoint is in "
-                f"{self.run_dir} (lower --lr, or check the reward model)"
+                f"step {self.step + 1}: {what} is {loss.item()}; stopped, {where} (lower --lr, or check the "
+                "reward model)"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -316,6 +327,7 @@ class Trainer(ABC):
                 metrics["charts/sps"] = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 keep_going = self.callbacks.on_step(metrics)
                 self.logger.log(self.step, metrics)
+                self.callbacks.on_step_end()  # checkpoints: after the step's row is logged
                 history.append(metrics)
                 bar.update(1)
                 if "reward/mean" in metrics:
@@ -374,7 +386,8 @@ class Trainer(ABC):
     def finish(self, seconds: float) -> dict[str, Any]:
         """Final test-split evaluation against the initial generator.
 
-        Writes ``evaluation.json``, the fine-tuned generator checkpoint and before/after image grids.
+        Writes the fine-tuned generator checkpoint, before/after image grids and, last, ``evaluation.json``:
+        a run directory with ``evaluation.json`` is complete (sweeps count a run as finished by it).
         """
         from hfrl.evaluation import save_grid
 
@@ -390,7 +403,6 @@ class Trainer(ABC):
             **compare(self.initial_evaluation(), after),
             "per_class": after.rows(),
         }
-        write_json(self.run_dir / "evaluation.json", final)
         gen = self.policy.generator
         config = gen.config.to_dict() if hasattr(gen, "config") else {}
         save_checkpoint(
@@ -398,12 +410,22 @@ class Trainer(ABC):
         )
         save_grid(after, self.run_dir / "grid_after.png")
         save_grid(self.initial_evaluation(), self.run_dir / "grid_before.png")
+        write_json(self.run_dir / "evaluation.json", final)  # last: the run's "done" marker
         return final
 
     # -- checkpoints and resume ------------------------------------------------------------------------
 
     def save_state(self) -> Path:
-        """Write a resumable checkpoint ``RUN_DIR/state.safetensors`` + ``state.json`` (atomically)."""
+        """Write a resumable checkpoint: ``RUN_DIR/state.safetensors``, and ``state.json`` to read.
+
+        The checkpoint is one file: the tensors (policy, optimiser moments, RNG states, the agent's extra
+        tensors) and, in its safetensors metadata, the JSON document (step, labels used, optimiser
+        settings, the environments' RNG states, the agent's extra values) with its SHA-256. That file is
+        written to ``state.safetensors.tmp``, flushed to disk and renamed over the old one, so the rename is
+        the single commit point: a process killed at any moment leaves the previous checkpoint or the new
+        one, whole. ``state.json`` is a copy of the document for people and tools, written after the
+        commit; :meth:`load_state` never trusts it over the checkpoint (and rewrites it when it is stale).
+        """
         tensors: dict[str, torch.Tensor] = {
             f"policy.{k}": v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()
         }
@@ -421,7 +443,8 @@ class Trainer(ABC):
         extra_t, extra_v = self.extra_state()
         tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
         doc = {
-            "format": "hfrl-trainer-state",
+            "format": STATE_FORMAT,
+            "format_version": STATE_FORMAT_VERSION,
             "agent": self.name,
             "step": self.step,
             "labels_used": self.labels_used,
@@ -429,47 +452,129 @@ class Trainer(ABC):
             "env_rngs": [g.bit_generator.state for g in self.env.sub_env_np_randoms],  # type: ignore[union-attr]
             "extra": extra_v,
         }
+        text = json.dumps(doc, default=_json_default, sort_keys=True)
+        metadata = {
+            "hfrl_state": text,
+            "hfrl_state_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "step": str(self.step),
+        }
         weights, meta = self.run_dir / f"{STATE_FILE}.safetensors", self.run_dir / f"{STATE_FILE}.json"
-        save_file(tensors, str(weights) + ".tmp")
-        Path(str(weights) + ".tmp").replace(weights)
-        Path(str(meta) + ".tmp").write_text(json.dumps(doc, default=_json_default))
-        Path(str(meta) + ".tmp").replace(meta)
+        atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))  # the commit
+        atomic_write(meta, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        self._checkpoint_step = self.step
         return weights
 
     def load_state(self, run_dir: str | Path | None = None) -> None:
-        """Restore policy, optimiser, RNGs and counters from a checkpoint written by :meth:`save_state`."""
+        """Restore policy, optimiser, RNGs and counters from a checkpoint written by :meth:`save_state`.
+
+        Raises:
+            CheckpointError: one line naming the file, for a missing, truncated or damaged checkpoint (a
+                document whose digest does not match, a missing or mistyped key, a missing tensor or one of
+                the wrong shape, another agent's checkpoint); nothing is half-restored silently.
+        """
         run_dir = Path(run_dir or self.run_dir)
         weights, meta = run_dir / f"{STATE_FILE}.safetensors", run_dir / f"{STATE_FILE}.json"
-        if not weights.exists() or not meta.exists():
+        if not weights.is_file():
             raise CheckpointError(
-                f"{run_dir}: no trainer checkpoint ({STATE_FILE}.safetensors/.json) to resume from"
+                f"{run_dir}: no trainer checkpoint ({STATE_FILE}.safetensors) to resume from"
             )
         try:
-            doc = json.loads(meta.read_text())
+            with safe_open(str(weights), framework="pt") as fh:
+                metadata = fh.metadata() or {}
             tensors = load_file(str(weights))
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt checkpoint
-            raise CheckpointError(f"{weights}: cannot read trainer checkpoint ({exc})") from None
-        if doc.get("agent") != self.name:
-            raise CheckpointError(f"{meta}: checkpoint of agent {doc.get('agent')!r}, not {self.name!r}")
-        self.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
-        opt_json = doc["optimizer"]
-        state: dict[int, dict[str, Any]] = {}
-        for pid, values in opt_json["state"].items():
-            state[int(pid)] = dict(values)
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, pid, name = key.split(".", 2)
-                state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
-        self.optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
-        self.rng.set_state(tensors["rng.trainer"])
-        self.aux_term.generator.set_state(tensors["rng.aux"])
-        for g, s in zip(self.env.sub_env_np_randoms, doc["env_rngs"]):
-            g.bit_generator.state = s  # type: ignore[union-attr]
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{weights}: corrupt or truncated trainer checkpoint ({msg})") from None
+        if "hfrl_state" in metadata:
+            text, where = metadata["hfrl_state"], weights
+            if hashlib.sha256(text.encode()).hexdigest() != metadata.get("hfrl_state_sha256"):
+                raise CheckpointError(
+                    f"{weights}: the state document does not match its digest (damaged file)"
+                )
+        else:  # written before the document moved into the checkpoint: state.json is the document
+            if not meta.is_file():
+                raise CheckpointError(f"{meta}: missing (the trainer checkpoint's document)")
+            try:
+                text, where = meta.read_text(encoding="utf-8"), meta
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CheckpointError(f"{meta}: cannot read ({exc})") from None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: the state document is not valid JSON ({exc})") from None
+        self._check_state(doc, tensors, where)
+        own = run_dir.resolve() == self.run_dir.resolve()  # another run's directory is only read
+        if own and where == weights and _read_text(meta) != text:
+            # state.json is stale (a kill between the commit and its copy) or was edited: rewrite the copy
+            atomic_write(meta, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        try:
+            load_into(self.policy, {k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}, weights)
+            state: dict[int, dict[str, Any]] = {}
+            for pid, values in doc["optimizer"]["state"].items():
+                state[int(pid)] = dict(values)
+            for key, value in tensors.items():
+                if key.startswith("optim."):
+                    _, pid, name = key.split(".", 2)
+                    state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
+            self.optimizer.load_state_dict({"state": state, "param_groups": doc["optimizer"]["param_groups"]})
+            self.rng.set_state(tensors["rng.trainer"])
+            self.aux_term.generator.set_state(tensors["rng.aux"])
+            for g, s in zip(self.env.sub_env_np_randoms, doc["env_rngs"]):
+                g.bit_generator.state = s  # type: ignore[union-attr]
+            self.load_extra_state(
+                {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}, doc.get("extra", {})
+            )
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{weights}: the checkpoint does not fit this trainer ({msg})") from None
         self.step = int(doc["step"])
         self.labels_used = int(doc["labels_used"])
-        self.load_extra_state(
-            {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}, doc.get("extra", {})
-        )
+        self._checkpoint_step = self.step
+        if own:  # rows a killed run logged after its checkpoint
+            self.logger.train_csv.drop_after(self.step)
+            self.logger.eval_csv.drop_after(self.step)
+
+    def _check_state(self, doc: Any, tensors: dict[str, torch.Tensor], where: Path) -> None:
+        """Check a checkpoint's document and tensors before anything is restored (one-line errors)."""
+        if not isinstance(doc, dict) or doc.get("format", STATE_FORMAT) != STATE_FORMAT:
+            raise CheckpointError(f"{where}: not an hfrl trainer checkpoint")
+        if doc.get("agent") != self.name:
+            raise CheckpointError(f"{where}: checkpoint of agent {doc.get('agent')!r}, not {self.name!r}")
+        for key, kind in (("step", int), ("labels_used", int), ("optimizer", dict), ("env_rngs", list)):
+            if key not in doc:
+                raise CheckpointError(f"{where}: the state document has no {key!r}")
+            value = doc[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CheckpointError(f"{where}: {key!r} must be {kind.__name__}, got {value!r:.60}")
+            if kind is int and value < 0:
+                raise CheckpointError(f"{where}: {key!r} must be >= 0, got {value}")
+        opt = doc["optimizer"]
+        if not isinstance(opt.get("param_groups"), list) or not isinstance(opt.get("state"), dict):
+            raise CheckpointError(f"{where}: 'optimizer' needs a 'param_groups' list and a 'state' object")
+        if not isinstance(doc.get("extra", {}), dict):
+            raise CheckpointError(f"{where}: 'extra' must be an object")
+        if len(doc["env_rngs"]) != len(self.env.sub_env_np_randoms):
+            raise CheckpointError(
+                f"{where}: {len(doc['env_rngs'])} environment RNG states for {self.env.num_envs} environments "
+                "(another batch_size?)"
+            )
+        for key in ("rng.trainer", "rng.aux"):
+            if key not in tensors:
+                raise CheckpointError(f"{where}: tensor {key!r} is missing")
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        for key, value in tensors.items():
+            if not key.startswith("optim."):
+                continue
+            parts = key.split(".", 2)
+            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
+                raise CheckpointError(f"{where}: tensor {key!r} names no parameter of the optimiser")
+            if parts[2] != "step" and value.shape != params[int(parts[1])].shape:
+                raise CheckpointError(
+                    f"{where}: tensor {key!r} has shape {tuple(value.shape)}, the parameter "
+                    f"{tuple(params[int(parts[1])].shape)}"
+                )
 
 
 def _digest(module: torch.nn.Module) -> str:
@@ -477,6 +582,13 @@ def _digest(module: torch.nn.Module) -> str:
     for tensor in module.state_dict().values():
         digest.update(tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _json_default(value: Any) -> Any:

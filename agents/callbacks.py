@@ -34,6 +34,9 @@ class Callback:
         """After each feedback round (agents that work in rounds); return ``False`` to stop."""
         return True
 
+    def on_step_end(self) -> None:
+        """After each update's metrics (with what :meth:`on_step` added) are logged."""
+
     def on_train_end(self) -> None:
         """After the last update (also when stopped early)."""
 
@@ -59,6 +62,10 @@ class CallbackList(Callback):
     def on_round(self, metrics: dict[str, float]) -> bool:  # noqa: D102
         return all([cb.on_round(metrics) for cb in self.callbacks])
 
+    def on_step_end(self) -> None:  # noqa: D102
+        for cb in self.callbacks:
+            cb.on_step_end()
+
     def on_train_end(self) -> None:  # noqa: D102
         for cb in self.callbacks:
             cb.on_train_end()
@@ -67,6 +74,9 @@ class CallbackList(Callback):
 class CheckpointCallback(Callback):
     """Save a resumable checkpoint every ``every`` steps.
 
+    The checkpoint is written once the step's metrics are logged (:meth:`Callback.on_step_end`), so that the
+    logs of a run resumed from it hold every step up to it exactly once.
+
     Args:
         every: Interval in updates.
     """
@@ -74,10 +84,9 @@ class CheckpointCallback(Callback):
     def __init__(self, every: int) -> None:
         self.every = int(every)
 
-    def on_step(self, metrics: dict[str, float]) -> bool:  # noqa: D102
+    def on_step_end(self) -> None:  # noqa: D102
         if self.every > 0 and self.trainer.step % self.every == 0:
             self.trainer.save_state()
-        return True
 
 
 class EvalCallback(Callback):

@@ -961,11 +961,11 @@ class OnlineDiffusionTrainer:
             "class_counts_after": list(getattr(self, "_last_eval_counts", ())),
             "seconds": time.perf_counter() - start, "device": str(self.device),
         }  # fmt: skip
-        write_json(self.run_dir / "evaluation.json", final)
         self.save_model()
         self.save_extra()
         if cfg.eval_samples:
             self._save_grid(self._last_eval_images[:64], None, self.run_dir / "samples_after.png")
+        write_json(self.run_dir / "evaluation.json", final)  # last: the run's "done" marker
         return OnlineResult(history, final, self.run_dir, time.perf_counter() - start)
 
     def collect(self, traj: Trajectories) -> tuple[Any, dict[str, Any]]:

@@ -6,6 +6,13 @@ finished once its ``evaluation.json`` is there: a rerun with the same ``out`` sk
 half-finished ones from their last checkpoint (``checkpoint_every``) and starts the rest. So a sweep can
 be killed at any time, and a grid can be extended later: only the new cells run.
 
+What a kill leaves is safe to rerun: checkpoints and ``evaluation.json`` are written atomically, and
+``evaluation.json`` last (:meth:`~hfrl.agents.base.Trainer.finish`), so a cell is finished only when it
+is complete. While a process runs a cell it holds ``OUT/cells/<run>.lock`` (:class:`CellLock`), so a
+second sweep over the same folder skips that cell (``status="busy"``) instead of deleting it, and takes
+the lock over once its owner is dead. Worker processes end when the sweep process dies
+(:func:`exit_with_parent`), so killing a sweep stops all of its training.
+
 ``OUT`` then holds:
 
 * ``results.csv`` / ``results.parquet``: one row per (cell, seed) — the agent, the cell's name, its grid
@@ -46,6 +53,9 @@ import os
 import random
 import re
 import shutil
+import sys
+import threading
+import time
 import typing
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,7 +69,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hfrl.agents.base import Trainer
+from hfrl.agents.base import STATE_FILE, Trainer
 from hfrl.agents.config import TrainerConfig, coerce_field, field_types
 from hfrl.agents.registry import agent_class
 from hfrl.errors import ConfigError, HfrlError
@@ -298,8 +308,8 @@ def run_sweep(
 
     Returns:
         One row per (cell, seed), in grid order: ``agent``, ``cell``, the grid's fields, ``seed``, the
-        final metrics, ``status`` (``ran``, ``resumed``, ``cached`` or ``failed`` with ``error``) and
-        ``run_dir``. ``df.attrs["files"]`` lists the files written to ``out``.
+        final metrics, ``status`` (``ran``, ``resumed``, ``cached``, ``failed`` with ``error``, or ``busy``
+        when another live process holds the cell's lock; see :func:`run_cell`) and ``run_dir``. ``df.attrs["files"]`` lists the files written to ``out``.
 
     Raises:
         ConfigError: for bad settings (checked before anything runs), or ``backend="ray"`` without Ray.
@@ -367,6 +377,12 @@ def run_sweep(
 def run_cell(task: CellTask) -> dict[str, Any]:
     """Train one (cell, seed) and return its results row; resume it if a checkpoint is there.
 
+    The run directory is locked while this process owns it (:class:`CellLock`): a cell another live
+    process is running gives a row with ``status="busy"`` and is neither run nor touched, so a second
+    sweep over the same folder never deletes a run that is being written. The lock of a process that died
+    is taken over. A run directory without a checkpoint is started again from scratch; one with a
+    checkpoint is resumed from it (or started again if the checkpoint cannot be read).
+
     The global Python, NumPy and torch RNGs are seeded with the run's seed for the run (as ``hfrl
     finetune`` does, for third-party code such as Stable-Baselines3) and restored afterwards. A run that
     fails with an :class:`~hfrl.errors.HfrlError` (a NaN loss, say) gives a row with ``status="failed"``
@@ -379,8 +395,22 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         The row (see :func:`make_row`).
     """
     run_dir = Path(task.run_dir)
+    lock = CellLock(run_dir)
+    owner = lock.acquire()
+    if owner is not None:
+        return {**make_row(task, {}, "busy"), "error": f"another process (pid {owner}) is running this cell"}
+    try:
+        final = _read_final(run_dir)
+        if final is not None:  # finished by another process since the sweep looked
+            return make_row(task, final, "cached")
+        return _run_locked(task, run_dir)
+    finally:
+        lock.release()
+
+
+def _run_locked(task: CellTask, run_dir: Path) -> dict[str, Any]:
     config = task.trainer.config_class.from_dict(_from_json(task.config))
-    resume = (run_dir / "state.json").is_file() and (run_dir / "config.json").is_file()
+    resume = (run_dir / f"{STATE_FILE}.safetensors").is_file() and (run_dir / "config.json").is_file()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # started but never checkpointed: start again
     try:
@@ -397,6 +427,80 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     except HfrlError as exc:
         return {**make_row(task, {}, "failed"), "error": str(exc)}
     return make_row(task, result.final, "resumed" if resume else "ran")
+
+
+class CellLock:
+    """An exclusive, advisory lock on one run directory: ``<run_dir>.lock`` beside it, holding the owner's pid.
+
+    The lock is an operating-system file lock (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows), so
+    the kernel releases it when its process dies, however it dies: the next process to ask takes a dead
+    owner's lock over. The pid in the file is for messages only. The lock file is removed on release.
+    Locks on network file systems are only as good as the file system's ``flock``.
+
+    Args:
+        run_dir: The run directory to lock (it need not exist).
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        run_dir = Path(run_dir)
+        self.path = run_dir.with_name(run_dir.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> int | None:
+        """Take the lock without waiting.
+
+        Returns:
+            ``None`` when this process now holds it; else the pid of the live process that does (0 when
+            the file does not say).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                _lock_fd(fd)
+            except OSError:
+                os.close(fd)
+                return _read_pid(self.path)
+            try:  # the holder before us may have removed the file after we opened it: lock the file at path
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            self._fd = fd
+            return None
+
+    def release(self) -> None:
+        """Give the lock back and remove the lock file (nothing happens when this process does not hold it)."""
+        if self._fd is None:
+            return
+        if os.name == "posix":  # removed while still locked, so no one can lock the old file in between
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _lock_fd(fd: int) -> None:
+    """Lock an open file without waiting; ``OSError`` when another process holds it."""
+    if os.name == "posix":
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # pragma: no cover - Windows
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def make_row(task: CellTask, final: Mapping[str, Any], status: str) -> dict[str, Any]:
@@ -434,10 +538,43 @@ def _run_inline(tasks: Sequence[CellTask], progress: bool) -> dict[str, dict[str
     return rows
 
 
-def _init_worker(imports: Sequence[str] = ()) -> None:
+def _init_worker(imports: Sequence[str] = (), parent: int | None = None) -> None:
+    if parent is not None:
+        exit_with_parent(parent)
     torch.set_num_threads(1)  # the pool already uses every core; more threads per worker only contend
     for spec in imports:  # before any task is unpickled: a user's trainer class lives in these modules
         import_user_code(spec)
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Make this worker process end as soon as its parent (the sweep) dies, however the parent dies.
+
+    On Linux the kernel sends the worker ``SIGKILL`` when the parent exits (``prctl(PR_SET_PDEATHSIG)``).
+    Everywhere, a daemon thread checks every ``interval`` seconds that the parent is still this process's
+    parent and ends the process otherwise; that also covers a parent that died before the ``prctl`` call.
+    Without it, the workers of a killed sweep kept training queued cells and then waited forever.
+
+    Args:
+        parent: The parent's pid (``os.getpid()`` in the parent, passed to the worker).
+        interval: Seconds between the thread's checks.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup to do: the cell's checkpoints are written atomically
+
+    threading.Thread(target=watch, name="hfrl-exit-with-parent", daemon=True).start()
 
 
 def _run_pool(
@@ -451,7 +588,7 @@ def _run_pool(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(tuple(imports),),
+        initargs=(tuple(imports), os.getpid()),
     )
     bar = tqdm(total=len(tasks), desc=f"sweep ({workers} workers)", unit="run", disable=not progress)
     try:
@@ -623,7 +760,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     grid = grid_columns(df)
     keys = [c for c in ("agent", "cell") if c in df.columns] + grid
     metrics = metric_columns(df)
-    finished = df["status"] != "failed" if "status" in df.columns else pd.Series(True, index=df.index)
+    finished = (
+        ~df["status"].isin(["failed", "busy"]) if "status" in df.columns else pd.Series(True, index=df.index)
+    )
     groups = df.assign(n_seeds=finished.astype(int)).groupby(keys, sort=False, dropna=False)
     summary = groups["n_seeds"].sum().reset_index()
     if metrics:
@@ -917,12 +1056,17 @@ def _digest(values: Mapping[str, Any]) -> str:
 
 
 def _read_final(run_dir: Path) -> dict[str, Any] | None:
-    """``evaluation.json`` when it is complete (a run killed while writing it is not finished)."""
+    """``evaluation.json`` when the run is complete, else ``None``.
+
+    The trainer writes ``evaluation.json`` last, atomically, after the fine-tuned generator; a run counts as
+    finished only with a readable ``evaluation.json`` and the generator checkpoint beside it.
+    """
     try:
         final = json.loads((run_dir / "evaluation.json").read_text())
     except (OSError, ValueError):
         return None
-    return final if isinstance(final, dict) and "target_good_rate_after" in final else None
+    complete = all((run_dir / f"generator.{ext}").is_file() for ext in ("safetensors", "json"))
+    return final if complete and isinstance(final, dict) and "target_good_rate_after" in final else None
 
 
 def _from_json(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -936,8 +1080,10 @@ def _check_existing(task: CellTask) -> None:
         return
     try:
         saved = json.loads(saved_path.read_text())
-    except ValueError:
+    except (OSError, ValueError):
         return  # unreadable: the run never finished writing it, so it is started again
+    if not isinstance(saved, dict):
+        return
     agent = saved.pop("agent", None)
     expected = json.loads(json.dumps(to_jsonable(task.config)))
     diffs = [
@@ -1013,7 +1159,9 @@ def _palette(n: int) -> list[Any]:
 __all__ = [
     "BACKENDS",
     "DEFAULT_METRICS",
+    "CellLock",
     "CellTask",
+    "exit_with_parent",
     "grid_columns",
     "load_results",
     "make_row",

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hfrl.errors import CheckpointError
+from hfrl.runs import atomic_write
 
 FORMAT = "hfrl-checkpoint"
 FORMAT_VERSION = 1
@@ -59,12 +60,6 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     module: nn.Module,
@@ -94,8 +89,8 @@ def save_checkpoint(
         "config": config,
         "metadata": metadata or {},
     }
-    _atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
-    _atomic_write(config_path, lambda tmp: tmp.write_text(json.dumps(doc, indent=2, sort_keys=True)))
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(config_path, lambda tmp: tmp.write_text(json.dumps(doc, indent=2, sort_keys=True)))
     return weights
 
 

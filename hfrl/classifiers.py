@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from hfrl.data import ImageSet
 from hfrl.errors import ConfigError
+from hfrl.generators import MAX_PARAMETERS, MAX_SIDE, check_int
 
 ARCHITECTURES = ("cnn", "lenet")
 
@@ -44,7 +45,18 @@ class ClassifierConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"unknown classifier {self.arch!r}; expected one of {', '.join(ARCHITECTURES)}")
-        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        for name, low, high in (("num_classes", 1, 100_000), ("width", 2, 1024)):
+            object.__setattr__(self, name, check_int("classifier", name, getattr(self, name), low, high))
+        if not isinstance(self.image_size, (tuple, list)) or len(self.image_size) != 2:
+            raise ConfigError(f"classifier image_size must be [H, W], got {self.image_size!r}")
+        h, w = (check_int("classifier", "image_size", v, 12, MAX_SIDE) for v in self.image_size)
+        object.__setattr__(self, "image_size", (h, w))
+        flat = 2 * self.width * (h // 4) * (w // 4)  # the largest layer: the head's first dense layer
+        if 128 * flat > MAX_PARAMETERS:
+            raise ConfigError(
+                f"classifier config describes about {128 * flat:.2g} parameters (more than "
+                f"{MAX_PARAMETERS:.2g}); check width and image_size"
+            )
 
 
 class DigitClassifier(nn.Module):
@@ -111,7 +123,10 @@ class DigitClassifier(nn.Module):
 def build_classifier(config: ClassifierConfig | dict) -> DigitClassifier:
     """Instantiate a classifier from its config or config dict."""
     if isinstance(config, dict):
-        config = ClassifierConfig(**config)
+        try:
+            config = ClassifierConfig(**config)
+        except TypeError as exc:
+            raise ConfigError(f"bad classifier config: {exc}") from None
     return DigitClassifier(config)
 
 

@@ -25,6 +25,7 @@ Three families:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -34,6 +35,29 @@ from hfrl.blindspot import shuffle_down, shuffle_up
 from hfrl.errors import ConfigError
 
 FAMILIES = ("conv", "unet", "mlp")
+
+MAX_SIDE = 4096
+"""Largest image height or width a generator config accepts."""
+MAX_PARAMETERS = 2**28
+"""Most parameters a generator config may describe (1 GiB of float32): a checkpoint JSON asking for more
+is refused before anything is allocated."""
+
+
+def check_int(owner: str, name: str, value: object, low: int, high: int) -> int:
+    """``value`` as an int in ``[low, high]``, or a one-line :class:`~hfrl.errors.ConfigError`.
+
+    Args:
+        owner: What the field belongs to, for the message (``generator``, ``classifier``).
+        name: The field's name.
+        value: The value read (a bool, a float or a string is refused).
+        low: Smallest value allowed.
+        high: Largest value allowed.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # NumPy integers are fine
+        raise ConfigError(f"{owner} {name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{owner} {name} must be in [{low}, {high}], got {value}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -65,20 +89,42 @@ class GeneratorConfig:
             raise ConfigError(
                 f"unknown generator family {self.family!r}; expected one of {', '.join(FAMILIES)}"
             )
-        if self.width < 1 or self.bottleneck < 1 or self.skip_channels < 0:
-            raise ConfigError("generator width and bottleneck must be positive and skip_channels >= 0")
-        h, w = self.image_size
-        if self.shuffle < 1 or (self.shuffle > 1 and self.family != "unet"):
+        for name, low, high in (("width", 1, 1024), ("bottleneck", 1, 65536), ("skip_channels", 0, 1024)):
+            object.__setattr__(self, name, check_int("generator", name, getattr(self, name), low, high))
+        if not isinstance(self.image_size, (tuple, list)) or len(self.image_size) != 2:
+            raise ConfigError(f"generator image_size must be [H, W], got {self.image_size!r}")
+        h, w = (check_int("generator", "image_size", v, 1, MAX_SIDE) for v in self.image_size)
+        object.__setattr__(self, "shuffle", check_int("generator", "shuffle", self.shuffle, 1, 8))
+        if self.shuffle > 1 and self.family != "unet":
             raise ConfigError(
                 f"shuffle must be 1, or > 1 for the fully convolutional unet, got {self.shuffle} ({self.family})"
             )
         if self.family != "mlp" and self.shuffle == 1 and (h % 4 or w % 4):
             raise ConfigError(f"{self.family} generators need H and W divisible by 4, got {h}x{w}")
+        if not isinstance(self.levels, (tuple, list)) or len(self.levels) != 2:
+            raise ConfigError(f"generator levels must be [low, high], got {self.levels!r}")
         low, high = (float(v) for v in self.levels)
         if not (0.0 <= low < high <= 1.0):
             raise ConfigError(f"levels must satisfy 0 <= low < high <= 1, got {self.levels}")
-        object.__setattr__(self, "image_size", (int(h), int(w)))
+        object.__setattr__(self, "image_size", (h, w))
         object.__setattr__(self, "levels", (low, high))
+        n = self.parameter_estimate()
+        if n > MAX_PARAMETERS:
+            raise ConfigError(
+                f"generator config describes about {n:.2g} parameters (more than {MAX_PARAMETERS:.2g}); "
+                "check width, bottleneck and image_size"
+            )
+
+    def parameter_estimate(self) -> int:
+        """Roughly how many parameters the described network has (its largest layers), before building it."""
+        h, w = self.image_size
+        c = self.width
+        if self.family == "conv":
+            return 2 * (2 * c * (h // 4) * (w // 4)) * self.bottleneck + 40 * c * c
+        if self.family == "mlp":
+            hidden = 8 * c
+            return 2 * h * w * hidden + 2 * hidden * self.bottleneck
+        return 400 * c * c  # unet: 3x3 convolutions up to 4w channels
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""

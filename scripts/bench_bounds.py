@@ -81,7 +81,9 @@ def row(name: str, kind: str, evaluation: Evaluation, seconds: float, **extra: A
     }
 
 
-def measure_task(task: Task, steps: int, epochs: int, save_supervised: bool, seed: int) -> list[dict[str, Any]]:
+def measure_task(
+    task: Task, steps: int, epochs: int, save_supervised: bool, seed: int
+) -> list[dict[str, Any]]:
     """Every reference row of one task."""
     data = load_dataset(task.dataset, task.data_dir)
     domains = Domains(data, task.source_classes, task.target_classes, task.split_seed)
@@ -107,25 +109,43 @@ def measure_task(task: Task, steps: int, epochs: int, save_supervised: bool, see
     with tempfile.TemporaryDirectory() as tmp:
         for label, (agent, fields) in BASELINES.items():
             t0 = time.perf_counter()
-            fields = {"steps": steps, **fields} if agent == "n2s" else {**fields, "steps": min(steps, fields["steps"])}
+            fields = (
+                {"steps": steps, **fields}
+                if agent == "n2s"
+                else {**fields, "steps": min(steps, fields["steps"])}
+            )
             config = make_config(agent, task=task.name, seed=seed, progress=False, device="cpu", **fields)
             result = make_trainer(agent, config, run_dir=Path(tmp) / label.replace(" ", "-")).train()
             assert result.evaluation is not None
-            rows.append(row(label, "label-free", result.evaluation, time.perf_counter() - t0, steps=result.steps))
+            rows.append(
+                row(label, "label-free", result.evaluation, time.perf_counter() - t0, steps=result.steps)
+            )
             print(f"[{task.name}] {label}: {rows[-1]['target_good_rate']:.1%}", flush=True)
 
     t0 = time.perf_counter()
-    config = PretrainConfig(task=task.name, source_classes=task.target_classes, epochs=epochs, seed=seed, device="cpu")
+    config = PretrainConfig(
+        task=task.name, source_classes=task.target_classes, epochs=epochs, seed=seed, device="cpu"
+    )
     supervised = pretrain(config, data=data, progress=False).generator
-    rows.append(row("supervised (clean targets)", "upper bound", evaluate(supervised), time.perf_counter() - t0))
+    rows.append(
+        row("supervised (clean targets)", "upper bound", evaluate(supervised), time.perf_counter() - t0)
+    )
     print(f"[{task.name}] supervised: {rows[-1]['target_good_rate']:.1%}", flush=True)
     if save_supervised:
-        meta = {"pretrain": asdict(config), "task": task.name, "note": "upper bound: trained on clean targets"}
-        save_checkpoint(ASSETS / supervised_name(task), supervised, "generator", supervised.config.to_dict(), meta)
+        meta = {
+            "pretrain": asdict(config),
+            "task": task.name,
+            "note": "upper bound: trained on clean targets",
+        }
+        save_checkpoint(
+            ASSETS / supervised_name(task), supervised, "generator", supervised.config.to_dict(), meta
+        )
 
     free = [r for r in rows if r["kind"] in ("source", "label-free")]
     best = max(free, key=lambda r: r["target_good_rate"])
-    rows.insert(len(rows) - 1, {**best, "method": f"best label-free = {best['method']}", "kind": "best label-free"})
+    rows.insert(
+        len(rows) - 1, {**best, "method": f"best label-free = {best['method']}", "kind": "best label-free"}
+    )
     return rows
 
 
@@ -150,7 +170,9 @@ def markdown(results: dict[str, list[dict[str, Any]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default="digits-correlated,digits-white", help="comma-separated task names")
+    parser.add_argument(
+        "--tasks", default="digits-correlated,digits-white", help="comma-separated task names"
+    )
     parser.add_argument("--steps", type=int, default=1000, help="updates of each n2s baseline")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of the supervised bound")
     parser.add_argument("--seed", type=int, default=0)
@@ -164,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
     steps, epochs = (5, 1) if args.quick else (args.steps, args.epochs)
     torch.set_num_threads(1)
-    results = {name: measure_task(get_task(name), steps, epochs, args.save_supervised, args.seed) for name in names}
+    results = {
+        name: measure_task(get_task(name), steps, epochs, args.save_supervised, args.seed) for name in names
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(results))
     args.out.with_suffix(".json").write_text(
-        json.dumps({"machine": machine_description(), "steps": steps, "epochs": epochs, "tasks": results}, indent=2)
+        json.dumps(
+            {"machine": machine_description(), "steps": steps, "epochs": epochs, "tasks": results}, indent=2
+        )
     )
     print(markdown(results))
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")

@@ -16,14 +16,18 @@ def source_pairs() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_keeps_shape_and_range(method: str, source_pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_every_method_keeps_shape_and_range(
+    method: str, source_pairs: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     noisy, _ = source_pairs
     out = ClassicalDenoiser(method, METHODS[method][1][1])(noisy[:4])
     assert out.shape == noisy[:4].shape and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
-def test_tuning_on_source_pairs_beats_the_noisy_input(source_pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_tuning_on_source_pairs_beats_the_noisy_input(
+    source_pairs: tuple[torch.Tensor, torch.Tensor],
+) -> None:
     """The chosen denoiser is the best candidate on the pairs, and clearly better than no denoising."""
     noisy, clean = source_pairs
     choice = tune_classical(noisy, clean, methods=("gaussian", "tv"))

@@ -13,7 +13,11 @@ from hfrl.tasks import DEFAULT_TASK, TASKS, get_task
 
 
 def test_shipped_tasks_are_complete() -> None:
-    assert DEFAULT_TASK == "digits-correlated" and {"digits-correlated", "digits-white", "fashion-white"} <= set(TASKS)
+    assert DEFAULT_TASK == "digits-correlated" and {
+        "digits-correlated",
+        "digits-white",
+        "fashion-white",
+    } <= set(TASKS)
     for name in ("digits-correlated", "digits-white"):
         task = get_task(name)
         assert task.generator_path().with_suffix(".json").exists(), f"{name}: source generator not shipped"
@@ -32,7 +36,11 @@ def test_configs_take_the_task_and_explicit_fields_override_it() -> None:
     assert make_config("reward-grad", task="digits-white", noise_level=0.3).noise_level == 0.3
     # a change of task moves every setting the change does not set itself
     moved = default.replace(task="digits-white")
-    assert (moved.noise, moved.noise_level, moved.generator) == (white.noise, white.noise_level, white.generator)
+    assert (moved.noise, moved.noise_level, moved.generator) == (
+        white.noise,
+        white.noise_level,
+        white.generator,
+    )
     assert default.replace(task="digits-white", noise_level=0.2).noise_level == 0.2
     demo = resolve_config(None, {"task": "digits-white"}, DemoConfig)
     assert (demo.noise, demo.noise_level) == ("gaussian", 0.5)

@@ -74,10 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code: 0 on success, 2 for bad input, 130 when interrupted.
     """
+    from hfrl.runs import cleanup_on_failure
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with cleanup_on_failure():  # a run that fails before writing anything leaves no empty folder
+            return int(args.func(args) or 0)
     except HfrlError as exc:
         user_traceback = getattr(exc, "user_traceback", "")
         if user_traceback:  # the user's own code (--import) failed: its traceback is theirs to read

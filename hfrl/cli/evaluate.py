@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
     resolve_task_args(args)
     task = get_task(args.task)
-    generator_path = resolve_checkpoint(args.generator, "generator") if args.generator else task.generator_path()
+    generator_path = (
+        resolve_checkpoint(args.generator, "generator") if args.generator else task.generator_path()
+    )
     if args.evaluator is not None:
         args.evaluator = resolve_checkpoint(args.evaluator, "evaluator")
     elif task.evaluator is not None:

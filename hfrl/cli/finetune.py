@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from hfrl.cli.common import add_import, existing_path, resolve_config_checkpoint
 from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
+from hfrl.runs import read_json_object
 
 AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "n2s", "n2s-finetune")
 """The built-in agents, the label-free baselines ``n2s`` and ``n2s-finetune`` among them (``--import`` may
@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
         cfg_path = run_dir / "config.json"
         if not cfg_path.is_file():
             raise ConfigError(f"{run_dir}: not a finetune run directory (no config.json)")
-        saved = json.loads(cfg_path.read_text())
-        agent = saved.pop("agent")
+        saved = read_json_object(cfg_path, "run config")
+        agent = saved.pop("agent", None)
+        if not isinstance(agent, str):
+            raise ConfigError(f"{cfg_path}: run config names no agent (no 'agent' key)")
         if agent not in _agents():
             raise ConfigError(
                 f"{run_dir} was trained by agent {agent!r}, which is not registered here; "
@@ -141,7 +143,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--resume keeps the run's settings; only --steps and --device may change (got {sorted(unknown)})"
             )
-        config = build_config(agent, overrides, saved)
+        try:
+            config = build_config(agent, overrides, saved)
+        except ConfigError as exc:
+            raise ConfigError(f"{cfg_path}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{cfg_path}: not a valid {agent} run config ({exc})") from None
     else:
         agent = args.agent
         config = build_config(agent, overrides)

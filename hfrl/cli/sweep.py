@@ -29,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Fine-tune once per grid cell and seed, then write results.csv / results.parquet (one "
         "row per run), summary.csv (mean and std over seeds), tradeoff.png (target good-rate against "
         "source PSNR change, with the Pareto front) and heatmap_*.png. Rerun with the same --out to "
-        "resume: finished runs are not run again.",
+        "resume: finished runs are not run again, and runs another live sweep is writing are left alone "
+        "(reported as busy). Killing the sweep stops its workers.",
         epilog="example: hfrl sweep --agent rwl --grid kl=0,0.01,0.1,1 aux=0,0.1,1 --seeds 3 "
         "--reward runs/reward/model --out runs/sweep-rwl",
     )
@@ -141,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(summarise(df), list(grid)))
     counts = df["status"].value_counts().to_dict()
     print(", ".join(f"{n} {status}" for status, n in counts.items()) + f" (of {len(df)} runs)")
-    failed = df[df["status"] == "failed"]
+    failed = df[df["status"].isin(["failed", "busy"])]
     for _, row in failed.iterrows():
-        print(f"failed: {row['run_dir']}: {row['error']}")
+        print(f"{row['status']}: {row['run_dir']}: {row['error']}")
     print("wrote:")
     for path in df.attrs["files"]:
         print(f"  {path}")

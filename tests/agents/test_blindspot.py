@@ -21,14 +21,18 @@ def test_label_free_agents_are_registered_and_need_no_reward() -> None:
 
 
 @pytest.mark.parametrize(("name", "fields"), [("n2s", {"stride": 2}), ("n2s-finetune", {"radius": 1})])
-def test_tiny_run_writes_a_generator_that_reloads(name: str, fields: dict, tmp_path: Path, tiny: dict) -> None:
+def test_tiny_run_writes_a_generator_that_reloads(
+    name: str, fields: dict, tmp_path: Path, tiny: dict
+) -> None:
     config = make_config(name, task="digits-white", **{**tiny, "steps": 3}, **fields)
     trainer = make_trainer(name, config, run_dir=tmp_path)
     result = trainer.train()
     final = json.loads((tmp_path / "evaluation.json").read_text())
     assert final["labels_used"] == 0 and result.steps == 3
     assert "losses/blindspot" in result.history[-1]
-    assert final["target_good_rate_before"] == pytest.approx(0.5244, abs=1e-3)  # "before" = the source generator
+    assert final["target_good_rate_before"] == pytest.approx(
+        0.5244, abs=1e-3
+    )  # "before" = the source generator
     generator, doc = load_checkpoint(tmp_path / "generator", kind="generator")
     if name == "n2s":
         assert doc["config"]["family"] == "unet" and doc["config"]["shuffle"] == 2
@@ -49,7 +53,9 @@ def test_bad_settings_are_refused_before_any_work(tiny: dict, tmp_path: Path) ->
 @pytest.mark.slow
 def test_noise2self_learns_to_denoise_white_noise(tmp_path: Path) -> None:
     """300 updates on white noise: output PSNR well above the noisy input's (measured +5.8 dB)."""
-    config = make_config("n2s", task="digits-white", steps=300, device="cpu", progress=False, checkpoint_every=0)
+    config = make_config(
+        "n2s", task="digits-white", steps=300, device="cpu", progress=False, checkpoint_every=0
+    )
     trainer = make_trainer("n2s", config, run_dir=tmp_path)
     trainer.train()
     target = trainer.domains.target("val")

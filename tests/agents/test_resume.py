@@ -1,4 +1,4 @@
-"""Resuming a run from its checkpoint gives exactly the uninterrupted run's result on CPU."""
+"""Resuming a run from its checkpoint gives exactly the uninterrupted run's result on CPU, for every agent."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ import torch
 
 from hfrl.agents import make_config, make_trainer
 
+RESUMED = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
 
-@pytest.mark.parametrize("name", ["reinforce", "ppo", "rwl", "dpo", "sb3-ppo"])
+
+def test_every_built_in_agent_is_tested_for_resume() -> None:
+    from hfrl.cli.finetune import AGENT_NAMES
+
+    assert sorted(RESUMED) == sorted(AGENT_NAMES)
+
+
+@pytest.mark.parametrize("name", RESUMED)
 def test_resume_equals_uninterrupted(name: str, tmp_path: Path, tiny, reward_factory) -> None:
     extra = {"dataset_size": 16, "round_steps": 2} if name == "rwl" else {}
     full_cfg = make_config(name, **{**tiny, "steps": 4}, **extra)

@@ -76,7 +76,10 @@ def test_report_and_summary_put_feedback_between_the_references(tiny_run) -> Non
     feedback = data["references"][names[2]]["target"]["good_rate"]
     assert feedback == data["metrics"]["target"]["good_rate"]["after"]
     # the best label-free row is the best of the source generator and the label-free candidates
-    assert data["references"][names[1]]["target"]["good_rate"] >= data["references"][names[0]]["target"]["good_rate"]
+    assert (
+        data["references"][names[1]]["target"]["good_rate"]
+        >= data["references"][names[0]]["target"]["good_rate"]
+    )
     page = (tiny_run / "report.html").read_text()
     assert "Beside what you could get without feedback" in page and "figures/references.png" in page
     assert (tiny_run / "figures" / "references.png").stat().st_size > 1000
@@ -91,7 +94,12 @@ def test_rerun_from_config_gives_the_same_numbers(tiny_run, tmp_path, capsys) ->
     assert second["labels"]["rounds"][1]["good"] == first["labels"]["rounds"][1]["good"]
     printed = capsys.readouterr().out
     assert f"report: {again / 'report.html'}" in printed
-    for row in ("source generator", "best label-free: ", "feedback: reward-grad, 16 labels", "supervised (clean"):
+    for row in (
+        "source generator",
+        "best label-free: ",
+        "feedback: reward-grad, 16 labels",
+        "supervised (clean",
+    ):
         assert row in printed
     # rerunning into the same directory replaces its results and leaves other files alone
     (again / "notes.txt").write_text("mine")

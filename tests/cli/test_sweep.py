@@ -43,6 +43,32 @@ def test_sweep_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
     assert lines[0].startswith("finished") and lines[-1] == "2 runs (2 cells x 1 seeds), 2 finished"
 
 
+def test_a_cell_locked_by_another_run_is_busy_and_left_alone(tmp_path: Path, capsys) -> None:
+    from hfrl.agents.sweep import CellLock
+
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--agent", "rwl", "--grid", "kl=0,0.1", "--reward", "labeler", "--out", str(out)]
+    argv += ["--workers", "1", "--quiet", "--no-plots", *TINY]
+    busy = out / "cells" / "kl=0.0_seed=0"
+    (busy / "tb").mkdir(parents=True)  # what the owner has written so far
+    (busy / "config.json").write_text("{")
+    lock = CellLock(busy)  # another open file: flock excludes it as it would another process
+    assert lock.acquire() is None
+    try:
+        assert main(argv) == 1
+        text = capsys.readouterr().out
+        assert "1 ran, 1 busy (of 2 runs)" in text or "1 busy, 1 ran (of 2 runs)" in text
+        assert f"busy: {busy}: another process (pid " in text
+        assert (busy / "config.json").read_text() == "{" and (busy / "tb").is_dir()  # nothing deleted
+    finally:
+        lock.release()
+    # a lock file whose owner is gone (no flock held) is taken over, and the cell runs
+    (out / "cells" / "kl=0.0_seed=0.lock").write_text("999999999\n")
+    assert main(argv) == 0
+    assert "1 ran, 1 cached (of 2 runs)" in capsys.readouterr().out
+    assert not (out / "cells" / "kl=0.0_seed=0.lock").exists()
+
+
 def test_sweep_of_an_agent_registered_by_an_imported_file(tmp_path: Path, capsys, custom_agent_file) -> None:
     out = tmp_path / "elite"
     argv = [

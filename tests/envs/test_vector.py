@@ -62,7 +62,12 @@ def test_sub_env_i_is_the_single_env_seeded_seed_plus_i(env_kwargs: dict[str, An
 
 @pytest.mark.parametrize(
     ("noise", "level"),
-    [("gaussian", 0.5), ("correlated:length=1", 0.3), ("correlated:length=2", 0.3), ("poisson-gaussian", 0.2)],
+    [
+        ("gaussian", 0.5),
+        ("correlated:length=1", 0.3),
+        ("correlated:length=2", 0.3),
+        ("poisson-gaussian", 0.2),
+    ],
 )
 def test_keyed_noise_sub_env_i_is_the_single_env_with_seed_plus_i(
     env_kwargs: dict[str, Any], noise: str, level: float

@@ -29,7 +29,9 @@ def test_bench_finetune_quick_writes_every_table_json_and_plot(tmp_path: Path) -
         assert heading in text
     assert "| source generator (lower bound) | 52.4 | 52.4 |" in text
     assert "| reward-grad |" in text and "| dpo |" in text
-    assert "| n2s (label-free) |" in text and "| n2s-finetune (label-free) |" in text and "classical (" in text
+    assert (
+        "| n2s (label-free) |" in text and "| n2s-finetune (label-free) |" in text and "classical (" in text
+    )
     data = json.loads(out.with_suffix(".json").read_text())
     assert {row["labels"] for row in data["curves"]} == {0, 20}
     assert {row["agent_labels"] for row in data["dpo"]} == {8, 16}
