@@ -7,7 +7,9 @@ Writes, each as ``NAME.safetensors`` + ``NAME.json``:
 * ``denoiser_correlated``  — the default task's source generator (``digits-correlated``), pre-trained on
   '0's under spatially correlated noise;
 * ``denoiser_source``      — the ``digits-white`` task's source generator, pre-trained on noisy '0's
-  (white noise, sigma 0.5).
+  (white noise, sigma 0.5);
+* ``supervised_digits_correlated`` — the default task's supervised upper bound: the source generator's
+  architecture trained on noisy/clean *target* pairs (the demo's fourth reference; no agent uses it).
 
 Usage::
 
@@ -70,10 +72,24 @@ def make_denoiser(out: Path, seed: int, task: str) -> None:
     print(f"{name}: source val PSNR {result.best_val_psnr:.2f} dB after {len(result.history)} epochs")
 
 
+def make_supervised(out: Path, seed: int, task_name: str) -> None:
+    task = get_task(task_name)
+    config = PretrainConfig(
+        task=task.name, source_classes=task.target_classes, epochs=60, seed=seed, device="cpu"
+    )
+    result = pretrain(config, progress=False)
+    meta = {"pretrain": asdict(config), "task": task.name, "note": "upper bound: trained on clean targets"}
+    name = "supervised_" + task.name.replace("-", "_")
+    save_checkpoint(out / name, result.generator, "generator", result.generator.config.to_dict(), meta)
+    print(f"{name}: target val PSNR {result.best_val_psnr:.2f} dB after {len(result.history)} epochs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "hfrl" / "assets")
-    parser.add_argument("--only", choices=("labeler", "evaluator", *SOURCE_GENERATORS), default=None)
+    parser.add_argument(
+        "--only", choices=("labeler", "evaluator", *SOURCE_GENERATORS, "supervised-correlated"), default=None
+    )
     parser.add_argument("--seed", type=int, default=0, help="denoiser seed")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -87,6 +103,8 @@ def main() -> None:
     for only, task in SOURCE_GENERATORS.items():
         if args.only in (None, only):
             make_denoiser(args.out, args.seed, task)
+    if args.only in (None, "supervised-correlated"):
+        make_supervised(args.out, args.seed, "digits-correlated")
     print(f"done in {time.perf_counter() - t0:.0f} s -> {args.out}")
 
 

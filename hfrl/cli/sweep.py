@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_import, positive_int
+from hfrl.cli.common import add_import, non_negative_int, positive_int
 from hfrl.cli.finetune import AGENT_NAMES
 from hfrl.device import DEVICE_CHOICES
 from hfrl.errors import ConfigError
@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "e.g. target_classes='1-9;1,7')",
     )
     p.add_argument("--seeds", type=positive_int, default=1, help="seeds per cell (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=None, help="first seed (default: the agent's, 0)")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="first seed (default: the agent's, 0)")
     p.add_argument(
         "--out", default=None, help="sweep folder; reuse it to resume (default: runs/sweep-AGENT-TIMESTAMP)"
     )

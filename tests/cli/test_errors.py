@@ -202,3 +202,9 @@ def test_a_missing_subcommand_module_fails_loudly(monkeypatch) -> None:
     monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "no_such_command"))
     with pytest.raises(ImportError, match="hfrl.cli.no_such_command"):
         cli.build_parser()
+
+
+def test_sweep_rejects_a_negative_seed(tmp_path, capsys) -> None:
+    argv = ["sweep", "--agent", "reward-grad", "--seed", "-1", "--out", str(tmp_path / "o")]
+    err = _fails_in_one_line(argv, capsys, "sweep")
+    assert "--seed" in err and not (tmp_path / "o").exists()
