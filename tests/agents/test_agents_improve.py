@@ -86,7 +86,13 @@ def test_agent_raises_target_good_rate_and_keeps_source_psnr(
     name: str, similarity_reward: Path, tmp_path: Path
 ) -> None:
     config = make_config(
-        name, steps=AGENT_STEPS[name], device="cpu", progress=False, checkpoint_every=0, eval_every=0
+        name,
+        task="digits-white",  # the task the reward above was fitted on
+        steps=AGENT_STEPS[name],
+        device="cpu",
+        progress=False,
+        checkpoint_every=0,
+        eval_every=0,
     )
     reward = None if name == "dpo" else str(similarity_reward)
     final = make_trainer(name, config, reward=reward, run_dir=tmp_path).train().final

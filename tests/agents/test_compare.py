@@ -55,7 +55,7 @@ def test_two_agents_two_seeds_share_one_reward_per_seed(tmp_path: Path, tiny: di
     assert (rg["labels"] == 50).all()  # the reward model's labels
     assert (dpo["labels"] == 16).all() and (dpo["reward_labels"] == 0).all()  # DPO: its own pairs only
     before = df["target_good_rate_before"]
-    assert before.nunique() == 1 and 0.3 < before.iloc[0] < 0.7  # the same task for every run
+    assert before.nunique() == 1 and 0.15 < before.iloc[0] < 0.3  # one task for every run (default: 21 %)
     for column in ("target_good_rate_after", "target_psnr_after", "source_psnr_change", "wall_seconds"):
         assert df[column].notna().all(), column
     assert (df["wall_seconds"] >= df["seconds"]).all()

@@ -9,7 +9,7 @@ import torch
 
 from hfrl.agents import make_config, make_trainer
 
-RESUMED = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c")
+RESUMED = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "n2s", "n2s-finetune")
 
 
 def test_every_built_in_agent_is_tested_for_resume() -> None:

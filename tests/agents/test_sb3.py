@@ -40,8 +40,10 @@ def test_the_trainers_optimiser_is_the_one_sb3_steps(tiny: dict, tiny_reward, tm
     trainer.save_state()
     resumed = make_trainer("sb3-ppo", make_config("sb3-ppo", **tiny), reward=tiny_reward, run_dir=tmp_path)
     resumed.load_state(tmp_path)
-    for group, loaded in zip(trainer.optimizer.state.values(), resumed.optimizer.state.values()):
-        assert torch.equal(group["exp_avg"], loaded["exp_avg"])
+    saved_params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
+    loaded_params = [p for g in resumed.optimizer.param_groups for p in g["params"]]
+    for saved, loaded in zip(saved_params, loaded_params, strict=True):  # state is keyed by parameter
+        assert torch.equal(trainer.optimizer.state[saved]["exp_avg"], resumed.optimizer.state[loaded]["exp_avg"])
 
 
 def test_one_update_starts_one_batch_of_episodes(tiny: dict, tiny_reward, tmp_path: Path) -> None:
