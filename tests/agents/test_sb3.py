@@ -43,7 +43,9 @@ def test_the_trainers_optimiser_is_the_one_sb3_steps(tiny: dict, tiny_reward, tm
     saved_params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
     loaded_params = [p for g in resumed.optimizer.param_groups for p in g["params"]]
     for saved, loaded in zip(saved_params, loaded_params, strict=True):  # state is keyed by parameter
-        assert torch.equal(trainer.optimizer.state[saved]["exp_avg"], resumed.optimizer.state[loaded]["exp_avg"])
+        assert torch.equal(
+            trainer.optimizer.state[saved]["exp_avg"], resumed.optimizer.state[loaded]["exp_avg"]
+        )
 
 
 def test_one_update_starts_one_batch_of_episodes(tiny: dict, tiny_reward, tmp_path: Path) -> None:
