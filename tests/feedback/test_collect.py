@@ -25,6 +25,7 @@ from hfrl.rewards.fit import ensemble_fitter, label_free_similarity_reward
 from hfrl.rewards.training import RewardTrainingConfig
 
 TINY = {
+    "task": "digits-white",  # its source generator is right on half the digits: both answers among 12 labels
     "denoiser_steps": 3,
     "reward_steps": 5,
     "pool": 60,
