@@ -13,29 +13,17 @@ from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
 from hfrl.noise import make_noise
-from hfrl.tasks import DEFAULT_TASK, fill_from_task
+from hfrl.tasks import DEFAULT_TASK, fill_from_task, task_fields_of
 
 C = TypeVar("C", bound="TrainerConfig")
-
-CONFIG_TASK_FIELDS = (
-    "dataset",
-    "data_dir",
-    "source_classes",
-    "target_classes",
-    "noise",
-    "noise_level",
-    "generator",
-    "evaluator",
-)
-"""The settings of :class:`TrainerConfig` that a named task fills when they are left unset."""
 
 
 @dataclass
 class TrainerConfig:
     """Settings every agent shares: the task, the objective's weights, optimisation and bookkeeping."""
 
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = CONFIG_TASK_FIELDS
-    """Settings the task fills when they are left unset."""
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Settings the task fills when they are left unset (set below, from the fields' names)."""
 
     # -- the objective: reward - kl * KL(pi || pi_ref) - aux * L_aux - consistency * L_cons -------------
     kl: float = 0.1
@@ -158,6 +146,9 @@ class TrainerConfig:
         if "task" in changes:
             values.update({name: None for name in self.TASK_FIELDS if name not in changes})
         return self.from_dict({**values, **changes})
+
+
+TrainerConfig.TASK_FIELDS = task_fields_of(TrainerConfig)
 
 
 def _plain(value: Any) -> Any:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
-from hfrl.tasks import DEFAULT_TASK, replace_with_task
+from hfrl.tasks import DEFAULT_TASK, replace_with_task, task_fields_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,21 +42,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 C = TypeVar("C")
-
-DEMO_TASK_FIELDS = (
-    "dataset",
-    "data_dir",
-    "source_classes",
-    "target_classes",
-    "noise",
-    "noise_level",
-    "generator",
-    "labeler",
-    "evaluator",
-    "denoiser_radius",
-    "denoiser_stride",
-)
-"""The :class:`DemoConfig` settings a named task fills when they are left unset."""
 
 SELECTIONS = ("active", "random")
 """How :func:`hfrl.feedback.collect.collect_labels` picks what to ask after its first (random) round."""
@@ -119,8 +104,8 @@ class DemoConfig:
         ),
     }
     """TOML tables and the fields each holds; the other fields are top-level keys."""
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = DEMO_TASK_FIELDS
-    """Settings the task fills when they are left unset."""
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Settings the task fills when they are left unset (set below, from the fields' names)."""
 
     # -- the run ---------------------------------------------------------------------------------------
     seed: int = 0
@@ -292,6 +277,8 @@ class DemoConfig:
         ):
             raise ConfigError("source_classes and target_classes must be non-empty lists of classes >= 0")
 
+
+DemoConfig.TASK_FIELDS = task_fields_of(DemoConfig)
 
 # ------------------------------------------------------------------------------------------ field facts
 

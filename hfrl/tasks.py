@@ -135,6 +135,12 @@ TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task) if f.name not in ("
 """Names of the settings a task fills in a run config."""
 
 
+def task_fields_of(cls: type) -> tuple[str, ...]:
+    """The settings a named task fills in the config dataclass ``cls``: its fields named as a task's."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return tuple(name for name in TASK_FIELDS if name in names)
+
+
 def get_task(name: str | Task | None = None) -> Task:
     """The task called ``name`` (default :data:`DEFAULT_TASK`); a :class:`Task` is returned as it is.
 
@@ -176,4 +182,13 @@ def replace_with_task(config: C, names: tuple[str, ...], **changes: Any) -> C:
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
-__all__ = ["DEFAULT_TASK", "TASKS", "TASK_FIELDS", "Task", "fill_from_task", "get_task", "replace_with_task"]
+__all__ = [
+    "DEFAULT_TASK",
+    "TASKS",
+    "TASK_FIELDS",
+    "Task",
+    "fill_from_task",
+    "get_task",
+    "replace_with_task",
+    "task_fields_of",
+]
