@@ -7,7 +7,7 @@
 * ``hfrl label export --db PATH --out FILE.zip`` / ``hfrl label import --db PATH FILE.zip``: portable
   archives (Parquet tables and a JSON manifest).
 
-``--db`` means the same in every action (:func:`hfrl.feedback.store.resolve_db_path`): a ``.sqlite``
+``--db`` means the same in every action (:func:`hfrl.feedback.engine.resolve_db_path`): a ``.sqlite``
 (``.sqlite3``, ``.db``) file, or a run directory, meaning ``RUN_DIR/feedback.sqlite``. ``status`` and
 ``export`` open the database read-only and never change it.
 """
@@ -31,7 +31,7 @@ def _db(text: str) -> Path:
 
     Imported here, not at the top: ``--help`` must answer without importing torch.
     """
-    from hfrl.feedback.store import resolve_db_path
+    from hfrl.feedback.engine import resolve_db_path
 
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a database file or a run directory, got an empty path")
@@ -251,7 +251,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """``hfrl label import``."""
-    from hfrl.feedback.store import FeedbackStore, check_archive
+    from hfrl.feedback.archive import check_archive
+    from hfrl.feedback.store import FeedbackStore
 
     check_archive(args.archive)  # a bad archive is refused before any database is created
     db = args.db

@@ -1,7 +1,9 @@
 """Human feedback: the SQLite feedback store, the labelling page, the online queue.
 
 * :class:`FeedbackStore`: samples, queries and labels in one SQLite file; aggregation, tensors and
-  portable archives.
+  portable archives. :mod:`hfrl.feedback.store` builds it from focused modules: ``schema`` (each column
+  declared once), ``engine`` (the file, its connections and writer thread), ``samples``, ``labelling``,
+  ``summaries``, ``tensors``, ``archive``, ``records`` and ``errors``.
 * :class:`FeedbackQueue`: what trainers use to ask for labels and wait for them.
 * :mod:`hfrl.feedback.server`: the labelling page (``hfrl label serve``).
 * :func:`simulate`: the synthetic labeler on the same path (``hfrl label simulate``).

@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hfrl.errors import ConfigError, DataError
+from hfrl.feedback.engine import DEFAULT_DB_NAME
+from hfrl.feedback.errors import FeedbackError
 from hfrl.feedback.queue import FeedbackQueue, FeedbackTimeoutError
 from hfrl.feedback.simulate import Labeler, simulate
-from hfrl.feedback.store import DEFAULT_DB_NAME, FeedbackError, FeedbackStore
+from hfrl.feedback.store import FeedbackStore
 
 if TYPE_CHECKING:  # reward models pull in torchmetrics; the feedback package does not need them to load
     from hfrl.feedback.server import LabelServer

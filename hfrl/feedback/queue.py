@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hfrl.feedback.errors import FeedbackError
 from hfrl.feedback.labels import HERO, PAIR, SINGLE
-from hfrl.feedback.store import FeedbackError, FeedbackStore, QueryResult
+from hfrl.feedback.records import QueryResult
+from hfrl.feedback.store import FeedbackStore
 
 
 class FeedbackTimeoutError(FeedbackError, TimeoutError):

@@ -64,19 +64,19 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from hfrl import __version__
-from hfrl.feedback.labels import PAIR
-from hfrl.feedback.store import (
-    DEFAULT_LEASE_SECONDS,
-    SCHEMA_VERSION,
+from hfrl.feedback.engine import resolve_db_path
+from hfrl.feedback.errors import (
     FeedbackError,
-    FeedbackStore,
-    LabelInput,
     NameTakenError,
     QueryClosedError,
     StoreBusyError,
     UnknownIdError,
-    resolve_db_path,
 )
+from hfrl.feedback.labelling import DEFAULT_LEASE_SECONDS
+from hfrl.feedback.labels import PAIR
+from hfrl.feedback.records import LabelInput
+from hfrl.feedback.schema import SCHEMA_VERSION
+from hfrl.feedback.store import FeedbackStore
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_HOST = "127.0.0.1"

@@ -17,7 +17,8 @@ from typing import Protocol
 import torch
 
 from hfrl.feedback.labels import HERO, PAIR, SKIP
-from hfrl.feedback.store import Batch, FeedbackStore, LabelInput
+from hfrl.feedback.records import Batch, LabelInput
+from hfrl.feedback.store import FeedbackStore
 
 
 class Labeler(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -47,6 +48,17 @@ class Digits:
         return Digits(
             *(t[start:stop] for t in (self.inputs, self.outputs, self.others, self.clean, self.classes))
         )
+
+
+def sha(path: Path) -> str:
+    """SHA-256 of a file, to show it was left untouched."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def single_query(store: FeedbackStore, digits: Digits, n: int = 4, **kw: object) -> int:
+    """A ``single`` query of the first ``n`` digits, with clean images and classes; returns its id."""
+    d = digits.take(0, n)
+    return store.add_query("single", d.inputs, d.outputs, clean=d.clean, classes=d.classes, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -270,15 +270,15 @@ def test_failed_import_leaves_no_new_database(
 def test_failed_merge_into_a_new_database_removes_it(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hfrl.feedback import store as store_module
+    from hfrl.feedback import archive as archive_module
 
     archive = tmp_path / "fb.zip"
     assert main(["label", "export", "--db", str(db), "--out", str(archive)]) == 0
 
     def failing_merge(*args: object) -> None:
-        raise store_module.FeedbackError("merge failed half-way")
+        raise archive_module.FeedbackError("merge failed half-way")
 
-    monkeypatch.setattr(store_module, "_merge", failing_merge)
+    monkeypatch.setattr(archive_module, "_merge", failing_merge)
     target = tmp_path / "fresh" / "fb.sqlite"
     assert main(["label", "import", "--db", str(target), str(archive)]) == 2
     assert "merge failed" in capsys.readouterr().err
