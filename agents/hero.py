@@ -1,10 +1,10 @@
 """HERO: human-feedback efficient online fine-tuning of a diffusion model (Hiranaka et al., arXiv 2410.05116).
 
-Each round (:meth:`HeroTrainer.update` inside :class:`~hfrl.agents.diffusion_agents.OnlineDiffusionTrainer`'s
+Each round (:meth:`HeroTrainer.update` inside :class:`~hfrl.agents.diffusion.trainer.OnlineDiffusionTrainer`'s
 loop):
 
 1. sample a batch from the current model, starting from the initial noises of step 5 of the last round;
-2. ask people (or :class:`~hfrl.agents.diffusion_agents.TargetDigitLabeler`) to mark every sample good or
+2. ask people (or :class:`~hfrl.diffusion_task.TargetDigitLabeler`) to mark every sample good or
    bad and pick the best one — a ``hero`` query on the labelling page;
 3. train the *feedback-aligned representation*: an embedding (:class:`~hfrl.rewards.EmbeddingReward`)
    fitted with a triplet loss, anchor = best, positive = good, negative = bad, on all labels so far;
@@ -20,7 +20,7 @@ loop):
    model already turns into a good image.
 
 ``METHODS`` maps the ``hfrl hero --method`` names to trainers: ``hero`` and the baselines of
-:mod:`hfrl.agents.diffusion_agents` (``rwl``, ``ddpo``, ``d3po``), which share the loop, the feedback path
+:mod:`hfrl.agents.diffusion` (``rwl``, ``ddpo``, ``d3po``), which share the loop, the feedback path
 and the label count.
 """
 
@@ -32,22 +32,22 @@ from typing import Any
 
 import torch
 
-from hfrl.agents.diffusion_agents import (
+from hfrl.agents.diffusion import (
     BASELINES,
     D3POConfig,
     D3POTrainer,
     DDPOConfig,
     DDPOTrainer,
     LearnedRewardPPOConfig,
+    LearnedRewardPPOTrainer,
     OnlineDiffusionConfig,
     OnlineDiffusionTrainer,
     OnlineResult,
     RWLDiffusionConfig,
     RWLDiffusionTrainer,
-    TargetDigitEvaluator,
-    TargetDigitLabeler,
     Trajectories,
 )
+from hfrl.diffusion_task import TargetDigitEvaluator, TargetDigitLabeler
 from hfrl.errors import ConfigError
 from hfrl.feedback import BAD, GOOD, HERO
 from hfrl.rewards import (
@@ -135,7 +135,7 @@ class HeroConfig(LearnedRewardPPOConfig):
     samples natural: source error 1.12 +- 0.08 after 256 labels against 1.3-2.3 without it, at about the
     same speed (see the class docstring). Not measured with ``adapter=full``."""
     target_kl: float | None = 1.0
-    """PPO early stop per round (see :class:`~hfrl.agents.diffusion_agents.OnlineDiffusionConfig`). Without
+    """PPO early stop per round (see :class:`~hfrl.agents.diffusion.config.OnlineDiffusionConfig`). Without
     it, LoRA at lr 5e-3 collapsed on one seed of three. 0.5 stopped too early (20 % after 149 +- 40 labels
     against 85 +- 15 at 1.0, both without ``kl``)."""
     inner_rounds: int = 2
@@ -199,7 +199,7 @@ class HeroConfig(LearnedRewardPPOConfig):
             raise ConfigError(f"reference must be 'best' or 'good', got {self.reference!r}")
 
 
-class HeroTrainer(OnlineDiffusionTrainer):
+class HeroTrainer(LearnedRewardPPOTrainer):
     """HERO (arXiv 2410.05116): triplet-embedding reward, PPO on the reverse chain, noise recycling.
 
     Until the labels hold both a good and a bad sample there is nothing to learn: the round's samples

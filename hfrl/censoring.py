@@ -64,7 +64,7 @@ from hfrl.diffusion import (
     to_model_space,
 )
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import BAD, GOOD, LEFT, RIGHT, SKIP, TIE, asset_path
+from hfrl.judges import BAD, GOOD, NoisyLabeler, asset_path
 
 SEVEN = 7
 CROSSED_FRACTION = 0.15
@@ -372,22 +372,26 @@ class MalignEvaluator(StrokeJudge):
         return cls(model, threshold)  # type: ignore[arg-type]
 
 
-class MalignLabeler(StrokeJudge):
+class MalignLabeler(StrokeJudge, NoisyLabeler):
     """A simulated person who labels generated 7s: ``good`` (benign) or ``bad`` (malign, crossed).
 
     It has the :class:`~hfrl.judges.SyntheticLabeler` interface that :func:`hfrl.feedback.simulate`
-    needs (``labeler_id``, ``label``, ``compare``, ``pick_best``), so it answers queued items through the
-    feedback store exactly as people on the labelling page do. It ignores the clean images and classes
-    (a generated sample has none).
+    needs (``labeler_id``, ``label``, ``compare``, ``pick_best``, from :class:`~hfrl.judges.NoisyLabeler`),
+    so it answers queued items through the feedback store exactly as people on the labelling page do. It
+    ignores the clean images and classes (a generated sample has none). Of two images the less likely
+    malign is better (ties within 0.05); the best of a batch is the least likely malign of all of them,
+    whatever their labels.
 
     Args:
         detector: The labeler's stroke detector.
         threshold: Malign when ``P(malign) >= threshold``.
         flip_rate: Probability of a wrong answer (human error).
-        skip_rate: Probability of answering ``skip``.
+        skip_rate: Probability of answering ``skip`` (pairs: ``tie``).
         seed: Seed of the flips and skips.
         labeler_id: Identity recorded with every label.
     """
+
+    best_among_good = False
 
     def __init__(
         self,
@@ -398,15 +402,8 @@ class MalignLabeler(StrokeJudge):
         seed: int = 0,
         labeler_id: str = "synthetic-censor",
     ) -> None:
-        super().__init__(detector, threshold)
-        if not (0.0 <= flip_rate <= 0.5 and 0.0 <= skip_rate < 1.0):
-            raise ConfigError(
-                f"flip_rate must be in [0, 0.5] and skip_rate in [0, 1), got {flip_rate}, {skip_rate}"
-            )
-        self.flip_rate = float(flip_rate)
-        self.skip_rate = float(skip_rate)
-        self.rng = np.random.default_rng(seed)
-        self.labeler_id = labeler_id
+        StrokeJudge.__init__(self, detector, threshold)
+        NoisyLabeler.__init__(self, flip_rate, skip_rate, 0.05, seed, labeler_id)
 
     @classmethod
     def from_pretrained(
@@ -416,35 +413,13 @@ class MalignLabeler(StrokeJudge):
         model, _ = load_checkpoint(path or asset_path(LABELER_CHECKPOINT), kind=DETECTOR_KIND, device=device)
         return cls(model, **kwargs)  # type: ignore[arg-type]
 
-    def label(self, outputs: torch.Tensor, clean: Any = None, classes: Any = None) -> list[str]:
-        """``good`` (benign) / ``bad`` (malign) / ``skip`` per image ``(B, 1, H, W)``."""
-        malign = self.is_malign(outputs).numpy()
-        flips = self.rng.random(len(malign)) < self.flip_rate
-        skips = self.rng.random(len(malign)) < self.skip_rate
-        return [SKIP if s else (BAD if (m ^ f) else GOOD) for m, f, s in zip(malign, flips, skips)]
+    def is_good(self, outputs: torch.Tensor, clean: Any = None, classes: Any = None) -> torch.Tensor:
+        """``(B,)`` bool: benign (``P(malign) < threshold``)."""
+        return ~self.is_malign(outputs)
 
-    def compare(
-        self, left: torch.Tensor, right: torch.Tensor, clean: Any = None, classes: Any = None
-    ) -> list[str]:
-        """``left``/``right``/``tie``: the less likely malign of two images (ties within 0.05).
-
-        With probability ``flip_rate`` a decided answer is reversed, and with probability ``skip_rate``
-        the labeler cannot tell and answers ``tie`` (pairs have no ``skip``), as
-        :meth:`hfrl.judges.SyntheticLabeler.compare` does.
-        """
-        pl, pr = self.malign_prob(left).numpy(), self.malign_prob(right).numpy()
-        flips = self.rng.random(len(pl)) < self.flip_rate
-        skips = self.rng.random(len(pl)) < self.skip_rate
-        return [
-            TIE if (s or abs(a - b) < 0.05) else (LEFT if (a < b) ^ f else RIGHT)
-            for a, b, f, s in zip(pl, pr, flips, skips)
-        ]
-
-    def pick_best(
-        self, outputs: torch.Tensor, clean: Any = None, classes: Any = None
-    ) -> tuple[list[str], int]:
-        """Labels per image and the position of the least likely malign one."""
-        return self.label(outputs), int(self.malign_prob(outputs).argmin())
+    def preference(self, outputs: torch.Tensor, clean: Any = None, classes: Any = None) -> torch.Tensor:
+        """``(B,)`` ``-P(malign)``: the less likely malign, the better."""
+        return -self.malign_prob(outputs)
 
 
 def train_stroke_detector(

@@ -10,7 +10,10 @@ Both look at an output beside the clean image (which agents never see) and call 
    blank output for a thin '1', whose windows are mostly empty background).
 
 The :class:`SyntheticLabeler` adds human error (label flips, skips) and answers the three kinds of
-question people are asked: good/bad, which of two is better, and the best of a batch. The
+question people are asked: good/bad, which of two is better, and the best of a batch. That part is
+:class:`NoisyLabeler`, which every synthetic labeler shares (this one, the online diffusion task's
+:class:`~hfrl.diffusion_task.TargetDigitLabeler`, censoring's :class:`~hfrl.censoring.MalignLabeler`):
+each supplies its verdict and its preference score, and the wrapper adds seeded human error. The
 :class:`Evaluator` uses a different classifier — other architecture, other half of the data, other seed
 — so a generator that games the labeler's classifier does not fool the evaluator.
 
@@ -29,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -207,8 +210,107 @@ class Evaluator(DigitJudge):
         return float(self.is_good(outputs, clean, classes).float().mean())
 
 
-class SyntheticLabeler(DigitJudge):
+class NoisyLabeler:
+    """Seeded human error around a judge: the one wrapper every synthetic labeler shares.
+
+    A labeler supplies two things about a batch of outputs ``(B, C, H, W)`` (with the clean images and
+    classes, which labelers of generated samples ignore):
+
+    * :meth:`is_good`: ``(B,)`` bool, its verdict;
+    * :meth:`preference`: ``(B,)`` float, higher is better (to compare two outputs and pick the best).
+
+    This class answers the three kinds of question :func:`hfrl.feedback.simulate` puts to people
+    (``label``, ``compare``, ``pick_best``, with ``labeler_id`` recorded beside every answer). Each
+    question draws ``B`` flips and then ``B`` skips from one NumPy generator seeded with ``seed``, so the
+    same seed and the same questions give the same answers:
+
+    * ``label``: ``skip`` with probability ``skip_rate``, otherwise the verdict, flipped with probability
+      ``flip_rate``;
+    * ``compare``: ``tie`` with probability ``skip_rate`` or when the preferences differ by less than
+      ``tie_margin``, otherwise the preferred side, flipped with probability ``flip_rate``;
+    * ``pick_best``: the labels and the position of the most preferred output among those labelled good
+      (among all of them when none is, or when :attr:`best_among_good` is ``False``).
+
+    Args:
+        flip_rate: Probability that a good/bad or left/right answer is flipped, in ``[0, 0.5]``.
+        skip_rate: Probability of answering ``skip`` (good/bad) or ``tie`` (pairs), in ``[0, 1)``.
+        tie_margin: Pairs whose preferences differ by less than this are ties.
+        seed: Seed of the flips and skips.
+        labeler_id: Identity recorded with every label.
+
+    Raises:
+        ConfigError: for a rate out of range.
+    """
+
+    best_among_good: ClassVar[bool] = True
+    """Whether ``pick_best`` picks among the outputs labelled good (else among all)."""
+
+    def __init__(
+        self, flip_rate: float, skip_rate: float, tie_margin: float, seed: int, labeler_id: str
+    ) -> None:
+        if not (0.0 <= flip_rate <= 0.5 and 0.0 <= skip_rate < 1.0):
+            raise ConfigError(
+                f"flip_rate must be in [0, 0.5] and skip_rate in [0, 1), got {flip_rate}, {skip_rate}"
+            )
+        self.flip_rate = float(flip_rate)
+        self.skip_rate = float(skip_rate)
+        self.tie_margin = float(tie_margin)
+        self.rng = np.random.default_rng(seed)
+        self.labeler_id = labeler_id
+
+    def is_good(self, outputs: torch.Tensor, clean: Any, classes: Any) -> torch.Tensor:
+        """``(B,)`` bool: the labeler's verdict before human error (supplied by the labeler)."""
+        raise NotImplementedError
+
+    def preference(self, outputs: torch.Tensor, clean: Any, classes: Any) -> torch.Tensor:
+        """``(B,)`` float: how much the labeler likes each output, higher is better (supplied by the labeler)."""
+        raise NotImplementedError
+
+    def _errors(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(flips, skips)``, ``(n,)`` bool each, drawn in that order."""
+        flips = self.rng.random(n) < self.flip_rate
+        skips = self.rng.random(n) < self.skip_rate
+        return flips, skips
+
+    def label(self, outputs: torch.Tensor, clean: Any = None, classes: Any = None) -> list[str]:
+        """``good`` / ``bad`` / ``skip`` for each output."""
+        good = self.is_good(outputs, clean, classes).numpy()
+        flips, skips = self._errors(len(good))
+        return [SKIP if s else (GOOD if (g ^ f) else BAD) for g, f, s in zip(good, flips, skips)]
+
+    def compare(
+        self, left: torch.Tensor, right: torch.Tensor, clean: Any = None, classes: Any = None
+    ) -> list[str]:
+        """``left`` / ``right`` / ``tie``: which of two outputs (of the same input) is better."""
+        pl = self.preference(left, clean, classes).numpy()
+        pr = self.preference(right, clean, classes).numpy()
+        flips, skips = self._errors(len(pl))
+        return [
+            TIE if s or abs(a - b) < self.tie_margin else (LEFT if (a > b) ^ f else RIGHT)
+            for a, b, f, s in zip(pl, pr, flips, skips)
+        ]
+
+    def pick_best(
+        self, outputs: torch.Tensor, clean: Any = None, classes: Any = None
+    ) -> tuple[list[str], int]:
+        """HERO-style feedback on one batch: good/bad for each output and the position of the best one.
+
+        Returns:
+            ``(labels, best)``: a label per output, and the position of the most preferred output among
+            those labelled good (or overall, see :attr:`best_among_good`); the first one on a tie.
+        """
+        labels = self.label(outputs, clean, classes)
+        pref = self.preference(outputs, clean, classes).numpy()
+        good = [i for i, word in enumerate(labels) if word == GOOD] if self.best_among_good else []
+        pool = good or list(range(len(labels)))
+        return labels, int(max(pool, key=lambda i: pref[i]))
+
+
+class SyntheticLabeler(DigitJudge, NoisyLabeler):
     """A simulated person: labels outputs good/bad, compares pairs, picks the best of a batch.
+
+    Its verdict is the judge's (:meth:`DigitJudge.is_good`), its preference the judgement's ``quality``;
+    :class:`NoisyLabeler` adds the human error.
 
     Args:
         classifier: The labeler's own classifier (not the evaluator's).
@@ -234,60 +336,13 @@ class SyntheticLabeler(DigitJudge):
         seed: int = 0,
         labeler_id: str = "synthetic",
     ) -> None:
-        super().__init__(classifier, prob_threshold, ssim_threshold, corr_threshold)
-        if not (0.0 <= flip_rate <= 0.5 and 0.0 <= skip_rate < 1.0):
-            raise ValueError(
-                f"flip_rate must be in [0, 0.5] and skip_rate in [0, 1), got {flip_rate}, {skip_rate}"
-            )
-        self.flip_rate = float(flip_rate)
-        self.skip_rate = float(skip_rate)
-        self.tie_margin = float(tie_margin)
-        self.rng = np.random.default_rng(seed)
-        self.labeler_id = labeler_id
+        DigitJudge.__init__(self, classifier, prob_threshold, ssim_threshold, corr_threshold)
+        NoisyLabeler.__init__(self, flip_rate, skip_rate, tie_margin, seed, labeler_id)
 
     default_checkpoint = LABELER_CHECKPOINT
 
-    def label(
+    def preference(
         self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
-    ) -> list[str]:
-        """``good``/``bad``/``skip`` for each output ``(B, 1, H, W)``."""
-        good = self.is_good(outputs, clean, classes).numpy()
-        flips = self.rng.random(len(good)) < self.flip_rate
-        skips = self.rng.random(len(good)) < self.skip_rate
-        return [SKIP if s else (GOOD if (g ^ f) else BAD) for g, f, s in zip(good, flips, skips)]
-
-    def compare(
-        self,
-        left: torch.Tensor,
-        right: torch.Tensor,
-        clean: torch.Tensor,
-        classes: torch.Tensor | Sequence[int],
-    ) -> list[str]:
-        """``left``/``right``/``tie``: which of two outputs ``(B, 1, H, W)`` of the same input is better."""
-        ql = self.judge(left, clean, classes).quality.numpy()
-        qr = self.judge(right, clean, classes).quality.numpy()
-        flips = self.rng.random(len(ql)) < self.flip_rate
-        skips = self.rng.random(len(ql)) < self.skip_rate
-        answers = []
-        for a, b, f, s in zip(ql, qr, flips, skips):
-            if s or abs(a - b) < self.tie_margin:
-                answers.append(TIE)
-            else:
-                answers.append(LEFT if (a > b) ^ f else RIGHT)
-        return answers
-
-    def pick_best(
-        self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
-    ) -> tuple[list[str], int]:
-        """HERO-style feedback on one batch: good/bad for each output and the index of the best one.
-
-        Returns:
-            ``(labels, best)``: a label per output, and the position of the highest-quality output
-            among those labelled good (or overall, if none is).
-        """
-        labels = self.label(outputs, clean, classes)
-        quality = self.judge(outputs, clean, classes).quality.numpy()
-        good_idx = [i for i, lab in enumerate(labels) if lab == GOOD]
-        pool = good_idx or list(range(len(labels)))
-        best = max(pool, key=lambda i: quality[i])
-        return labels, int(best)
+    ) -> torch.Tensor:
+        """``(B,)`` the judgement's ``quality`` (``prob * max(ssim, 0)``)."""
+        return self.judge(outputs, clean, classes).quality

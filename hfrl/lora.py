@@ -3,7 +3,7 @@
 Hu et al. 2021 (arXiv 2106.09685): a frozen layer ``W`` becomes ``W + (alpha / r) * B A`` with ``A`` of rank
 ``r`` and ``B`` initialised to zero, so the adapted network starts as the base one and only ``A`` and ``B``
 train. HERO (arXiv 2410.05116) and DDPO fine-tune diffusion models this way; here it is the
-``adapter="lora"`` option of the online diffusion methods (:mod:`hfrl.agents.diffusion_agents`).
+``adapter="lora"`` option of the online diffusion methods (:mod:`hfrl.agents.diffusion`).
 
 For a convolution ``A`` is a convolution with the layer's kernel, stride and padding into ``r`` channels and
 ``B`` a 1x1 convolution out of them, so ``B A`` is again a convolution of the layer's shape and

@@ -9,7 +9,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +195,34 @@ class CSVLogger:
             if new:
                 writer.writeheader()
             writer.writerow({k: to_jsonable(v) for k, v in row.items()})
+
+
+def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write a table of scalar metrics as CSV, whole and atomically (:func:`atomic_write`).
+
+    For tables rewritten as they grow whose later rows gain columns (an online trainer's rounds: its update
+    metrics start once there are labels to learn from): the columns are the union of the rows' keys in
+    first-seen order, where :class:`CSVLogger` fixes them by the first row. Cells are written as
+    :class:`CSVLogger` writes them: missing and non-finite values are empty.
+
+    Args:
+        path: The CSV file (replaced).
+        rows: The table, one mapping of column to value per row.
+
+    Returns:
+        ``path``.
+    """
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows({k: to_jsonable(v) for k, v in row.items()} for row in rows)
+
+    return atomic_write(path, write)
 
 
 def _number(text: Any) -> float:

@@ -1,10 +1,22 @@
+import numpy as np
 import pytest
 import torch
 
 from hfrl.data import Domains
 from hfrl.errors import ConfigError
 from hfrl.evaluation import generate
-from hfrl.judges import BAD, GOOD, LEFT, RIGHT, SKIP, TIE, Evaluator, SyntheticLabeler, require_judge
+from hfrl.judges import (
+    BAD,
+    GOOD,
+    LEFT,
+    RIGHT,
+    SKIP,
+    TIE,
+    Evaluator,
+    NoisyLabeler,
+    SyntheticLabeler,
+    require_judge,
+)
 from hfrl.noise import make_noise
 
 
@@ -113,3 +125,36 @@ def test_trainers_and_reward_preparation_need_a_judge_for_other_datasets(tmp_pat
     with pytest.raises(ConfigError, match="labeler"):
         prepare_reward(tmp_path / "out", n_labels=10, **task, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+class _Brightness(NoisyLabeler):
+    """A toy labeler: an image is good when its mean is at least 0.5, and brighter is better."""
+
+    def is_good(self, outputs: torch.Tensor, clean=None, classes=None) -> torch.Tensor:
+        return outputs.flatten(1).mean(1) >= 0.5
+
+    def preference(self, outputs: torch.Tensor, clean=None, classes=None) -> torch.Tensor:
+        return outputs.flatten(1).mean(1)
+
+
+def test_the_noisy_labeler_wrapper_adds_seeded_flips_skips_and_ties() -> None:
+    x = torch.linspace(0, 1, 101).view(101, 1, 1, 1)
+    good = [bool(v >= 0.5) for v in x.flatten()]
+    assert _Brightness(0.0, 0.0, 0.05, 0, "toy").label(x) == [GOOD if g else BAD for g in good]
+    noisy = _Brightness(0.2, 0.1, 0.05, 3, "toy")
+    words = noisy.label(x)
+    rng = np.random.default_rng(3)  # the draws: B flips, then B skips
+    flips, skips = rng.random(101) < 0.2, rng.random(101) < 0.1
+    assert words == [SKIP if s else (GOOD if g ^ f else BAD) for g, f, s in zip(good, flips, skips)]
+    assert words == _Brightness(0.2, 0.1, 0.05, 3, "toy").label(x)  # same seed, same answers
+    assert words != _Brightness(0.2, 0.1, 0.05, 4, "toy").label(x)
+    # Pairs: ties within the margin, else the brighter side (no error here).
+    exact = _Brightness(0.0, 0.0, 0.05, 0, "toy")
+    assert exact.compare(x[[90, 10, 50]], x[[10, 90, 53]]) == [LEFT, RIGHT, TIE]
+    # The best: the brightest among those labelled good, or among all when best_among_good is off.
+    exact.label = lambda outputs, clean=None, classes=None: [GOOD, BAD, GOOD, BAD]  # type: ignore[method-assign]
+    assert exact.pick_best(x[[20, 100, 30, 0]]) == ([GOOD, BAD, GOOD, BAD], 2)
+    exact.best_among_good = False
+    assert exact.pick_best(x[[20, 100, 30, 0]])[1] == 1
+    with pytest.raises(ConfigError):
+        _Brightness(0.6, 0.0, 0.05, 0, "toy")

@@ -60,6 +60,7 @@ def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "hfrl/envs/__init__.py" in names
     assert "hfrl/agents/__init__.py" in names
+    assert "hfrl/agents/diffusion/trainer.py" in names  # the subpackage is listed in pyproject.toml
     assert "hfrl/assets/denoiser_source.safetensors" in names
     assert not any(n.startswith(("envs/", "agents/", "tests/", "scripts/")) for n in names)
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from hfrl.errors import ConfigError
-from hfrl.runs import CSVLogger, atomic_write, cleanup_on_failure, make_run_dir, read_json_object, write_json
+from hfrl.runs import (
+    CSVLogger,
+    atomic_write,
+    cleanup_on_failure,
+    make_run_dir,
+    read_json_object,
+    write_json,
+    write_rows,
+)
 
 
 class Crash(BaseException):
@@ -78,3 +86,8 @@ def test_drop_after_removes_rows_past_a_step(tmp_path: Path) -> None:
     again.log({"step": 3, "loss": 0.0})
     rows = (tmp_path / "train.csv").read_text().splitlines()
     assert rows == ["step,loss", "1,0.1", "2,0.2", "3,0.0"]
+
+
+def test_write_rows_takes_the_union_of_columns(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "r.csv", [{"a": 1.0}, {"a": 2.0, "b": float("nan")}, {"b": 3.0}])
+    assert path.read_text().splitlines() == ["a,b", "1.0,", "2.0,", ",3.0"]

@@ -1,0 +1,115 @@
+"""Reward-weighted likelihood for diffusion (``rwl``; Lee et al. 2023, arXiv 2302.12192).
+
+The loss: ``E_x[w(x) L_denoise(x)] + beta E_pre[L_denoise]`` over the model's own samples ``x``, weighted
+by a reward model learned from good/bad labels, plus the pre-training loss on real digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hfrl.agents.diffusion.binary_reward import BinaryRewardMixin
+from hfrl.agents.diffusion.config import OnlineDiffusionConfig
+from hfrl.agents.diffusion.trainer import OnlineDiffusionTrainer, Trajectories, mean_or_nan
+from hfrl.data import load_embedded_mnist
+from hfrl.diffusion import to_model_space
+from hfrl.errors import ConfigError
+from hfrl.feedback import SINGLE
+
+
+@dataclass
+class RWLDiffusionConfig(OnlineDiffusionConfig):
+    """Reward-weighted likelihood for diffusion (Lee et al. 2023, arXiv 2302.12192)."""
+
+    lr: float = 1e-4
+    """AdamW learning rate. 3e-4 did not help RWL (seed 0: 15.6 % after 192 labels, 9.4 % after 256; 1e-4
+    reached 14.1 % after 512)."""
+    rwl_steps: int = 16
+    """Gradient steps per round on the generated samples so far."""
+    rwl_batch_size: int = 32
+    """Generated samples per step (and as many pre-training images)."""
+    beta: float = 0.2
+    """Weight of the pre-training loss (denoising real digits of every class), Lee et al.'s ``beta``. With
+    ``beta = 1``, 8 steps and ``reward`` weighting, 8 rounds moved the success rate only 7.8 -> 10.2 %
+    (seed 0); these defaults reached 14-16 %."""
+    weighting: str = "filter"
+    """``reward``: the reward model's probability of good (Lee et al.); ``filter``: 1 above 0.5, else 0
+    (the mass of bad samples at ``P(good) ~ 0.2`` otherwise dilutes the few good ones)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rwl_steps < 1 or self.rwl_batch_size < 1 or self.beta < 0:
+            raise ConfigError("rwl_steps and rwl_batch_size must be >= 1 and beta >= 0")
+        if self.weighting not in ("reward", "filter"):
+            raise ConfigError(f"weighting must be 'reward' or 'filter', got {self.weighting!r}")
+
+
+class RWLDiffusionTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
+    """Reward-weighted denoising on the model's own samples plus ``beta`` x the pre-training loss.
+
+    Lee et al. minimise ``E_x[r(x) L_denoise(x)] + beta E_pre[L_denoise]`` over generated samples ``x``
+    scored by a reward model learned from human labels; ``L_denoise`` is the DDPM loss (Ho et al. eq. 14)
+    and the pre-training data are the real digits the base model learned from. Online here: the reward
+    model is retrained on all labels each round and re-scores every sample generated so far.
+    """
+
+    name = "rwl"
+    feedback_kind = SINGLE
+    config_class = RWLDiffusionConfig
+    config: RWLDiffusionConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_reward()
+        self.generated: list[torch.Tensor] = []
+        self.pretrain = load_embedded_mnist().images
+
+    def update(self, traj: Trajectories, feedback: Any) -> dict[str, float]:  # noqa: D102
+        cfg = self.config
+        self.pool.add(traj.images, feedback.labels)
+        self.generated.append(traj.images)
+        metrics = self._train_reward(self.round)
+        if not self.reward_ready:
+            return metrics | {"reward/mean": float("nan")}
+        pool = torch.cat(self.generated)  # (M, 1, H, W) in [0, 1]
+        r = self.reward(pool)
+        weights = (r > 0.5).float() if cfg.weighting == "filter" else r
+        abar = self.model.schedule.alphas_cumprod().float().to(self.device)
+        total = self.model.schedule.num_train_timesteps
+        losses, pre_losses = [], []
+
+        def denoise_loss(x0: torch.Tensor) -> torch.Tensor:
+            t = torch.randint(0, total, (x0.shape[0],), generator=self.rng).to(self.device)
+            noise = torch.randn(x0.shape, generator=self.rng).to(self.device)
+            a = abar[t].view(-1, 1, 1, 1)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            return ((self.model(x_t, t) - noise) ** 2).flatten(1).mean(1)  # (B,)
+
+        for _ in range(cfg.rwl_steps):
+            idx = torch.randint(0, pool.shape[0], (cfg.rwl_batch_size,), generator=self.rng)
+            pre_idx = torch.randint(0, self.pretrain.shape[0], (cfg.rwl_batch_size,), generator=self.rng)
+
+            def loss_fn(idx: torch.Tensor = idx, pre_idx: torch.Tensor = pre_idx) -> torch.Tensor:
+                gen_loss = (
+                    weights[idx.to(self.device)] * denoise_loss(to_model_space(pool[idx].to(self.device)))
+                ).mean()
+                loss = gen_loss
+                if cfg.beta > 0:
+                    pre = denoise_loss(to_model_space(self.pretrain[pre_idx].to(self.device))).mean()
+                    loss = loss + cfg.beta * pre
+                    pre_losses.append(float(pre.detach()))
+                loss.backward()
+                losses.append(float(gen_loss.detach()))
+                return loss
+
+            self.optimize(loss_fn)
+        return metrics | {
+            "losses/weighted": mean_or_nan(losses), "losses/pretrain": mean_or_nan(pre_losses),
+            "reward/mean": float(r.mean()), "reward/batch_mean": float(self.reward(traj.images).mean()),
+        }  # fmt: skip
+
+
+__all__ = ["RWLDiffusionConfig", "RWLDiffusionTrainer"]
