@@ -323,9 +323,9 @@ class BlindSpotConfig(TrainerConfig):
     """Adam learning rate."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        from hfrl.blindspot import check_blindspot
+        from hfrl.blindspot import check_blindspot  # torch: not needed to read the fields (--help)
 
+        super().__post_init__()
         check_blindspot(int(self.grid), int(self.radius), int(self.stride))
 
 

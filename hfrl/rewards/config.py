@@ -62,12 +62,12 @@ class DenoiserConfig:
     """``auto``, ``cpu`` or ``cuda``."""
 
     def __post_init__(self) -> None:
+        from hfrl.blindspot import check_blindspot  # torch: not needed to read the fields (--help)
+
         if self.steps < 1 or self.batch_size < 1 or self.width < 1 or self.grid < 2 or self.lr <= 0:
             raise ConfigError(
                 "self-supervised denoiser: steps, batch_size and width must be >= 1, grid >= 2, lr > 0"
             )
-        from hfrl.blindspot import check_blindspot
-
         check_blindspot(self.grid, self.radius, self.stride)
 
     @property
@@ -143,7 +143,7 @@ class RewardTrainingConfig:
 
     def augmentation(self) -> PairAugment | None:
         """The augmentation these settings describe, or ``None`` when off."""
-        from hfrl.rewards.augment import PairAugment
+        from hfrl.rewards.augment import PairAugment  # torch: imported when training, not for --help
 
         if not self.augment:
             return None
