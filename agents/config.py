@@ -12,6 +12,7 @@ torch, so ``hfrl finetune --help`` lists every field without loading the trainer
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -354,26 +355,67 @@ def _plain(value: Any) -> Any:
 
 def field_docs(cls: type) -> dict[str, str]:
     """Docstrings of a config dataclass's fields (the string literal under each field), for ``--help``."""
-    import ast
-    import inspect
-    import textwrap
-
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
+        if dataclasses.is_dataclass(klass):
+            docs.update(_own_field_docs(klass))
     return docs
+
+
+@functools.cache
+def _own_field_docs(klass: type) -> dict[str, str]:
+    """The field docstrings written in ``klass``'s own body.
+
+    Cached per class: ``hfrl finetune --help`` reads every agent's config, and each shares
+    :class:`TrainerConfig`.
+    """
+    import ast
+
+    body = _class_body(klass)
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _class_body(klass: type) -> list[Any]:
+    """The statements of ``klass``'s body.
+
+    A top-level class is found in its file, parsed once per version of the file (``inspect.getsource``
+    parses the whole file again for every class); any other class is read from its own source.
+    """
+    import ast
+    import inspect
+    import os
+    import textwrap
+
+    path = inspect.getsourcefile(klass)
+    if path is not None and "." not in klass.__qualname__:
+        stat = os.stat(path)
+        found = [
+            node
+            for node in _parsed_file(path, stat.st_mtime_ns, stat.st_size).body
+            if isinstance(node, ast.ClassDef) and node.name == klass.__name__
+        ]
+        if len(found) == 1:
+            return found[0].body
+    return ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed_file(path: str, mtime_ns: int, size: int) -> Any:
+    """The syntax tree of a source file (``mtime_ns`` and ``size`` key the cache to its version)."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        return ast.parse(f.read())
 
 
 def field_types(cls: type) -> dict[str, Any]:
