@@ -19,41 +19,115 @@ loss), ``ddpo`` (PPO with a reward model and DPOK's KL) and ``d3po`` (pairwise, 
 :func:`~hfrl.agents.hero.make_online_trainer`.
 """
 
-from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
-from hfrl.agents.blindspot import (
-    BlindSpotConfig,
-    BlindSpotFinetuneTrainer,
-    Noise2SelfConfig,
-    Noise2SelfTrainer,
-)
-from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
-from hfrl.agents.compare import compare_agents
-from hfrl.agents.config import TrainerConfig
-from hfrl.agents.dpo import DPOConfig, DPOTrainer
-from hfrl.agents.hero import HeroConfig, HeroTrainer, make_online_config, make_online_trainer, recycle_noise
-from hfrl.agents.ppo import PPOConfig, PPOTrainer
-from hfrl.agents.registry import AGENTS, agent_class, make_config, make_trainer, register_agent
-from hfrl.agents.reinforce import ReinforceConfig, ReinforceTrainer
-from hfrl.agents.reward_grad import RewardGradConfig, RewardGradTrainer
-from hfrl.agents.rwl import RWLConfig, RWLTrainer
-from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CConfig, SB3A2CTrainer, SB3Config, SB3Trainer
-from hfrl.agents.sweep import load_results, run_sweep, summarise
+from __future__ import annotations
 
-for _cls in (
-    ReinforceTrainer,
-    PPOTrainer,
-    RWLTrainer,
-    RewardGradTrainer,
-    DPOTrainer,
-    SB3Trainer,
-    SB3A2CTrainer,
-    Noise2SelfTrainer,
-    BlindSpotFinetuneTrainer,
-):
-    register_agent(_cls.name, _cls, overwrite=True)
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, Any
 
-LABEL_FREE_AGENTS = (Noise2SelfTrainer.name, BlindSpotFinetuneTrainer.name)
+if TYPE_CHECKING:
+    from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
+    from hfrl.agents.blindspot import BlindSpotFinetuneTrainer, Noise2SelfTrainer
+    from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
+    from hfrl.agents.compare import compare_agents
+    from hfrl.agents.config import (
+        BlindSpotConfig,
+        DPOConfig,
+        Noise2SelfConfig,
+        PPOConfig,
+        ReinforceConfig,
+        RewardGradConfig,
+        RWLConfig,
+        SB3A2CConfig,
+        SB3Config,
+        TrainerConfig,
+    )
+    from hfrl.agents.dpo import DPOTrainer
+    from hfrl.agents.hero import (
+        HeroConfig,
+        HeroTrainer,
+        make_online_config,
+        make_online_trainer,
+        recycle_noise,
+    )
+    from hfrl.agents.ppo import PPOTrainer
+    from hfrl.agents.registry import AGENTS, agent_class, make_config, make_trainer, register_agent
+    from hfrl.agents.reinforce import ReinforceTrainer
+    from hfrl.agents.reward_grad import RewardGradTrainer
+    from hfrl.agents.rwl import RWLTrainer
+    from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Trainer
+    from hfrl.agents.sweep import load_results, run_sweep, summarise
+
+_EXPORTS = {
+    "NonFiniteLossError": "hfrl.agents.base",
+    "Trainer": "hfrl.agents.base",
+    "TrainResult": "hfrl.agents.base",
+    "BlindSpotConfig": "hfrl.agents.config",
+    "BlindSpotFinetuneTrainer": "hfrl.agents.blindspot",
+    "Noise2SelfConfig": "hfrl.agents.config",
+    "Noise2SelfTrainer": "hfrl.agents.blindspot",
+    "Callback": "hfrl.agents.callbacks",
+    "CallbackList": "hfrl.agents.callbacks",
+    "CheckpointCallback": "hfrl.agents.callbacks",
+    "EarlyStopping": "hfrl.agents.callbacks",
+    "EvalCallback": "hfrl.agents.callbacks",
+    "compare_agents": "hfrl.agents.compare",
+    "TrainerConfig": "hfrl.agents.config",
+    "DPOConfig": "hfrl.agents.config",
+    "DPOTrainer": "hfrl.agents.dpo",
+    "HeroConfig": "hfrl.agents.hero",
+    "HeroTrainer": "hfrl.agents.hero",
+    "make_online_config": "hfrl.agents.hero",
+    "make_online_trainer": "hfrl.agents.hero",
+    "recycle_noise": "hfrl.agents.hero",
+    "PPOConfig": "hfrl.agents.config",
+    "PPOTrainer": "hfrl.agents.ppo",
+    "AGENTS": "hfrl.agents.registry",
+    "agent_class": "hfrl.agents.registry",
+    "make_config": "hfrl.agents.registry",
+    "make_trainer": "hfrl.agents.registry",
+    "register_agent": "hfrl.agents.registry",
+    "ReinforceConfig": "hfrl.agents.config",
+    "ReinforceTrainer": "hfrl.agents.reinforce",
+    "RewardGradConfig": "hfrl.agents.config",
+    "RewardGradTrainer": "hfrl.agents.reward_grad",
+    "RWLConfig": "hfrl.agents.config",
+    "RWLTrainer": "hfrl.agents.rwl",
+    "GeneratorActorCriticPolicy": "hfrl.agents.sb3",
+    "SB3A2CConfig": "hfrl.agents.config",
+    "SB3A2CTrainer": "hfrl.agents.sb3",
+    "SB3Config": "hfrl.agents.config",
+    "SB3Trainer": "hfrl.agents.sb3",
+    "load_results": "hfrl.agents.sweep",
+    "run_sweep": "hfrl.agents.sweep",
+    "summarise": "hfrl.agents.sweep",
+}
+"""Public names and the module each comes from, imported on first use: ``from hfrl.agents import X``
+works as before, while importing a light submodule such as :mod:`hfrl.agents.config` (the CLI's
+``--help``) imports no torch. Any of these names also registers the built-in agents in :data:`AGENTS`
+(:func:`~hfrl.agents.registry.register_builtin_agents`)."""
+
+LABEL_FREE_AGENTS = ("n2s", "n2s-finetune")
 """Agents that learn from the noisy target inputs alone (no reward, no label): the label-free baselines."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (registering the built-in agents first), or a submodule, on first use."""
+    if name in _EXPORTS:
+        from hfrl.agents.registry import register_builtin_agents
+
+        register_builtin_agents()
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "AGENTS",

@@ -17,56 +17,17 @@ a label or a clean target image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
-from hfrl.blindspot import blindspot_batch, check_blindspot, shuffle_down
+from hfrl.agents.config import BlindSpotConfig, Noise2SelfConfig
+from hfrl.blindspot import blindspot_batch, shuffle_down
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError
 from hfrl.generators import GeneratorConfig, build_generator
 from hfrl.policy import GaussianPolicy
-
-
-@dataclass
-class BlindSpotConfig(TrainerConfig):
-    """Blind-spot self-supervision settings (``n2s-finetune``; ``n2s`` adds the U-Net's width)."""
-
-    kl: float = 0.0
-    """KL weight (off: the blind-spot loss is on the generator's mean)."""
-    grid: int = 4
-    """Predicted pixels are every ``grid``-th pixel in each direction (a random phase per update)."""
-    radius: int = 0
-    """Half-width of the blind spot: 0 hides single pixels; ``R`` hides a ``(2R + 1)``-pixel square, for
-    noise correlated over about ``R`` pixels (``grid >= 2R + 2``)."""
-    stride: int = 1
-    """Pixel-shuffle factor: learn on sub-images of every ``stride``-th pixel (``n2s`` only)."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_blindspot(int(self.grid), int(self.radius), int(self.stride))
-
-
-@dataclass
-class Noise2SelfConfig(BlindSpotConfig):
-    """Settings of a fresh self-supervised U-Net (``n2s``)."""
-
-    aux: float = 0.0
-    """Weight of supervised denoising of noisy source images (off: the baseline learns from the target
-    inputs alone)."""
-    consistency: float = 0.0
-    """Weight of the MSE to the source generator's output (off: a fresh network owes it nothing)."""
-    steps: int = 1000
-    """Updates (the masked loss levels off after a few hundred; the estimate keeps improving)."""
-    lr: float = 2e-3
-    """Adam learning rate."""
-    width: int = 16
-    """Channels of the U-Net's first level."""
 
 
 def blindspot_loss(

@@ -14,31 +14,15 @@ generalise from one label to other inputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
+from hfrl.agents.config import DPOConfig
 from hfrl.agents.preferences import PreferenceSource, SyntheticPreferences
 from hfrl.judges import SyntheticLabeler, require_judge
-
-
-@dataclass
-class DPOConfig(TrainerConfig):
-    """DPO settings."""
-
-    kl: float = 0.0
-    """Explicit KL weight (off by default: ``beta`` already anchors DPO to the reference)."""
-    beta: float = 0.05
-    """Inverse temperature of the implicit reward (per image log-ratio units)."""
-    lr: float = 3e-5
-    """Adam learning rate."""
-    labeler: str | None = None
-    """Classifier checkpoint of the synthetic labeler that answers the pairs (default: the shipped digit
-    classifier; another dataset needs its own)."""
 
 
 class DPOTrainer(Trainer):

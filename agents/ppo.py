@@ -2,53 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
+from hfrl.agents.config import PPOConfig
 from hfrl.agents.reinforce import advantages
-from hfrl.errors import ConfigError
-
-
-@dataclass
-class PPOConfig(TrainerConfig):
-    """PPO settings (each update collects ``batch_size`` episodes, then optimises on them)."""
-
-    kl: float = 0.01
-    """Weight of the KL penalty to the pretrained policy (per image). With the similarity reward from 200
-    labels and 100 updates: kl 0.01 took the target good-rate from 52 % to 66 % (source PSNR unchanged);
-    kl 0.03 reached 55 %, and kl 0 reached 85 % in 200 updates but lost 1.3 dB of source PSNR."""
-    group_size: int = 8
-    """Actions per noisy input, compared within the group for the advantage (see ``reinforce``)."""
-
-    clip_range: float = 0.2
-    """Clip of the probability ratio ``pi / pi_old``."""
-    epochs: int = 4
-    """Passes over each collected batch."""
-    minibatch_size: int = 32
-    """Episodes per gradient step within a pass."""
-    target_kl: float | None = 0.5
-    """Stop the passes over a batch early when the approximate KL(pi_old || pi) exceeds this (None: never).
-    Per image, so it scales with the number of pixels; 0.5 suits 28x28 images."""
-    adaptive_kl: bool = False
-    """Adapt ``kl`` towards ``kl_target`` (Ziegler et al. 2019): double or halve it each update, starting
-    from ``kl`` (which must then be > 0)."""
-    kl_target: float = 1.0
-    """Target KL(pi || pi_ref) per image for the adaptive coefficient."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.minibatch_size < 1 or self.epochs < 1 or not 0 < self.clip_range < 1:
-            raise ConfigError("PPO needs minibatch_size >= 1, epochs >= 1 and 0 < clip_range < 1")
-        if self.adaptive_kl and not (self.kl > 0 and self.kl_target > 0):
-            # The coefficient is doubled or halved from kl: from 0 it would stay 0 and adapt nothing.
-            raise ConfigError(
-                f"adaptive_kl needs kl > 0 to start from and kl_target > 0, got kl={self.kl} "
-                f"and kl_target={self.kl_target}"
-            )
 
 
 class PPOTrainer(Trainer):

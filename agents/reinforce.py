@@ -7,27 +7,10 @@ batch-mean baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
-
-
-@dataclass
-class ReinforceConfig(TrainerConfig):
-    """REINFORCE settings."""
-
-    kl: float = 0.03
-    """Weight of the KL divergence to the pretrained policy (per image). With the similarity reward from
-    200 labels and 200 steps: kl 0.03 took the target good-rate from 52 % to 73 % for -0.1 dB source PSNR;
-    kl 0.1 reached 64 % (+0.1 dB); kl 0 reached 74 % but lost 1.9 dB."""
-    group_size: int = 8
-    """Actions per noisy input; each is compared with the others for the same input (RLOO). With
-    ``group_size = 1`` (a batch-mean baseline) and kl 0 the same budget reached 62 %."""
-    normalize_advantages: bool = True
-    """Divide advantages by their standard deviation (after subtracting the baseline)."""
+from hfrl.agents.config import ReinforceConfig
 
 
 def advantages(reward: torch.Tensor, normalize: bool = True, group_size: int = 1) -> torch.Tensor:

@@ -14,50 +14,13 @@ once. ``round_steps = steps`` gives Lee et al.'s offline recipe (one dataset fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
-from hfrl.errors import ConfigError
-
-WEIGHTINGS = ("reward", "filter", "exp")
-
-
-@dataclass
-class RWLConfig(TrainerConfig):
-    """Reward-weighted likelihood settings."""
-
-    kl: float = 0.0
-    """KL weight (off by default: Lee et al. regularise with the pre-training loss only)."""
-    weighting: str = "exp"
-    """``exp`` (default): ``exp(r / temperature)`` normalised to mean 1 within each input's group of
-    ``group_size`` samples (reward-weighted regression that ranks the actions for one input);
-    ``reward``: weight = reward clipped at 0 (Lee et al., who weight by human labels directly);
-    ``filter``: weight 1 above ``threshold``, 0 below (filtered fine-tuning). With a learned reward's
-    scores the ``reward`` weights barely differ between samples and moved the generator nowhere in 200
-    steps (52 % -> 53 % good); ``exp`` reached 58 % (+0.05 dB source PSNR)."""
-    threshold: float = 0.5
-    """Reward threshold of the ``filter`` weighting."""
-    temperature: float = 0.01
-    """Temperature of the ``exp`` weighting (reward units)."""
-    group_size: int = 8
-    """Samples per noisy input (see :class:`~hfrl.agents.config.TrainerConfig`)."""
-    dataset_size: int = 512
-    """Samples collected per round."""
-    round_steps: int = 50
-    """Updates per round (a new dataset is collected at the start of each round)."""
-    lr: float = 3e-4
-    """Adam learning rate."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        if self.dataset_size < 1 or self.round_steps < 1 or self.temperature <= 0:
-            raise ConfigError("dataset_size and round_steps must be >= 1 and temperature > 0")
+from hfrl.agents.config import WEIGHTINGS as WEIGHTINGS  # re-exported: the weightings RWLConfig accepts
+from hfrl.agents.config import RWLConfig
 
 
 def sample_weights(

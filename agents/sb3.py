@@ -28,7 +28,6 @@ Example (the documented recipe, without the trainer)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -41,7 +40,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from hfrl.agents.base import Trainer
-from hfrl.agents.config import TrainerConfig
+from hfrl.agents.config import SB3A2CConfig, SB3Config
 from hfrl.envs.sb3 import SB3VecEnvAdapter
 from hfrl.envs.wrappers import ConsistencyTerm, KLTerm, SourceAuxTerm, add_reward_terms
 from hfrl.errors import ConfigError
@@ -134,29 +133,6 @@ class GeneratorActorCriticPolicy(ActorCriticPolicy):
         # SB3 puts a Linear layer between the latent and the mean; the generator's output is the mean.
         self.action_net = nn.Identity()
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-
-@dataclass
-class SB3Config(TrainerConfig):
-    """Settings of the Stable-Baselines3 agents.
-
-    One update is one SB3 rollout of ``batch_size`` episodes and SB3's own training on it.
-    """
-
-    lr: float = 3e-5
-    """SB3 learning rate."""
-    kl: float = 0.01
-    """Weight of the KL reward term (SB3 sees it in the reward)."""
-    n_epochs: int = 4
-    """PPO epochs per rollout."""
-    minibatch_size: int = 32
-    """PPO minibatch size."""
-    clip_range: float = 0.2
-    """PPO clip range."""
-    ent_coef: float = 0.0
-    """Entropy bonus."""
-    vf_coef: float = 0.5
-    """Value-loss weight."""
 
 
 class SB3Trainer(Trainer):
@@ -266,15 +242,6 @@ class SB3Trainer(Trainer):
         np_rng = values["np_rng"]
         np.random.set_state((np_rng[0], np.asarray(np_rng[1], dtype=np.uint32), *np_rng[2:]))  # noqa: NPY002
         self.model.num_timesteps = int(values["num_timesteps"])
-
-
-@dataclass
-class SB3A2CConfig(SB3Config):
-    """Settings of the Stable-Baselines3 A2C agent (one gradient step per rollout, normalised advantages)."""
-
-    lr: float = 1e-4
-    """SB3 learning rate. With the similarity reward from 200 labels, 100 rollouts took the target
-    good-rate from 52 % to 57 % (-0.16 dB source PSNR); 3e-5 reached 56 %."""
 
 
 class SB3A2CTrainer(SB3Trainer):

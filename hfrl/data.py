@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from hfrl.errors import DataError
+from hfrl.names import DATASETS
+from hfrl.names import parse_classes as parse_classes  # re-exported: it lives in the torch-free hfrl.names
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.6, 0.1, 0.3)
 """Default share of each class in ``train``, ``val`` and ``test``. The test split is large because it is
 what benchmarks report on; training on 300 images per class is plenty for the small networks used here."""
 
-DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist")
 DEFAULT_SOURCE_CLASSES = (0,)
 DEFAULT_TARGET_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
@@ -359,29 +360,6 @@ def load_dataset(
     if data_dir is None:
         raise DataError(f"dataset {name!r} needs --data-dir (and --download if the files are not there yet)")
     return load_torchvision(name, data_dir, download=download)
-
-
-def parse_classes(text: str | Iterable[int]) -> tuple[int, ...]:
-    """Parse ``"0"``, ``"1-9"`` or ``"1,3,5-7"`` (or pass through an iterable) into sorted classes."""
-    if not isinstance(text, str):
-        values = sorted({int(v) for v in text})
-    else:
-        values_set: set[int] = set()
-        for chunk in text.replace(" ", "").split(","):
-            if not chunk:
-                continue
-            try:
-                if "-" in chunk[1:]:
-                    lo, hi = chunk.split("-", 1) if not chunk.startswith("-") else (chunk, chunk)
-                    values_set.update(range(int(lo), int(hi) + 1))
-                else:
-                    values_set.add(int(chunk))
-            except ValueError:
-                raise DataError(f"cannot read classes {text!r}; write e.g. 0 or 1-9 or 1,3,5-7") from None
-        values = sorted(values_set)
-    if not values or min(values) < 0:
-        raise DataError(f"classes must be non-negative integers, got {text!r}")
-    return tuple(values)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Device selection and seeding helpers."""
+"""Device selection and seeding helpers.
+
+torch and NumPy are imported where they are used, so that :data:`DEVICE_CHOICES` (what ``--device``
+offers) costs the CLI's ``--help`` nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import os
 import platform
 import random
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from hfrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -27,6 +32,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     Raises:
         ConfigError: for an unknown name, or ``cuda`` on a machine without a usable GPU.
     """
+    import torch
+
     if isinstance(device, torch.device):
         return device
     name = str(device).strip().lower()
@@ -55,6 +62,9 @@ def seed_everything(seed: int) -> torch.Generator:
     Returns:
         A ``torch.Generator`` on the CPU seeded with ``seed``.
     """
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code (SB3) reads the legacy global state
     torch.manual_seed(seed)
@@ -63,6 +73,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    import torch
+
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
 
 
@@ -79,6 +91,8 @@ def cpu_name() -> str:
 
 def machine_description() -> str:
     """The machine in one line: CPU, cores, torch threads, GPU (when there is one), torch version."""
+    import torch
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{cpu_name()}, {cores} cores, {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"

@@ -33,8 +33,7 @@ from torch import nn
 
 from hfrl.blindspot import shuffle_down, shuffle_up
 from hfrl.errors import ConfigError
-
-FAMILIES = ("conv", "unet", "mlp")
+from hfrl.names import FAMILIES
 
 MAX_SIDE = 4096
 """Largest image height or width a generator config accepts."""

@@ -21,21 +21,27 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from hfrl.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: the model names and spec checks (CLI --help) need no torch
+    import torch
 
 DEFAULT_NOISE = "gaussian"
 DEFAULT_LEVEL = 0.5
 
 
 def _randn(shape: torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    import torch
+
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=device).to(like.device)
 
 
 def _rand(shape: torch.Size, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    import torch
+
     device = generator.device if generator is not None else like.device
     return torch.rand(shape, generator=generator, device=device).to(like.device)
 
@@ -106,6 +112,8 @@ class GaussianDriven(NoiseModel):
 
     def _corrupt(self, clean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         planes = clean.reshape(-1, 1, *clean.shape[-2:])  # every channel of every image on its own
+        import torch
+
         z = _randn(torch.Size((planes.shape[0], *self.normal_shape(tuple(planes.shape)))), generator, clean)
         return (planes + self.level * self.shape(z)).reshape(clean.shape)
 
@@ -144,6 +152,8 @@ class CorrelatedGaussianNoise(GaussianDriven):
 
     def kernel(self) -> torch.Tensor:
         """The ``(2r + 1, 2r + 1)`` unit-energy Gaussian kernel."""
+        import torch
+
         r = self.margin
         x = torch.arange(-r, r + 1, dtype=torch.float64)
         g = torch.exp(-(x**2) / (2 * self.length**2))
@@ -151,9 +161,11 @@ class CorrelatedGaussianNoise(GaussianDriven):
         return (k / k.pow(2).sum().sqrt()).float()
 
     def shape(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        from torch.nn.functional import conv2d
+
         c = z.shape[1]
         k = self.kernel().to(z.device).expand(c, 1, -1, -1)
-        return torch.nn.functional.conv2d(z, k, groups=c)
+        return conv2d(z, k, groups=c)
 
 
 @dataclass(frozen=True)
@@ -211,6 +223,8 @@ class PoissonNoise(NoiseModel):
             return clean.clone()
         peak = 1.0 / self.level**2
         rate = (clean * peak).to(generator.device if generator is not None else clean.device)
+        import torch
+
         return (torch.poisson(rate, generator=generator) / peak).to(clean.device)
 
 

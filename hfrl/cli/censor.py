@@ -22,9 +22,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hfrl.cli.common import (
     add_device,
@@ -36,6 +34,9 @@ from hfrl.cli.common import (
     positive_int,
 )
 from hfrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 SETUP_CHOICES = ("single", "union", "ensemble")
 DEFAULT_POOL = 400
@@ -252,6 +253,8 @@ def _collect(
 
 def run(args: argparse.Namespace) -> int:
     """Collect labels and train (with ``--label``) or load the rewards, sample with guidance, report."""
+    import torch
+
     from hfrl.censoring import (
         MalignEvaluator,
         MalignLabeler,
@@ -363,6 +366,7 @@ def save_censor_grid(
         nrow: Samples per row.
         scale: Integer upscaling.
     """
+    import torch
     from torchvision.utils import make_grid, save_image
 
     rgb = images.repeat(1, 3, 1, 1)  # (B, 3, H, W)

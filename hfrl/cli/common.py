@@ -1,4 +1,7 @@
-"""Options shared by several subcommands, so each is spelt and documented once."""
+"""Options shared by several subcommands, so each is spelt and documented once.
+
+Like every module of :mod:`hfrl.cli` it imports no torch: ``hfrl --help`` must answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from hfrl.data import DATASETS, parse_classes
 from hfrl.device import DEVICE_CHOICES
 from hfrl.errors import ConfigError
+from hfrl.names import DATASETS, parse_classes
 from hfrl.noise import NOISE_MODELS, check_noise
 from hfrl.tasks import DEFAULT_TASK, TASKS, fill_from_task
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hfrl.checkpoint import load_checkpoint
 from hfrl.cli.common import add_data, add_device, add_out, add_seed, resolve_checkpoint, resolve_task_args
-from hfrl.data import Domains, load_dataset, parse_classes
-from hfrl.device import resolve_device
 from hfrl.errors import ConfigError
-from hfrl.evaluation import evaluate_generator, format_table, save_grid
-from hfrl.judges import Evaluator, asset_path, require_judge
-from hfrl.noise import make_noise
-from hfrl.runs import make_run_dir, write_json
-from hfrl.tasks import get_task
 
 DEFAULT_GENERATOR = "denoiser_source"
 COLUMNS = ["domain", "class", "n", "psnr_noisy", "psnr", "ssim", "good_rate"]
@@ -54,12 +46,23 @@ def resolve_generator_path(path: str | Path | None) -> Path:
     Otherwise :func:`~hfrl.cli.common.resolve_checkpoint`, the resolver every command uses.
     """
     if path is None:
+        from hfrl.judges import asset_path
+
         return asset_path(DEFAULT_GENERATOR)
     return resolve_checkpoint(path, "generator")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
+    from hfrl.checkpoint import load_checkpoint
+    from hfrl.data import Domains, load_dataset, parse_classes
+    from hfrl.device import resolve_device
+    from hfrl.evaluation import evaluate_generator, format_table, save_grid
+    from hfrl.judges import Evaluator, require_judge
+    from hfrl.noise import make_noise
+    from hfrl.runs import make_run_dir, write_json
+    from hfrl.tasks import get_task
+
     resolve_task_args(args)
     task = get_task(args.task)
     generator_path = (

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from hfrl.cli.common import add_import, existing_path, resolve_config_checkpoints
-from hfrl.device import seed_everything
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
 from hfrl.runs import read_json_object
@@ -25,16 +24,30 @@ def _agents() -> dict[str, Any]:
     return agents.AGENTS
 
 
+def _config_classes() -> dict[str, type]:
+    """The config class of every agent: the built-in ones, then any registered in this process.
+
+    The built-in ones come from :data:`hfrl.agents.config.BUILTIN_CONFIGS`, which imports no torch (the
+    trainers are only imported when an agent runs), so ``--help`` answers at once.
+    """
+    from hfrl.agents.config import BUILTIN_CONFIGS
+    from hfrl.agents.registry import AGENTS
+
+    configs: dict[str, type] = dict(BUILTIN_CONFIGS)
+    configs.update((name, cls.config_class) for name, cls in AGENTS.items())
+    return configs
+
+
 def _all_fields() -> dict[str, tuple[type, str, Any]]:
     """Every config field of every agent: ``name -> (config class, help, default)``."""
     from hfrl.agents.config import field_docs
 
     fields: dict[str, tuple[type, str, Any]] = {}
-    for cls in _agents().values():
-        docs = field_docs(cls.config_class)
-        for f in dataclasses.fields(cls.config_class):
+    for config_class in _config_classes().values():
+        docs = field_docs(config_class)
+        for f in dataclasses.fields(config_class):
             if f.name not in fields and f.name not in SKIP_FIELDS:
-                fields[f.name] = (cls.config_class, docs.get(f.name, ""), f.default)
+                fields[f.name] = (config_class, docs.get(f.name, ""), f.default)
     return fields
 
 
@@ -118,6 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the trainer (or restore it), train, print the final evaluation."""
     from hfrl.agents import agent_class
+    from hfrl.device import seed_everything
 
     for spec in args.imports:
         import_user_code(spec)

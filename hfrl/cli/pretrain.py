@@ -16,12 +16,9 @@ from hfrl.cli.common import (
     positive_int,
     resolve_task_args,
 )
-from hfrl.data import load_dataset
-from hfrl.device import seed_everything
 from hfrl.errors import HfrlError
-from hfrl.generators import FAMILIES
-from hfrl.pretrain import PretrainConfig, pretrain
-from hfrl.runs import make_run_dir
+from hfrl.names import FAMILIES
+from hfrl.pretrain_config import PretrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and report where the checkpoint went."""
+    from hfrl.data import load_dataset
+    from hfrl.device import seed_everything
+    from hfrl.pretrain import pretrain
+    from hfrl.runs import make_run_dir
+
     seed_everything(args.seed)
     resolve_task_args(args)
     config = PretrainConfig(

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from hfrl.cli import OneLineArgumentParser
 from hfrl.cli.common import (
@@ -29,6 +28,9 @@ from hfrl.cli.common import (
     non_negative_float,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 SIMILARITY_LR = 0.05
 """Default learning rate of the similarity model's head: at 0.03-0.1 its four weights converge to the same
@@ -54,10 +56,14 @@ def _non_negative_int(text: str) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``hfrl reward`` and its actions."""
-    from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
-    from hfrl.rewards.ensemble import COMBINES
-    from hfrl.rewards.fit import KINDS, MODELS
-    from hfrl.rewards.training import RESAMPLING
+    from hfrl.rewards.config import (  # the light module: --help imports no torch
+        COMBINES,
+        KINDS,
+        MODELS,
+        RESAMPLING,
+        DenoiserConfig,
+        RewardTrainingConfig,
+    )
 
     parser = subparsers.add_parser(
         "reward",
@@ -199,6 +205,8 @@ def _denoiser_images(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.
     """
     if args.denoiser_images == 0:
         return None
+    import torch
+
     from hfrl.cli.common import resolve_task_args
     from hfrl.data import Domains, load_dataset, parse_classes
     from hfrl.errors import DataError
@@ -258,6 +266,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Load the labels, split, train, validate and write the run directory."""
+    import torch
+
     from hfrl.device import resolve_device, seed_everything
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig
     from hfrl.rewards.fit import NEEDS_DENOISER, fit_reward_from_store, report_markdown

@@ -20,39 +20,101 @@ units, ``predict`` the rewards without gradients, batched, from tensors or array
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from hfrl.checkpoint import load_checkpoint, save_checkpoint
 from hfrl.errors import ConfigError
-from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, similarity_features, train_denoiser
-from hfrl.rewards.embedding import EmbeddingReward
-from hfrl.rewards.ensemble import COMBINES, RewardEnsemble
-from hfrl.rewards.metrics import binary_report, expected_calibration_error, pairwise_report, roc_auc
-from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward
-from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback, UnlabelledPairs
-from hfrl.rewards.selection import (
-    DisagreementSelector,
-    EntropySelector,
-    QuerySelector,
-    RandomSelector,
-    make_selector,
-)
-from hfrl.rewards.training import (
-    BinaryRewardTrainer,
-    PreferenceRewardTrainer,
-    RewardTrainer,
-    RewardTrainingConfig,
-    TrainResult,
-    TripletRewardTrainer,
-    build_single,
-    make_reward_model,
-    train_ensemble,
-    train_reward_model,
-)
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hfrl.rewards.config import COMBINES as COMBINES
+    from hfrl.rewards.config import DenoiserConfig, RewardTrainingConfig
+    from hfrl.rewards.denoiser import SelfSupervisedDenoiser, similarity_features, train_denoiser
+    from hfrl.rewards.embedding import EmbeddingReward
+    from hfrl.rewards.ensemble import RewardEnsemble
+    from hfrl.rewards.metrics import binary_report, expected_calibration_error, pairwise_report, roc_auc
+    from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward
+    from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback, UnlabelledPairs
+    from hfrl.rewards.selection import (
+        DisagreementSelector,
+        EntropySelector,
+        QuerySelector,
+        RandomSelector,
+        make_selector,
+    )
+    from hfrl.rewards.training import (
+        BinaryRewardTrainer,
+        PreferenceRewardTrainer,
+        RewardTrainer,
+        TrainResult,
+        TripletRewardTrainer,
+        make_reward_model,
+        train_ensemble,
+        train_reward_model,
+    )
+    from hfrl.rewards.training import (
+        build_single as build_single,
+    )
+
+_EXPORTS = {
+    "DenoiserConfig": "hfrl.rewards.config",
+    "SelfSupervisedDenoiser": "hfrl.rewards.denoiser",
+    "similarity_features": "hfrl.rewards.denoiser",
+    "train_denoiser": "hfrl.rewards.denoiser",
+    "EmbeddingReward": "hfrl.rewards.embedding",
+    "COMBINES": "hfrl.rewards.config",
+    "RewardEnsemble": "hfrl.rewards.ensemble",
+    "binary_report": "hfrl.rewards.metrics",
+    "expected_calibration_error": "hfrl.rewards.metrics",
+    "pairwise_report": "hfrl.rewards.metrics",
+    "roc_auc": "hfrl.rewards.metrics",
+    "CNNReward": "hfrl.rewards.models",
+    "RewardModel": "hfrl.rewards.models",
+    "RewardModelConfig": "hfrl.rewards.models",
+    "SimilarityReward": "hfrl.rewards.models",
+    "LabelledSamples": "hfrl.rewards.records",
+    "PreferencePairs": "hfrl.rewards.records",
+    "TripletFeedback": "hfrl.rewards.records",
+    "UnlabelledPairs": "hfrl.rewards.records",
+    "DisagreementSelector": "hfrl.rewards.selection",
+    "EntropySelector": "hfrl.rewards.selection",
+    "QuerySelector": "hfrl.rewards.selection",
+    "RandomSelector": "hfrl.rewards.selection",
+    "make_selector": "hfrl.rewards.selection",
+    "BinaryRewardTrainer": "hfrl.rewards.training",
+    "PreferenceRewardTrainer": "hfrl.rewards.training",
+    "RewardTrainer": "hfrl.rewards.training",
+    "RewardTrainingConfig": "hfrl.rewards.config",
+    "TrainResult": "hfrl.rewards.training",
+    "TripletRewardTrainer": "hfrl.rewards.training",
+    "build_single": "hfrl.rewards.training",
+    "make_reward_model": "hfrl.rewards.training",
+    "train_ensemble": "hfrl.rewards.training",
+    "train_reward_model": "hfrl.rewards.training",
+}
+"""Public names and the module each comes from: imported on first use (``from hfrl.rewards import X``
+works as before), so that importing a light submodule such as :mod:`hfrl.rewards.config` (the CLI's
+``--help``) does not import torch."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name, or a submodule, on first use."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 CHECKPOINT_KIND = "reward_model"
 
@@ -67,6 +129,11 @@ def build_reward_model(config: dict[str, Any]) -> nn.Module:
     Raises:
         ConfigError: for unknown keys or values.
     """
+    from hfrl.rewards.config import COMBINES
+    from hfrl.rewards.ensemble import RewardEnsemble
+    from hfrl.rewards.models import RewardModelConfig
+    from hfrl.rewards.training import build_single
+
     if not isinstance(config, dict):
         raise ConfigError(f"reward model config must be an object, got {type(config).__name__}")
     if "members" in config:
@@ -84,11 +151,15 @@ def save_reward_model(
     path: str | os.PathLike, model: RewardModel, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write a reward model (or ensemble) as a safetensors + JSON checkpoint; returns the weights path."""
+    from hfrl.checkpoint import save_checkpoint
+
     return save_checkpoint(path, model, kind=CHECKPOINT_KIND, config=model.to_config(), metadata=metadata)
 
 
 def load_reward_model(path: str | os.PathLike, device: str = "cpu") -> RewardModel:
     """Load a reward model (or ensemble) checkpoint in eval mode."""
+    from hfrl.checkpoint import load_checkpoint
+
     model, _ = load_checkpoint(path, kind=CHECKPOINT_KIND, device=device)
     return model  # type: ignore[return-value]
 

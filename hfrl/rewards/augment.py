@@ -19,10 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from hfrl.errors import ConfigError
-
-NEGATIVE_KINDS = ("other", "flip", "shift")
-"""Kinds of wrong input for the auxiliary task: another sample's input, the true input mirrored
-left-right, or the true input shifted by 3-5 pixels."""
+from hfrl.rewards.config import NEGATIVE_KINDS
 
 
 def _uniform(n: int, bound: float, generator: torch.Generator) -> torch.Tensor:

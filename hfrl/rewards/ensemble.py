@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from hfrl.errors import ConfigError
+from hfrl.rewards.config import COMBINES
 from hfrl.rewards.models import RewardModel, as_pair
 
-COMBINES = ("mean", "product")
 _EPS = 1e-6
 
 

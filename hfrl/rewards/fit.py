@@ -26,8 +26,9 @@ from torch.nn.utils import parametrize
 
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, DataError
+from hfrl.rewards.config import COMBINES, KINDS, MODELS
 from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, train_denoiser
-from hfrl.rewards.ensemble import COMBINES, RewardEnsemble
+from hfrl.rewards.ensemble import RewardEnsemble
 from hfrl.rewards.metrics import binary_report, pairwise_report
 from hfrl.rewards.models import RewardModel, RewardModelConfig, SimilarityReward
 from hfrl.rewards.records import LabelledSamples, PreferencePairs, TripletFeedback, check_trainable
@@ -40,16 +41,6 @@ from hfrl.rewards.training import (
     train_reward_model,
 )
 
-KINDS = ("binary", "pairwise", "triplet")
-"""Feedback a reward model can learn from: good/bad labels, pairwise preferences, HERO best marks."""
-MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "similarity": ("similarity", ()),
-    "output": ("cnn", ("output",)),
-    "pair": ("cnn", ("noisy", "output")),
-    "residual": ("cnn", ("noisy", "output", "residual")),
-    "denoised": ("cnn", ("output", "denoised", "denoised_residual")),
-}
-"""Model names: ``(architecture, input channels)``; ``triplet`` turns ``cnn`` into ``embedding``."""
 NEEDS_DENOISER = ("similarity", "denoised")
 """Models that hold a self-supervised denoiser."""
 LABEL_FREE_WEIGHTS = (1.0, 1.0, -1.0)

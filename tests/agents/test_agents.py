@@ -162,3 +162,14 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     with pytest.raises(NonFiniteLossError, match="step 4: reward-gradient loss is nan"):
         bad.train()
     assert (tmp_path / "state.safetensors").read_bytes() == good
+
+
+def test_builtin_configs_name_the_config_of_every_builtin_agent() -> None:
+    # hfrl finetune --help reads BUILTIN_CONFIGS so as not to import the trainers: it must not drift
+    from hfrl.agents.config import BUILTIN_CONFIGS
+    from hfrl.agents.registry import register_builtin_agents
+
+    register_builtin_agents()
+    builtin = {name: AGENTS[name].config_class for name in BUILTIN_CONFIGS}
+    assert builtin == BUILTIN_CONFIGS
+    assert list(AGENTS)[: len(BUILTIN_CONFIGS)] == list(BUILTIN_CONFIGS)

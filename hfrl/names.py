@@ -1,0 +1,40 @@
+"""Names shared by configs, the library and the CLI, importable without torch.
+
+The modules that use them re-export them (:data:`hfrl.data.DATASETS`, :func:`hfrl.data.parse_classes`,
+:data:`hfrl.generators.FAMILIES`); they live here so that building the ``hfrl`` parser (``--help``)
+imports no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hfrl.errors import DataError
+
+DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist")
+"""Datasets :func:`hfrl.data.load_dataset` reads."""
+FAMILIES = ("conv", "unet", "mlp")
+"""Generator architectures (:class:`hfrl.generators.GeneratorConfig` ``family``)."""
+
+
+def parse_classes(text: str | Iterable[int]) -> tuple[int, ...]:
+    """Parse ``"0"``, ``"1-9"`` or ``"1,3,5-7"`` (or pass through an iterable) into sorted classes."""
+    if not isinstance(text, str):
+        values = sorted({int(v) for v in text})
+    else:
+        values_set: set[int] = set()
+        for chunk in text.replace(" ", "").split(","):
+            if not chunk:
+                continue
+            try:
+                if "-" in chunk[1:]:
+                    lo, hi = chunk.split("-", 1) if not chunk.startswith("-") else (chunk, chunk)
+                    values_set.update(range(int(lo), int(hi) + 1))
+                else:
+                    values_set.add(int(chunk))
+            except ValueError:
+                raise DataError(f"cannot read classes {text!r}; write e.g. 0 or 1-9 or 1,3,5-7") from None
+        values = sorted(values_set)
+    if not values or min(values) < 0:
+        raise DataError(f"classes must be non-negative integers, got {text!r}")
+    return tuple(values)

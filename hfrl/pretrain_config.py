@@ -1,0 +1,81 @@
+"""The settings of supervised pre-training (:class:`PretrainConfig`), importable without torch.
+
+:mod:`hfrl.pretrain` re-exports it; it lives here so that ``hfrl pretrain --help`` shows its defaults
+without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hfrl.errors import ConfigError
+from hfrl.tasks import DEFAULT_TASK, fill_from_task
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of source-domain pre-training.
+
+    The defaults reproduce the seed paper's situation on the embedded MNIST digits: trained on noisy
+    '0's, a ``conv`` generator with a 64-unit bottleneck denoises '0's well and paints 0-like shapes over
+    many other digits.
+    """
+
+    task: str = DEFAULT_TASK
+    """Named task (``hfrl.tasks.TASKS``) whose data, source classes and noise fill the fields left unset."""
+    dataset: str | None = None
+    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's)."""
+    data_dir: str | None = None
+    """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
+    source_classes: tuple[int, ...] | None = None
+    """Classes of the source domain (default: the task's)."""
+    noise: str | None = None
+    """Noise spec (see :func:`hfrl.noise.make_noise`; default: the task's)."""
+    noise_level: float | None = None
+    """Noise strength (Gaussian sigma; salt-pepper probability; Poisson relative noise; default: the task's)."""
+    family: str = "conv"
+    """Generator family: ``conv``, ``unet`` or ``mlp``."""
+    width: int = 32
+    """Generator width."""
+    bottleneck: int = 64
+    """Dense bottleneck size (``conv``/``mlp``)."""
+    epochs: int = 60
+    """Maximum number of epochs; each draws fresh noise."""
+    batch_size: int = 32
+    """Mini-batch size."""
+    lr: float = 2e-3
+    """Adam learning rate."""
+    patience: int = 15
+    """Stop when validation PSNR has not improved for this many epochs."""
+    seed: int = 0
+    """Seed of initialisation, shuffling and noise."""
+    split_seed: int = 0
+    """Seed of the train/val/test split."""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``."""
+    extra: dict = field(default_factory=dict)
+    """Free-form notes stored with the checkpoint."""
+
+    def __post_init__(self) -> None:
+        """Fill the unset data settings from the task; reject values training cannot use, in one line.
+
+        Raises:
+            ConfigError: for an unknown task, a non-positive or non-finite learning rate, sizes below 1,
+                a negative or non-finite noise level, or a negative seed.
+        """
+        names = ("dataset", "data_dir", "source_classes", "noise", "noise_level")
+        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
+            setattr(self, name, value)
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("width", "bottleneck", "epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.noise_level, (int, float)) or not 0 <= self.noise_level < math.inf:
+            raise ConfigError(f"noise_level must be a finite number >= 0, got {self.noise_level!r}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
