@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hfrl-installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist); 2 matches the 2-core machines the suite is sized for.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-all bench lint format assets clean
 
@@ -23,10 +25,10 @@ demo: $(STAMP)
 	$(BIN)/hfrl demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/run_benchmarks.py
