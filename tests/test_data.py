@@ -90,6 +90,37 @@ def test_as_images_rejects_bad_input(array, message) -> None:
         as_images(array)
 
 
+def test_integers_other_than_uint8_need_max_value() -> None:
+    digits = np.random.default_rng(0).integers(0, 17, size=(6, 8, 8)).astype(np.uint16)  # 0-16, as sklearn's
+    with pytest.raises(DataError, match=r"max_value") as info:
+        as_images(digits, name="digits")
+    message = str(info.value)
+    assert "\n" not in message and "uint16" in message and "(6, 8, 8)" in message and "[0, 16]" in message
+    assert "divide uint8" not in message
+    out = as_images(digits, max_value=16)
+    assert out.dtype == torch.float32 and float(out.max()) == 1.0
+    assert torch.allclose(out[:, 0], torch.from_numpy(digits.astype(np.float32)) / 16)
+
+
+def test_floats_above_one_need_max_value_and_are_checked_after_it() -> None:
+    images = torch.rand(3, 8, 8) * 4095
+    with pytest.raises(DataError, match=r"float images must lie in \[0, 1\].*max_value") as info:
+        as_images(images)
+    assert "tensor(" not in str(info.value) and "torch.Tensor (3, 8, 8) float32" in str(info.value)
+    assert torch.allclose(as_images(images, max_value=4095), images[:, None] / 4095)
+    with pytest.raises(DataError, match=r"does not lie in \[0, max_value=255\]"):
+        as_images(images, max_value=255)
+    with pytest.raises(DataError, match="does not lie in"):
+        as_images(torch.full((1, 8, 8), -1.0), max_value=1)
+    with pytest.raises(DataError, match="max_value must be a finite number > 0"):
+        as_images(images, max_value=0)
+
+
+def test_uint8_with_max_value_is_divided_by_it() -> None:
+    out = ImageSet.from_array(np.full((2, 8, 8), 100, dtype=np.uint8), max_value=100)
+    assert float(out.images.max()) == 1.0
+
+
 def test_user_tensor_domain() -> None:
     images = torch.rand(20, 16, 16)
     labels = torch.arange(20) % 2
