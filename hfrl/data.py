@@ -1,9 +1,16 @@
-"""Image data: the embedded MNIST digits, torchvision datasets from disk, user tensors, splits and domains.
+"""Image data: the embedded MNIST digits, torchvision datasets from disk, the user's own images, splits and domains.
 
 Images everywhere in hfrl are ``float32`` tensors of shape ``(N, 1, H, W)`` with values in ``[0, 1]``.
 :class:`ImageSet` pairs such a tensor with integer class labels. A *domain* is an :class:`ImageSet`
 restricted to a set of classes: by default the source domain is the digit ``0`` and the target domain the
-digits ``1``–``9``, as in the seed paper (arXiv 2308.00307).
+digits ``1``–``9``, as in the seed paper (arXiv 2308.00307). Images without labels give their two domains
+as two image sets instead (:meth:`Domains.from_sets`).
+
+The user's images come in through one function, :func:`to_image_set` (tensors, arrays, ``(images,
+labels)`` pairs, torchvision-style datasets, ``.npy``/``.npz`` files and folders of images or IDX files,
+:func:`load_images`), and are scaled by one rule (:func:`as_images`): ``uint8`` is divided by 255, floats
+in ``[0, 1]`` are kept, and any other range needs the data's maximum (``max_value``), never guessed. A
+run records user images by name, shape and SHA-256 (:meth:`ImageSet.record`), never by their pixels.
 
 Splits are stratified per class and depend only on a seed, so ``train``/``val``/``test`` are the same on
 every machine.
@@ -22,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfrl.errors import DataError
+from hfrl.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.6, 0.1, 0.3)
@@ -509,22 +516,44 @@ def to_image_set(
         return load_images(value, max_value=max_value)
     if isinstance(value, (torch.Tensor, np.ndarray)):
         return ImageSet.from_array(value, labels, name or "user images", max_value=max_value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and isinstance(value[0], (torch.Tensor, np.ndarray))
-    ):
+    if _is_pair(value):
         return ImageSet.from_array(value[0], value[1], name or "user images", max_value=max_value)
     if hasattr(value, "data") and hasattr(value, "targets"):
         return ImageSet.from_array(
             value.data, value.targets, name or type(value).__name__, max_value=max_value
         )
-    if hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__") and _is_image_dataset(value):
         return _from_items(value, name or type(value).__name__, max_value)
     raise DataError(
         "dataset must be a name, an ImageSet, a tensor/array of images (or an (images, labels) pair), a "
         f"dataset with __len__/__getitem__ or a path to images, got {type(value).__name__}"
     )
+
+
+def _is_pair(value: Any) -> bool:
+    """Whether ``value`` is ``(images, labels)``: a batch ``(N, H, W)``/``(N, 1, H, W)`` and ``(N,)`` classes."""
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and isinstance(value[0], (torch.Tensor, np.ndarray))
+        and value[0].ndim >= 3
+        and np.ndim(value[1]) == 1
+    )
+
+
+def _is_image(item: Any) -> bool:
+    return isinstance(item, (np.ndarray, torch.Tensor)) or (hasattr(item, "mode") and hasattr(item, "size"))
+
+
+def _is_image_dataset(dataset: Any) -> bool:
+    """Whether a map-style dataset's first item is an image or an ``(image, label)`` pair."""
+    try:
+        if len(dataset) == 0:
+            return True  # an empty dataset: :func:`_from_items` says so
+        item = dataset[0]
+    except Exception:  # noqa: BLE001 - not indexable by position: not a dataset of images
+        return False
+    return _is_image(item[0] if isinstance(item, (tuple, list)) and len(item) == 2 else item)
 
 
 def _as_array(item: Any, where: str) -> np.ndarray | torch.Tensor:
@@ -617,6 +646,10 @@ def load_images(path: str | Path, *, max_value: float | None = None) -> ImageSet
             raise DataError(
                 f"{path}: expected a .npy or .npz file, or a folder of images or of MNIST IDX files"
             )
+        with path.open("rb") as fh:
+            head = fh.read(6)
+        if (head[:2] != b"PK") if suffix == ".npz" else (head != b"\x93NUMPY"):
+            raise DataError(f"{path}: not a NumPy {suffix} file")
         try:
             loaded = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
@@ -679,6 +712,11 @@ def data_record(value: Any) -> Any:
     return value.record() if isinstance(value, ImageSet) else value
 
 
+def dataset_name(value: Any) -> str:
+    """A config's ``dataset`` as a name: the name itself, or ``"user"`` for the user's own images."""
+    return value if isinstance(value, str) else USER_DATASET
+
+
 def is_data_record(value: Any) -> bool:
     """Whether ``value`` is what :meth:`ImageSet.record` wrote (user images named in a saved config)."""
     return isinstance(value, dict) and value.get("dataset") == USER_DATASET and "sha256" in value
@@ -699,6 +737,44 @@ def same_data(a: Any, b: Any) -> bool:
             is_data_record(a) and is_data_record(b) and (a["sha256"], a["shape"]) == (b["sha256"], b["shape"])
         )
     return a == b
+
+
+DATA_FIELDS = ("dataset", "source_data", "target_data")
+"""Config fields that may hold the user's images (turned into ``ImageSet`` once, when the config is made)."""
+
+
+def resolve_data_fields(config: Any) -> None:
+    """Turn the user's images in a config's :data:`DATA_FIELDS` into ``ImageSet`` s, in place.
+
+    A dataset name stays a name; a path in ``source_data``/``target_data`` (or a ``pathlib.Path`` in
+    ``dataset``) is read (:func:`load_images`); images are scaled by ``config.max_value``.
+
+    Raises:
+        ConfigError: for a saved run's record of user images (a run never saves them: they must be given
+            again to resume it) or a bad ``max_value``.
+        DataError: for images hfrl cannot use.
+    """
+    max_value = getattr(config, "max_value", None)
+    if max_value is not None and (
+        isinstance(max_value, bool)
+        or not isinstance(max_value, (int, float))
+        or not 0 < max_value < float("inf")
+    ):
+        raise ConfigError(f"max_value must be a finite number > 0, got {max_value!r}")
+    for name in DATA_FIELDS:
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value is None or (name == "dataset" and isinstance(value, str)):
+            continue
+        if is_data_record(value):
+            flag = "--data" if name == "dataset" else "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{name}: the run used your own images {describe_record(value)}, which runs do not save; "
+                f"pass the same images again ({flag} PATH, or {name}= from Python)"
+            )
+        label = {"dataset": "user images", "source_data": "source data", "target_data": "target data"}[name]
+        setattr(config, name, to_image_set(value, name=label, max_value=max_value))
 
 
 def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the generator") -> None:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hfrl.checkpoint import save_checkpoint
-from hfrl.data import Domains, ImageSet, load_dataset
+from hfrl.data import (
+    DataSource,
+    Domains,
+    ImageSet,
+    data_record,
+    load_dataset,
+    resolve_data_fields,
+    to_image_set,
+)
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, HfrlError
 from hfrl.generators import Generator, GeneratorConfig, build_generator
@@ -34,12 +44,18 @@ class PretrainConfig:
 
     task: str = DEFAULT_TASK
     """Named task (``hfrl.tasks.TASKS``) whose data, source classes and noise fill the fields left unset."""
-    dataset: str | None = None
-    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's)."""
+    dataset: str | DataSource | None = None
+    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's), or your own images in any form
+    :func:`hfrl.data.to_image_set` takes (``--data PATH``): with labels, ``source_classes`` choose the
+    source domain; without, every image is the source domain."""
     data_dir: str | None = None
     """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
     source_classes: tuple[int, ...] | None = None
     """Classes of the source domain (default: the task's)."""
+    source_data: str | DataSource | None = None
+    """The source domain's own images (replaces ``dataset``; ``--source-data PATH``): all of them are used."""
+    max_value: float | None = None
+    """The largest value your images can take; they are divided by it (see :func:`hfrl.data.as_images`)."""
     noise: str | None = None
     """Noise spec (see :func:`hfrl.noise.make_noise`; default: the task's)."""
     noise_level: float | None = None
@@ -89,6 +105,13 @@ class PretrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.source_data is not None and not isinstance(self.dataset, str | None):
+            raise ConfigError("give either dataset (--data) or source_data (--source-data), not both")
+        resolve_data_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field; the user's images as their record (name, shape, SHA-256)."""
+        return {f.name: data_record(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 class TrainingDiverged(HfrlError):
@@ -140,8 +163,17 @@ def pretrain(
             ``out_dir`` gets no checkpoint, config or metrics).
     """
     device = resolve_device(config.device)
-    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
-    domains = Domains(data, tuple(config.source_classes), target_classes=(), split_seed=config.split_seed)
+    if data is None and config.source_data is not None:
+        data = to_image_set(config.source_data)
+        domains = Domains.from_sets(data, None, config.split_seed)  # every image is the source domain
+    else:
+        data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+        if data.labelled:
+            domains = Domains(
+                data, tuple(config.source_classes), target_classes=(), split_seed=config.split_seed
+            )
+        else:  # no classes to choose from: every image is the source domain
+            domains = Domains.from_sets(data, None, config.split_seed)
     train, val = domains.source("train"), domains.source("val")
     noise = make_noise(config.noise, config.noise_level)
     gen_cfg = GeneratorConfig(config.family, config.width, config.bottleneck, tuple(train.image_shape[1:]))
@@ -207,10 +239,10 @@ def pretrain(
     checkpoint = None
     if out_dir:
         meta = {
-            "pretrain": {k: v for k, v in vars(config).items()},
+            "pretrain": config.to_dict(),
             "best_val_psnr": best_psnr,
             "epochs_run": len(history),
         }
         checkpoint = save_checkpoint(Path(out_dir) / "generator", model, "generator", gen_cfg.to_dict(), meta)
-        write_json(Path(out_dir) / "config.json", config)
+        write_json(Path(out_dir) / "config.json", config.to_dict())
     return PretrainResult(model, history, best_psnr, checkpoint)

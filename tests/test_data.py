@@ -224,3 +224,33 @@ def test_missing_dataset_gives_clear_error(tmp_path: Path) -> None:
         load_dataset("kmnist")
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("cifar")
+
+
+def test_user_images_in_every_form_become_one_image_set(tmp_path) -> None:
+    from PIL import Image
+
+    from hfrl.data import load_images, to_image_set
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    reference = ImageSet.from_array(arrays, labels)
+    pil_pairs = [(Image.fromarray(a, mode="L"), int(c)) for a, c in zip(arrays, labels)]  # torchvision-style
+    tensors = [torch.from_numpy(a)[None].float() / 255 for a in arrays]  # ToTensor output, no labels
+    assert to_image_set(pil_pairs).digest == reference.digest
+    assert to_image_set((arrays, labels)).digest == reference.digest
+    unlabelled = to_image_set(tensors)
+    assert not unlabelled.labelled and torch.allclose(unlabelled.images, reference.images)
+    np.savez(tmp_path / "x.npz", images=arrays, labels=labels)
+    assert load_images(tmp_path / "x.npz").digest == reference.digest
+    for i, a in enumerate(arrays):
+        Image.fromarray(a, mode="L").save(tmp_path / f"{i}.png")
+    flat = load_images(tmp_path)  # a flat folder: no labels (the .npz beside the images is not an image)
+    assert (
+        flat.image_shape == (1, 8, 8) and not flat.labelled and torch.allclose(flat.images, reference.images)
+    )
+    with pytest.raises(DataError, match="images of different sizes: item 0 is 8x8, item 1 is 4x8"):
+        to_image_set([arrays[0], arrays[1][:4]])
+    with pytest.raises(DataError, match="RGB images are not supported yet"):
+        to_image_set([Image.new("RGB", (8, 8))])
+    assert "tensor(" not in repr(reference) and "8x8" in repr(reference)
