@@ -254,3 +254,15 @@ def test_user_images_in_every_form_become_one_image_set(tmp_path) -> None:
     with pytest.raises(DataError, match="RGB images are not supported yet"):
         to_image_set([Image.new("RGB", (8, 8))])
     assert "tensor(" not in repr(reference) and "8x8" in repr(reference)
+
+
+def test_a_folder_of_idx_files_is_read_as_user_images(tmp_path) -> None:
+    from hfrl.data import load_images, write_idx
+
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
+    data = load_images(tmp_path)
+    assert data.labels.tolist() == [0, 1, 2, 3, 4] and torch.allclose(
+        data.images[:, 0], torch.from_numpy(images) / 255
+    )
