@@ -37,7 +37,15 @@ from tqdm.auto import tqdm
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EvalCallback
 from hfrl.agents.config import TrainerConfig
 from hfrl.checkpoint import load_into, save_checkpoint
-from hfrl.data import Domains, load_dataset
+from hfrl.data import (
+    check_image_shape,
+    data_record,
+    dataset_name,
+    describe_record,
+    is_data_record,
+    resolve_domains,
+    same_data,
+)
 from hfrl.device import resolve_device
 from hfrl.envs.rewards import RewardSpec
 from hfrl.envs.vector import BatchedDenoiseEnv
@@ -173,14 +181,28 @@ class Trainer(ABC):
         reward = reward if reward is not None else config.reward
         if reward is None and self.needs_reward:
             raise ConfigError(f"agent {self.name!r} needs a reward: a reward-model checkpoint or 'labeler'")
-        data = load_dataset(config.dataset, config.data_dir)
-        self.domains = Domains(data, config.source_classes, config.target_classes)
+        # One path for every kind of data: a named dataset, the user's images, or two sets of them.
+        self.domains = resolve_domains(
+            config.dataset,
+            config.data_dir,
+            config.source_classes,
+            config.target_classes,
+            source_data=config.source_data,
+            target_data=config.target_data,
+            max_value=config.max_value,
+        )
+        target = self.domains.target("train")
+        size = getattr(getattr(self.policy.generator, "config", None), "image_size", None)
+        if size is not None:  # before any work: a generator built for other images fails here, in one line
+            check_image_shape((1, *size), target, "the generator")
         self.env = BatchedDenoiseEnv(
             config.batch_size,
             reward=reward,
-            dataset=data,
-            source_classes=config.source_classes,
-            target_classes=config.target_classes,
+            dataset=target,  # the target domain's train split, already chosen
+            domain="all",
+            split="all",
+            source_classes=config.source_classes or None,
+            target_classes=config.target_classes or None,
             noise=config.noise,
             noise_level=config.noise_level,
             evaluate=False,
@@ -200,7 +222,7 @@ class Trainer(ABC):
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
         if evaluator is None:
-            require_judge(config.dataset, config.evaluator)
+            require_judge(dataset_name(config.dataset), config.evaluator)
             evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
         self.evaluator = evaluator
         self.noise = make_noise(config.noise, config.noise_level)
@@ -369,7 +391,7 @@ class Trainer(ABC):
                 ev.prob_threshold,
                 ev.ssim_threshold,
                 ev.corr_threshold,
-                cfg.dataset,
+                json.dumps([data_record(getattr(cfg, k)) for k in ("dataset", "source_data", "target_data")]),
                 cfg.data_dir,
                 cfg.source_classes,
                 cfg.target_classes,
@@ -503,6 +525,7 @@ class Trainer(ABC):
         except ValueError as exc:
             raise CheckpointError(f"{where}: the state document is not valid JSON ({exc})") from None
         self._check_state(doc, tensors, where)
+        self._check_same_data(run_dir)
         own = run_dir.resolve() == self.run_dir.resolve()  # another run's directory is only read
         if own and where == weights and _read_text(meta) != text:
             # state.json is stale (a kill between the commit and its copy) or was edited: rewrite the copy
@@ -535,6 +558,29 @@ class Trainer(ABC):
         if own:  # rows a killed run logged after its checkpoint
             self.logger.train_csv.drop_after(self.step)
             self.logger.eval_csv.drop_after(self.step)
+
+    def _check_same_data(self, run_dir: Path) -> None:
+        """Refuse to resume a run on other images than it was trained on (user images are checked by hash).
+
+        Raises:
+            CheckpointError: one line naming both, when the run's ``config.json`` records other data.
+        """
+        path = run_dir / "config.json"
+        try:
+            saved = json.loads(_read_text(path) or "null")
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            return  # no readable config: nothing recorded to compare with
+        for name in ("dataset", "source_data", "target_data"):
+            if name not in saved:
+                continue
+            was, now = saved[name], data_record(getattr(self.config, name, None))
+            if (is_data_record(was) or is_data_record(now)) and not same_data(was, now):
+                raise CheckpointError(
+                    f"{run_dir} was trained on {name} {_describe_data(was)}, not {_describe_data(now)}; "
+                    "resume it with the same data"
+                )
 
     def _check_state(self, doc: Any, tensors: dict[str, torch.Tensor], where: Path) -> None:
         """Check a checkpoint's document and tensors before anything is restored (one-line errors)."""
@@ -582,6 +628,10 @@ def _digest(module: torch.nn.Module) -> str:
     for tensor in module.state_dict().values():
         digest.update(tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _describe_data(value: Any) -> str:
+    return describe_record(value) if is_data_record(value) else repr(value)
 
 
 def _read_text(path: Path) -> str | None:

@@ -39,8 +39,9 @@ import pandas as pd
 from torch import nn
 
 from hfrl.agents.base import NonFiniteLossError
-from hfrl.agents.config import TrainerConfig
+from hfrl.agents.config import TrainerConfig, with_images
 from hfrl.agents.registry import agent_class
+from hfrl.data import data_record
 from hfrl.device import machine_description
 from hfrl.envs.rewards import RewardSpec, resolve_reward
 from hfrl.errors import ConfigError, HfrlError
@@ -98,6 +99,9 @@ SUMMARY_METRICS: tuple[tuple[str, str, str], ...] = (
 TASK_FIELDS = (
     "dataset",
     "data_dir",
+    "source_data",
+    "target_data",
+    "max_value",
     "source_classes",
     "target_classes",
     "noise",
@@ -134,7 +138,9 @@ def compare_agents(
         seeds: Seeds; each run's config gets ``seed=s`` (environment, samples, auxiliary batches).
         base: Config fields for every agent (``steps``, ``batch_size``, ``kl``, ``device``, ...; typed
             values). A field that only some agents have (rwl's ``dataset_size``) goes to those; a field
-            no agent has is an error. ``seed`` is set from ``seeds``.
+            no agent has is an error. ``seed`` is set from ``seeds``. ``dataset`` (or ``source_data`` and
+            ``target_data``) may hold your own images in any form a config takes; they are read once, and
+            ``config.json`` records them by name, shape and SHA-256.
         overrides: Per-agent fields ``{agent: {field: value}}``, applied after ``base`` (e.g. a learning
             rate that suits one agent).
         out: Output folder (created).
@@ -160,6 +166,7 @@ def compare_agents(
         raise ConfigError(f"a seed is listed twice: {seeds}")
     if labels_used is not None and int(labels_used) < 0:
         raise ConfigError(f"labels_used must be >= 0, got {labels_used}")
+    base = with_images(base or {})  # the user's images, read and converted once for every run
     configs = {agent: agent_configs(agent, agents, seeds, base, overrides) for agent in agents}
     factory = _reward_factory(reward)
 
@@ -170,7 +177,7 @@ def compare_agents(
         {
             "agents": agents,
             "seeds": seeds,
-            "base": dict(base or {}),
+            "base": {k: data_record(v) for k, v in base.items()},  # user images as their record
             "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
             "reward": describe_reward(reward),
             "labels_used": labels_used,

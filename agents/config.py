@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
+from hfrl.names import DATA_FIELDS, USER_DATASET, DataSource
 from hfrl.noise import make_noise
 from hfrl.tasks import DEFAULT_TASK, fill_from_task, task_fields_of
 
@@ -56,10 +59,21 @@ class TrainerConfig:
     # -- the task (every field left unset takes the named task's value, see hfrl.tasks) ------------------
     task: str = DEFAULT_TASK
     """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
-    dataset: str | None = None
-    """Dataset name (default: the task's)."""
+    dataset: str | DataSource | None = None
+    """Dataset name (default: the task's), or your own images: an ``ImageSet``, a tensor or array
+    ``(N, H, W)``/``(N, 1, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
+    ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
+    A run directory records them as ``{"dataset": "user", shape, sha256}``, never the images."""
     data_dir: str | None = None
     """Folder of torchvision datasets (default: the task's)."""
+    source_data: str | DataSource | None = None
+    """Source-domain images of their own (with ``target_data``; replaces ``dataset`` and the classes), in
+    any form ``dataset`` takes or a path (``--source-data PATH``): how unlabelled images give two domains."""
+    target_data: str | DataSource | None = None
+    """Target-domain images of their own (with ``source_data``; ``--target-data PATH``)."""
+    max_value: float | None = None
+    """The largest value your images can take (e.g. 16 for 0-16 integers, 4095 for 12-bit): they are
+    divided by it. Needed for integers other than uint8 and floats outside [0, 1]; never guessed."""
     source_classes: tuple[int, ...] | None = None
     """Source-domain classes, the auxiliary loss's data (default: the task's)."""
     target_classes: tuple[int, ...] | None = None
@@ -104,6 +118,20 @@ class TrainerConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
+        pair = self.source_data is not None or self.target_data is not None
+        if pair:
+            if self.source_data is None or self.target_data is None:
+                raise ConfigError(
+                    "give both source_data and target_data (--source-data/--target-data), or neither"
+                )
+            if self.dataset not in (None, USER_DATASET):
+                raise ConfigError("give either dataset (--data) or source_data and target_data, not both")
+            if self.source_classes or self.target_classes:
+                raise ConfigError(
+                    "source_classes/target_classes choose domains within dataset; with source_data and "
+                    "target_data leave them unset"
+                )
+            self.dataset, self.source_classes, self.target_classes = USER_DATASET, (), ()
         filled = fill_from_task(
             {name: getattr(self, name) for name in self.TASK_FIELDS}, self.task, self.TASK_FIELDS
         )
@@ -127,10 +155,15 @@ class TrainerConfig:
             raise ConfigError(f"policy_space must be 'pixel' or 'logit', got {self.policy_space!r}")
         self.source_classes = tuple(int(c) for c in self.source_classes)  # type: ignore[union-attr]
         self.target_classes = tuple(int(c) for c in self.target_classes)  # type: ignore[union-attr]
+        from hfrl.data import resolve_data_fields  # imports torch: only when a config is built
+
+        resolve_data_fields(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of every field."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """JSON-ready dict of every field; user images as their record (name, shape, SHA-256), never pixels."""
+        from hfrl.data import data_record
+
+        return {f.name: _plain(data_record(getattr(self, f.name))) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -147,7 +180,7 @@ class TrainerConfig:
         Changing ``task`` resets the task's settings that ``changes`` does not set itself, so they follow
         the new task.
         """
-        values = self.to_dict()
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # images kept, not records
         if "task" in changes:
             values.update({name: None for name in self.TASK_FIELDS if name not in changes})
         return self.from_dict({**values, **changes})
@@ -482,6 +515,30 @@ BUILTIN_CONFIGS: dict[str, type[TrainerConfig]] = {
 }
 """The config class of every built-in agent, in the order :mod:`hfrl.agents` registers them."""
 
+
+def with_images(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of config ``values`` whose user images are read and converted once.
+
+    See :func:`resolve_data_fields`; the many configs of a comparison or sweep then share one image set.
+    """
+    out = dict(values)
+    from hfrl.data import resolve_data_fields
+
+    holder = SimpleNamespace(**{k: out.get(k) for k in (*DATA_FIELDS, "max_value")})
+    resolve_data_fields(holder)
+    out.update({k: getattr(holder, k) for k in DATA_FIELDS if k in out})
+    return out
+
+
+def config_values(config: TrainerConfig) -> dict[str, Any]:
+    """``config.to_dict()`` with the user's images kept as images (not records): what rebuilds the config."""
+    values = config.to_dict()
+    values.update(
+        {k: getattr(config, k) for k in DATA_FIELDS if not isinstance(getattr(config, k), (str, type(None)))}
+    )
+    return values
+
+
 __all__ = [
     "BUILTIN_CONFIGS",
     "BlindSpotConfig",
@@ -495,6 +552,9 @@ __all__ = [
     "SB3Config",
     "TrainerConfig",
     "WEIGHTINGS",
+    "DATA_FIELDS",
+    "config_values",
+    "with_images",
     "coerce_field",
     "field",
     "field_docs",

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from hfrl.agents.base import Trainer
 from hfrl.agents.config import DPOConfig
 from hfrl.agents.preferences import PreferenceSource, SyntheticPreferences
+from hfrl.data import dataset_name
 from hfrl.judges import SyntheticLabeler, require_judge
 
 
@@ -36,7 +37,7 @@ class DPOTrainer(Trainer):
     def __init__(self, *args: Any, preferences: PreferenceSource | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if preferences is None:
-            require_judge(self.config.dataset, self.config.labeler, "labeler")
+            require_judge(dataset_name(self.config.dataset), self.config.labeler, "labeler")
             preferences = SyntheticPreferences(SyntheticLabeler.from_pretrained(self.config.labeler))
         self.preferences = preferences
 

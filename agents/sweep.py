@@ -70,8 +70,16 @@ import torch
 from tqdm.auto import tqdm
 
 from hfrl.agents.base import STATE_FILE, Trainer
-from hfrl.agents.config import TrainerConfig, coerce_field, field_types
+from hfrl.agents.config import (
+    DATA_FIELDS,
+    TrainerConfig,
+    coerce_field,
+    config_values,
+    field_types,
+    with_images,
+)
 from hfrl.agents.registry import agent_class
+from hfrl.data import data_record
 from hfrl.errors import ConfigError, HfrlError
 from hfrl.plugins import USER_PREFIX, import_user_code
 from hfrl.runs import make_run_dir, to_jsonable, write_json
@@ -156,6 +164,10 @@ def normalise_grid(cls: type[TrainerConfig], grid: Mapping[str, Sequence[Any]]) 
         if len(values) == 0:
             raise ConfigError(f"grid axis {name!r} has no values")
         typed = [_typed(cls, name, v) for v in values]
+        if name in DATA_FIELDS and not all(isinstance(v, str) or v is None for v in typed):
+            raise ConfigError(
+                f"grid axis {name!r}: your own images cannot be a grid axis; run one sweep per dataset"
+            )
         seen: list[Any] = []
         for value in typed:
             if value in seen:
@@ -174,7 +186,7 @@ class CellTask:
         name: Cell name without the seed, e.g. ``kl=0.01_aux=1.0`` (shared by the cell's seeds).
         values: The cell's grid values ``{field: value}``.
         seed: This run's seed.
-        config: Every field of the run's config (``TrainerConfig.to_dict``).
+        config: Every field of the run's config (``TrainerConfig.to_dict``, the user's images kept as images).
         run_dir: The run directory ``OUT/cells/<name>_seed=<seed>``.
         reward: A reward object for the trainer, or ``None`` when ``config["reward"]`` names it.
         cwd: The working directory relative paths in the config are read from.
@@ -226,6 +238,7 @@ def plan_sweep(
     clash = sorted(set(fixed) & set(grid))
     if clash:
         raise ConfigError(f"{', '.join(clash)}: set both as a grid axis and as a fixed value")
+    fixed = with_images(fixed)  # the user's images, read and converted once for every cell
     fixed.setdefault("progress", False)
     reward_object = None
     if isinstance(reward, (str, os.PathLike)):
@@ -253,7 +266,7 @@ def plan_sweep(
                 raise ConfigError(f"cell {name}: invalid settings ({exc})") from None
             run_dir = out / "cells" / f"{name}_seed={seed}"
             task = CellTask(
-                trainer, name, values, seed, config.to_dict(), str(run_dir), reward_object, os.getcwd()
+                trainer, name, values, seed, config_values(config), str(run_dir), reward_object, os.getcwd()
             )
             _check_existing(task)
             tasks.append(task)
@@ -287,7 +300,8 @@ def run_sweep(
         seeds: Seeds per cell (default 1): a count ``n`` (seeds ``s0 .. s0+n-1``, ``s0 = base["seed"]`` or
             0) or explicit seeds.
         base: Fixed values of other config fields, e.g. ``{"steps": 200, "device": "cpu"}``. Each run's
-            progress bar is off unless ``base`` sets ``progress``.
+            progress bar is off unless ``base`` sets ``progress``. ``dataset`` (or ``source_data`` and
+            ``target_data``) may hold your own images, read once for every cell (not a grid axis).
         reward: Reward-model checkpoint path or ``"labeler"`` (the oracle), the same for every cell; or a
             reward object (with worker processes it must pickle). Default: ``base["reward"]``.
         out: The sweep's folder (default ``runs/sweep-<agent>-TIMESTAMP``). Rerun with the same ``out`` to
@@ -339,7 +353,7 @@ def run_sweep(
                 for k, vs in normalise_grid(tasks[0].trainer.config_class, grid).items()
             },
             "seeds": sorted({t.seed for t in tasks}),
-            "base": {k: _plain(v) for k, v in (base or {}).items()},
+            "base": {k: _plain(data_record(tasks[0].config.get(k, v))) for k, v in (base or {}).items()},
             "reward": _describe_reward(reward),
             "backend": backend,
             "imports": list(imports),
@@ -1085,7 +1099,7 @@ def _check_existing(task: CellTask) -> None:
     if not isinstance(saved, dict):
         return
     agent = saved.pop("agent", None)
-    expected = json.loads(json.dumps(to_jsonable(task.config)))
+    expected = json.loads(json.dumps(to_jsonable({k: data_record(v) for k, v in task.config.items()})))
     diffs = [
         f"{k}: {saved.get(k)!r} there, {expected.get(k)!r} now"
         for k in sorted(set(saved) | set(expected))

@@ -33,6 +33,7 @@ from hfrl.data import (
     load_dataset,
     load_embedded_mnist,
     parse_classes,
+    to_image_set,
 )
 from hfrl.device import resolve_device
 from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, resolve_reward
@@ -143,27 +144,18 @@ def resolve_images(dataset: Any, data_dir: str | None = None, labels: Any = None
 
     Args:
         dataset: A dataset name (see :data:`hfrl.data.DATASETS`; all but ``mnist-embedded`` need
-            ``data_dir``), an :class:`ImageSet`, a tensor or array of grey images ``(N, H, W)`` or
-            ``(N, 1, H, W)`` (float in ``[0, 1]`` or uint8), or a torchvision-style dataset with ``.data``
-            and ``.targets`` (e.g. ``torchvision.datasets.MNIST``).
+            ``data_dir``), or the user's images in any form :func:`hfrl.data.to_image_set` takes: an
+            :class:`ImageSet`, a tensor or array of grey images ``(N, H, W)`` or ``(N, 1, H, W)`` (uint8, or
+            float in ``[0, 1]``), an ``(images, labels)`` pair, a torchvision-style dataset, or a path.
         data_dir: Folder of torchvision datasets.
         labels: ``(N,)`` classes of a tensor or array ``dataset``; unknown (``-1``) when omitted.
 
     Raises:
         DataError: for anything else, or unusable images.
     """
-    if isinstance(dataset, ImageSet):
-        return dataset
     if isinstance(dataset, str):
         return _embedded_mnist() if dataset == "mnist-embedded" else load_dataset(dataset, data_dir)
-    if isinstance(dataset, (torch.Tensor, np.ndarray)):
-        return ImageSet.from_array(dataset, labels, "user images")
-    if hasattr(dataset, "data") and hasattr(dataset, "targets"):
-        return ImageSet.from_array(dataset.data, dataset.targets, type(dataset).__name__)
-    raise DataError(
-        f"dataset must be a name, an ImageSet, a tensor/array of images or a dataset with .data and .targets, "
-        f"got {type(dataset).__name__}"
-    )
+    return to_image_set(dataset, labels=labels)
 
 
 def select_domain(

@@ -1,9 +1,16 @@
-"""Image data: the embedded MNIST digits, torchvision datasets from disk, user tensors, splits and domains.
+"""Image data: the embedded MNIST digits, torchvision datasets from disk, the user's own images, splits and domains.
 
 Images everywhere in hfrl are ``float32`` tensors of shape ``(N, 1, H, W)`` with values in ``[0, 1]``.
 :class:`ImageSet` pairs such a tensor with integer class labels. A *domain* is an :class:`ImageSet`
 restricted to a set of classes: by default the source domain is the digit ``0`` and the target domain the
-digits ``1``–``9``, as in the seed paper (arXiv 2308.00307).
+digits ``1``–``9``, as in the seed paper (arXiv 2308.00307). Images without labels give their two domains
+as two image sets instead (:meth:`Domains.from_sets`).
+
+The user's images come in through one function, :func:`to_image_set` (tensors, arrays, ``(images,
+labels)`` pairs, torchvision-style datasets, ``.npy``/``.npz`` files and folders of images or IDX files,
+:func:`load_images`), and are scaled by one rule (:func:`as_images`): ``uint8`` is divided by 255, floats
+in ``[0, 1]`` are kept, and any other range needs the data's maximum (``max_value``), never guessed. A
+run records user images by name, shape and SHA-256 (:meth:`ImageSet.record`), never by their pixels.
 
 Splits are stratified per class and depend only on a seed, so ``train``/``val``/``test`` are the same on
 every machine.
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfrl.errors import DataError
-from hfrl.names import DATASETS
+from hfrl.errors import ConfigError, DataError
+from hfrl.names import DATA_FIELDS as DATA_FIELDS  # re-exported: these live in the torch-free hfrl.names
+from hfrl.names import DATASETS as DATASETS
+from hfrl.names import USER_DATASET as USER_DATASET
+from hfrl.names import DataSource as DataSource
 from hfrl.names import parse_classes as parse_classes  # re-exported: it lives in the torch-free hfrl.names
 
 SPLITS = ("train", "val", "test")
@@ -30,35 +41,77 @@ SPLIT_FRACTIONS = (0.6, 0.1, 0.3)
 """Default share of each class in ``train``, ``val`` and ``test``. The test split is large because it is
 what benchmarks report on; training on 300 images per class is plenty for the small networks used here."""
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pnm")
+"""Files read as images in a folder of images."""
 DEFAULT_SOURCE_CLASSES = (0,)
 DEFAULT_TARGET_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
 
-def as_images(array: Any, *, name: str = "images") -> torch.Tensor:
+def describe_array(array: Any) -> str:
+    """A short description of an array for error messages: type, shape, dtype and range, never the values.
+
+    Example: ``numpy.ndarray (600, 28, 28) uint16 in [0, 4095]``.
+    """
+    kind = f"{type(array).__module__.split('.')[0]}.{type(array).__name__}"
+    shape = tuple(getattr(array, "shape", ()))
+    dtype = str(getattr(array, "dtype", "?")).replace("torch.", "")
+    text = f"{kind} {shape} {dtype}"
+    try:
+        if int(np.prod(shape)) > 0 and dtype != "bool" and "complex" not in dtype and dtype != "object":
+            lo, hi = float(array.min()), float(array.max())
+            text += f" in [{lo:.4g}, {hi:.4g}]"
+    except (TypeError, ValueError, RuntimeError):
+        pass
+    return text
+
+
+def _check_max_value(max_value: Any, name: str) -> float:
+    if isinstance(max_value, bool) or not isinstance(max_value, (int, float, np.integer, np.floating)):
+        raise DataError(f"{name}: max_value must be a number > 0, got {type(max_value).__name__}")
+    value = float(max_value)
+    if not 0 < value < float("inf"):
+        raise DataError(f"{name}: max_value must be a finite number > 0, got {value!r}")
+    return value
+
+
+def as_images(array: Any, *, name: str = "images", max_value: float | None = None) -> torch.Tensor:
     """Validate grey images and convert them to ``float32`` ``(N, 1, H, W)`` in ``[0, 1]``.
 
+    ``uint8`` images are divided by 255 and floats in ``[0, 1]`` are kept. Any other range is never
+    guessed: integer images of another dtype (``uint16``, ``int64``, ...) and floats outside ``[0, 1]`` need
+    ``max_value``, the largest value the data can take (16 for 0-16 digits, 4095 for 12-bit images), and
+    are divided by it. With ``max_value`` every dtype is divided by it and must then lie in ``[0, 1]``.
+
     Args:
-        array: A tensor or array of shape ``(N, H, W)`` or ``(N, 1, H, W)``; floats in ``[0, 1]`` or
-            ``uint8`` in ``[0, 255]``.
+        array: A tensor or array of shape ``(N, H, W)`` or ``(N, 1, H, W)``.
         name: What to call the input in error messages.
+        max_value: The data's maximum (``--max-value`` on the command line); ``None``: uint8 or ``[0, 1]``.
 
     Returns:
         A ``float32`` tensor ``(N, 1, H, W)`` on the input's device (it may share memory with a float32
         input).
 
     Raises:
-        DataError: for another shape, a non-numeric or boolean dtype, NaN/inf, or floats outside ``[0, 1]``.
+        DataError: in one line naming the input's type, shape, dtype and range (never its values): for
+            another shape, a non-numeric or boolean dtype, NaN/inf, integers other than uint8 or floats
+            outside ``[0, 1]`` without ``max_value``, or values outside ``[0, max_value]``.
     """
     if isinstance(array, np.ndarray):
         if array.dtype == object or array.dtype.kind not in "uif":
-            raise DataError(f"{name}: dtype {array.dtype} is not supported; use float in [0, 1] or uint8")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+            raise DataError(
+                f"{name}: dtype {array.dtype} is not supported ({describe_array(array)}); use uint8, or float "
+                "in [0, 1], or pass max_value"
+            )
+        if array.dtype.kind == "u" and array.dtype.itemsize > 1:
+            tensor = torch.from_numpy(array.astype(np.int64))  # torch has little uint16/32/64 arithmetic
+        else:
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
     elif isinstance(array, torch.Tensor):
         tensor = array.detach()
     else:
         raise DataError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(array).__name__}")
     if tensor.dtype == torch.bool or tensor.is_complex():
-        raise DataError(f"{name}: dtype {tensor.dtype} is not supported; use float in [0, 1] or uint8")
+        raise DataError(f"{name}: dtype {tensor.dtype} is not supported; use uint8, or float in [0, 1]")
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
     if tensor.ndim != 4 or tensor.shape[1] != 1:
@@ -67,20 +120,34 @@ def as_images(array: Any, *, name: str = "images") -> torch.Tensor:
         )
     if tensor.shape[0] == 0 or tensor.shape[2] < 4 or tensor.shape[3] < 4:
         raise DataError(f"{name}: need at least one image of at least 4x4 pixels, got {tuple(array.shape)}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        raise DataError(
+            f"{name}: contains NaN or inf ({tuple(array.shape)} {str(array.dtype).replace('torch.', '')})"
+        )
+    if max_value is not None:
+        scale = _check_max_value(max_value, name)
+        out = tensor.double().div_(scale).float()
+        lo, hi = float(out.min()), float(out.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"{name}: {describe_array(array)} does not lie in [0, max_value={scale:g}]; max_value must be "
+                "the largest value the data can take, and values must not be negative"
+            )
+        return out
     if tensor.dtype == torch.uint8:
         return tensor.float().div_(255.0)
     if not tensor.is_floating_point():
-        lo, hi = int(tensor.min()), int(tensor.max())
-        if lo < 0 or hi > 255:
-            raise DataError(f"{name}: integer images must lie in [0, 255], got [{lo}, {hi}]")
-        return tensor.float().div_(255.0)
+        raise DataError(
+            f"{name}: {describe_array(array)}: the scale of integer images other than uint8 is not guessed; "
+            "pass max_value (--max-value), the largest value the data can take (e.g. 16 for 0-16, 4095 for "
+            "12-bit)"
+        )
     tensor = tensor.float()
-    if not torch.isfinite(tensor).all():
-        raise DataError(f"{name}: contains NaN or inf")
     lo, hi = float(tensor.min()), float(tensor.max())
     if lo < 0.0 or hi > 1.0:
         raise DataError(
-            f"{name}: float images must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]; divide uint8 data by 255"
+            f"{name}: {describe_array(array)}: float images must lie in [0, 1]; pass max_value (--max-value), "
+            "the largest value the data can take, to divide by it"
         )
     return tensor
 
@@ -106,15 +173,24 @@ class ImageSet:
             )
 
     @classmethod
-    def from_array(cls, images: Any, labels: Any | None = None, name: str = "user images") -> ImageSet:
+    def from_array(
+        cls,
+        images: Any,
+        labels: Any | None = None,
+        name: str = "user images",
+        *,
+        max_value: float | None = None,
+    ) -> ImageSet:
         """Build an image set from any tensor or array of grey images (see :func:`as_images`).
 
         Args:
-            images: ``(N, H, W)`` or ``(N, 1, H, W)``; float in ``[0, 1]`` or uint8.
+            images: ``(N, H, W)`` or ``(N, 1, H, W)``; uint8, float in ``[0, 1]``, or any numbers in
+                ``[0, max_value]``.
             labels: Optional ``(N,)`` integer classes; all ``-1`` (unknown) when omitted.
             name: Name used in reports and error messages.
+            max_value: The images' maximum, which they are divided by (see :func:`as_images`).
         """
-        tensor = as_images(images, name=name)
+        tensor = as_images(images, name=name, max_value=max_value)
         if labels is None:
             label_tensor = torch.full((tensor.shape[0],), -1, dtype=torch.long)
         else:
@@ -133,6 +209,38 @@ class ImageSet:
     def classes(self) -> tuple[int, ...]:
         """Sorted distinct class labels present."""
         return tuple(int(c) for c in torch.unique(self.labels).tolist())
+
+    @property
+    def labelled(self) -> bool:
+        """Whether any image has a known class (``labels >= 0``)."""
+        return bool((self.labels >= 0).any())
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the images as used (float32 in ``[0, 1]``), their shape and labels.
+
+        What a run's config records of user data, and what a resumed run must match.
+        """
+        sha = hashlib.sha256(str(tuple(self.images.shape)).encode())
+        sha.update(self.images.detach().cpu().float().contiguous().numpy().tobytes())
+        sha.update(self.labels.detach().cpu().long().contiguous().numpy().tobytes())
+        return sha.hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """What a run directory's config says of these images, never the images themselves.
+
+        ``{"dataset": "user", "name", "shape", "labelled", "sha256"}`` (:attr:`digest`).
+        """
+        return {
+            "dataset": USER_DATASET,
+            "name": self.name,
+            "shape": list(self.images.shape),
+            "labelled": self.labelled,
+            "sha256": self.digest,
+        }
+
+    def __repr__(self) -> str:  # never the tensors: error messages and logs stay one short line
+        return f"ImageSet({self.name!r}, {len(self)} images {'x'.join(map(str, self.image_shape))})"
 
     def subset(self, index: torch.Tensor | Sequence[int], name: str | None = None) -> ImageSet:
         """The images at ``index`` (a tensor or sequence of positions)."""
@@ -344,49 +452,442 @@ def load_torchvision(
 
 
 def load_dataset(
-    name: str = "mnist-embedded", data_dir: str | Path | None = None, *, download: bool = False
+    name: Any = "mnist-embedded",
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    max_value: float | None = None,
 ) -> ImageSet:
-    """Load a dataset by name: the embedded digits, or a torchvision dataset from ``data_dir``.
+    """Load a dataset by name, or turn the user's own images into an :class:`ImageSet`.
 
     Args:
-        name: One of :data:`DATASETS`.
-        data_dir: Needed for every dataset but ``mnist-embedded``.
+        name: One of :data:`DATASETS`, or user data: anything :func:`to_image_set` takes (an
+            :class:`ImageSet`, a tensor or array, an ``(images, labels)`` pair, a torchvision-style
+            dataset, or a :class:`~pathlib.Path` to a file or folder of images).
+        data_dir: Needed for every named dataset but ``mnist-embedded``.
         download: Allow torchvision to download (users with a network only).
+        max_value: The user data's maximum (see :func:`as_images`).
     """
+    if not isinstance(name, str):
+        return to_image_set(name, max_value=max_value)
     if name == "mnist-embedded":
         return load_embedded_mnist()
+    if name == USER_DATASET:
+        raise DataError(
+            "dataset 'user' names your own images, which are not saved with a run: pass them again "
+            "(--data PATH, or dataset= from Python)"
+        )
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+        raise DataError(
+            f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}, or your own images"
+        )
     if data_dir is None:
         raise DataError(f"dataset {name!r} needs --data-dir (and --download if the files are not there yet)")
     return load_torchvision(name, data_dir, download=download)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The user's own images
+
+
+def to_image_set(
+    value: Any, *, labels: Any = None, name: str | None = None, max_value: float | None = None
+) -> ImageSet:
+    """Turn the user's images, in any of the forms hfrl accepts, into an :class:`ImageSet`.
+
+    Args:
+        value: An :class:`ImageSet` (returned as it is); a tensor or array ``(N, H, W)`` / ``(N, 1, H, W)``;
+            a pair ``(images, labels)``; a torchvision dataset with ``.data`` and ``.targets`` (e.g.
+            ``torchvision.datasets.MNIST``); any dataset with ``__len__`` and ``__getitem__`` returning
+            ``(image, label)`` or an image (a PIL image, a tensor ``(1, H, W)``/``(H, W)`` or an array, e.g.
+            ``torchvision.datasets.ImageFolder``); or a path (:func:`load_images`).
+        labels: ``(N,)`` classes of a tensor or array ``value``; unknown (``-1``) when omitted.
+        name: What to call the images in reports and errors (default: from ``value``).
+        max_value: The images' maximum, which they are divided by (see :func:`as_images`).
+
+    Raises:
+        DataError: in one line, for anything else or unusable images.
+    """
+    if isinstance(value, ImageSet):
+        return value
+    if isinstance(value, (str, Path)):
+        return load_images(value, max_value=max_value)
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return ImageSet.from_array(value, labels, name or "user images", max_value=max_value)
+    if _is_pair(value):
+        return ImageSet.from_array(value[0], value[1], name or "user images", max_value=max_value)
+    if hasattr(value, "data") and hasattr(value, "targets"):
+        return ImageSet.from_array(
+            value.data, value.targets, name or type(value).__name__, max_value=max_value
+        )
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__") and _is_image_dataset(value):
+        return _from_items(value, name or type(value).__name__, max_value)
+    raise DataError(
+        "dataset must be a name, an ImageSet, a tensor/array of images (or an (images, labels) pair), a "
+        f"dataset with __len__/__getitem__ or a path to images, got {type(value).__name__}"
+    )
+
+
+def _is_pair(value: Any) -> bool:
+    """Whether ``value`` is ``(images, labels)``: a batch ``(N, H, W)``/``(N, 1, H, W)`` and ``(N,)`` classes."""
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and isinstance(value[0], (torch.Tensor, np.ndarray))
+        and value[0].ndim >= 3
+        and np.ndim(value[1]) == 1
+    )
+
+
+def _is_image(item: Any) -> bool:
+    return isinstance(item, (np.ndarray, torch.Tensor)) or (hasattr(item, "mode") and hasattr(item, "size"))
+
+
+def _is_image_dataset(dataset: Any) -> bool:
+    """Whether a map-style dataset's first item is an image or an ``(image, label)`` pair."""
+    try:
+        if len(dataset) == 0:
+            return True  # an empty dataset: :func:`_from_items` says so
+        item = dataset[0]
+    except Exception:  # noqa: BLE001 - not indexable by position: not a dataset of images
+        return False
+    return _is_image(item[0] if isinstance(item, (tuple, list)) and len(item) == 2 else item)
+
+
+def _as_array(item: Any, where: str) -> np.ndarray | torch.Tensor:
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        array = item
+    elif hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
+        array = _pil_array(item, where)
+    else:
+        raise DataError(f"{where}: expected an image (PIL image, tensor or array), got {type(item).__name__}")
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise DataError(f"{where}: expected a grey image (H, W) or (1, H, W), got shape {tuple(array.shape)}")
+    return array
+
+
+def _pil_array(image: Any, where: str) -> np.ndarray:
+    mode = image.mode
+    if mode in ("1", "LA", "La"):
+        image = image.convert("L")
+    elif mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
+        raise DataError(
+            f"{where}: {mode} images are not supported yet; hfrl takes grey images (mode L, I or F)"
+        )
+    return np.asarray(image)
+
+
+def _stack(arrays: Sequence[Any], where: Sequence[str], name: str) -> np.ndarray | torch.Tensor:
+    first = tuple(arrays[0].shape)
+    for array, place in zip(arrays, where):
+        if tuple(array.shape) != first:
+            raise DataError(
+                f"{name}: images of different sizes: {where[0]} is {first[0]}x{first[1]}, {place} is "
+                f"{array.shape[0]}x{array.shape[1]}; resize them to one size"
+            )
+    if all(isinstance(a, torch.Tensor) for a in arrays):
+        return torch.stack(list(arrays))
+    return np.stack([a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays])
+
+
+def _from_items(dataset: Any, name: str, max_value: float | None) -> ImageSet:
+    """Read every item of a map-style dataset: ``(image, label)`` pairs or images alone."""
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"{name}: the dataset is empty")
+    arrays, labels, where = [], [], []
+    for i in range(n):
+        item = dataset[i]
+        image, label = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, None)
+        arrays.append(_as_array(image, f"{name}[{i}]"))
+        labels.append(label)
+        where.append(f"item {i}")
+    if any((lab is None) != (labels[0] is None) for lab in labels):
+        raise DataError(f"{name}: some items have a label and some do not")
+    try:
+        label_array = None if labels[0] is None else np.asarray([int(lab) for lab in labels], dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{name}: labels must be integer classes, got {type(labels[0]).__name__}") from None
+    return ImageSet.from_array(_stack(arrays, where, name), label_array, name, max_value=max_value)
+
+
+def load_images(path: str | Path, *, max_value: float | None = None) -> ImageSet:
+    """Read the user's images from disk (``hfrl finetune --data PATH``).
+
+    ``path`` may be:
+
+    * a ``.npy`` file of images ``(N, H, W)`` or ``(N, 1, H, W)`` (no labels);
+    * a ``.npz`` file with an array ``images`` and, optionally, ``labels`` ``(N,)``;
+    * a folder of MNIST IDX files (``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, plain or
+      ``.gz``; the ``t10k-`` files when there are no training files);
+    * a folder of images in torchvision's ``ImageFolder`` layout (one subfolder per class, named classes
+      sorted to labels ``0, 1, ...``), or a flat folder of images (no labels). Images are read with Pillow
+      and grey stays grey.
+
+    Args:
+        path: The file or folder.
+        max_value: The images' maximum (see :func:`as_images`); 16-bit PNGs, for instance, need it.
+
+    Raises:
+        DataError: in one line, for a missing path, an unreadable file, images of different sizes, or
+            arrays hfrl cannot use.
+    """
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix not in (".npy", ".npz"):
+            raise DataError(
+                f"{path}: expected a .npy or .npz file, or a folder of images or of MNIST IDX files"
+            )
+        with path.open("rb") as fh:
+            head = fh.read(6)
+        if (head[:2] != b"PK") if suffix == ".npz" else (head != b"\x93NUMPY"):
+            raise DataError(f"{path}: not a NumPy {suffix} file")
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{path}: cannot read ({msg})") from None
+        if suffix == ".npy":
+            return ImageSet.from_array(loaded, None, name, max_value=max_value)
+        with loaded:
+            if "images" not in loaded.files:
+                raise DataError(f"{path}: no array 'images' (has {', '.join(loaded.files) or 'none'})")
+            images = loaded["images"]
+            labels = loaded["labels"] if "labels" in loaded.files else None
+        if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu"):
+            raise DataError(
+                f"{path}: 'labels' must be (N,) integer classes, got {labels.shape} {labels.dtype}"
+            )
+        return ImageSet.from_array(images, labels, name, max_value=max_value)
+    idx = find_idx_files(path, True) or find_idx_files(path, False)
+    if idx is not None:
+        images, labels = (read_idx(f) for f in idx)
+        if images.ndim != 3 or labels.shape != images.shape[:1]:
+            raise DataError(
+                f"{idx[0]}: expected images (N, H, W) and N labels, got {images.shape}, {labels.shape}"
+            )
+        return ImageSet.from_array(images, labels.astype(np.int64), name, max_value=max_value)
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes:
+        files = [(f, label) for label, d in enumerate(classes) for f in _image_files(d)]
+    else:
+        files = [(f, None) for f in _image_files(path)]
+    if not files:
+        raise DataError(
+            f"{path}: no images found (expected .npy/.npz, MNIST IDX files, image files, or one subfolder of "
+            "images per class)"
+        )
+    arrays = [_read_image(f) for f, _ in files]
+    labels_array = None if classes == [] else np.asarray([label for _, label in files], dtype=np.int64)
+    stacked = _stack(arrays, [str(f.relative_to(path)) for f, _ in files], name)
+    return ImageSet.from_array(stacked, labels_array, name, max_value=max_value)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(_as_array(image, str(path)))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read as an image ({msg})") from None
+
+
+def data_record(value: Any) -> Any:
+    """A config value as a run directory records it: user images as :meth:`ImageSet.record`, else as is."""
+    return value.record() if isinstance(value, ImageSet) else value
+
+
+def dataset_name(value: Any) -> str:
+    """A config's ``dataset`` as a name: the name itself, or ``"user"`` for the user's own images."""
+    return value if isinstance(value, str) else USER_DATASET
+
+
+def is_data_record(value: Any) -> bool:
+    """Whether ``value`` is what :meth:`ImageSet.record` wrote (user images named in a saved config)."""
+    return isinstance(value, dict) and value.get("dataset") == USER_DATASET and "sha256" in value
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """One line about recorded user images: their name, number, size and the start of their hash."""
+    shape = [int(v) for v in record.get("shape", [])] or [0]
+    size = "x".join(str(v) for v in shape[1:])
+    return f"{record.get('name', 'user images')!r} ({shape[0]} images {size}, sha256 {str(record['sha256'])[:12]})"
+
+
+def same_data(a: Any, b: Any) -> bool:
+    """Whether two config values (names, images or their records) stand for the same data."""
+    a, b = data_record(a), data_record(b)
+    if is_data_record(a) or is_data_record(b):
+        return (
+            is_data_record(a) and is_data_record(b) and (a["sha256"], a["shape"]) == (b["sha256"], b["shape"])
+        )
+    return a == b
+
+
+def resolve_data_fields(config: Any) -> None:
+    """Turn the user's images in a config's :data:`DATA_FIELDS` into ``ImageSet`` s, in place.
+
+    A dataset name stays a name; a path in ``source_data``/``target_data`` (or a ``pathlib.Path`` in
+    ``dataset``) is read (:func:`load_images`); images are scaled by ``config.max_value``.
+
+    Raises:
+        ConfigError: for a saved run's record of user images (a run never saves them: they must be given
+            again to resume it) or a bad ``max_value``.
+        DataError: for images hfrl cannot use.
+    """
+    max_value = getattr(config, "max_value", None)
+    if max_value is not None and (
+        isinstance(max_value, bool)
+        or not isinstance(max_value, (int, float))
+        or not 0 < max_value < float("inf")
+    ):
+        raise ConfigError(f"max_value must be a finite number > 0, got {max_value!r}")
+    for name in DATA_FIELDS:
+        if not hasattr(config, name):
+            continue
+        value = getattr(config, name)
+        if value is None or (name == "dataset" and isinstance(value, str)):
+            continue
+        if is_data_record(value):
+            flag = "--data" if name == "dataset" else "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{name}: the run used your own images {describe_record(value)}, which runs do not save; "
+                f"pass the same images again ({flag} PATH, or {name}= from Python)"
+            )
+        label = {"dataset": "user images", "source_data": "source data", "target_data": "target data"}[name]
+        setattr(config, name, to_image_set(value, name=label, max_value=max_value))
+
+
+def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the generator") -> None:
+    """Refuse images of another size than a network was built for, in one line naming both shapes.
+
+    Args:
+        expected: ``(C, H, W)`` or ``(H, W)`` the network takes.
+        data: The images.
+        what: The network, for the message.
+
+    Raises:
+        DataError: when they differ.
+    """
+    want = tuple(int(v) for v in expected)
+    have = data.image_shape if len(want) == 3 else data.image_shape[1:]
+    if want != tuple(have):
+        raise DataError(
+            f"{what} expects images of shape {'x'.join(map(str, want))} but {data.name} are "
+            f"{'x'.join(map(str, have))}; pass a generator built for that size (generator=, e.g. one "
+            "'hfrl pretrain --data PATH' trained)"
+        )
+
+
 @dataclass(frozen=True)
 class Domains:
-    """Source and target domains of one dataset, split deterministically.
+    """Source and target domains, split deterministically: classes of one dataset, or two datasets.
+
+    By classes (the named tasks): ``Domains(data, source_classes, target_classes)``. Images without labels
+    cannot be split by class; their two domains are given as two image sets instead
+    (:meth:`from_sets`, ``source_data=`` / ``target_data=`` in a run's config), each split on its own.
 
     Attributes:
-        data: All images of the dataset.
+        data: All images of the dataset (the target set for :meth:`from_sets`).
         source_classes: Classes the generator was trained on (default ``(0,)``).
         target_classes: Classes it should adapt to (default ``1..9``).
         split_seed: Seed of the stratified train/val/test split.
+        source_set: The source domain's images, when given as a set of their own.
+        target_set: The target domain's images, likewise.
     """
 
     data: ImageSet
     source_classes: tuple[int, ...] = DEFAULT_SOURCE_CLASSES
     target_classes: tuple[int, ...] = DEFAULT_TARGET_CLASSES
     split_seed: int = 0
+    source_set: ImageSet | None = None
+    target_set: ImageSet | None = None
 
     def __post_init__(self) -> None:
         overlap = set(self.source_classes) & set(self.target_classes)
         if overlap:
             raise DataError(f"source and target classes overlap: {sorted(overlap)}")
 
+    @classmethod
+    def from_sets(cls, source: ImageSet, target: ImageSet | None = None, split_seed: int = 0) -> Domains:
+        """The domains as two image sets (labelled or not); ``target`` may be left out (pre-training)."""
+        main = target if target is not None else source
+        return cls(main, (), (), split_seed, source_set=source, target_set=target)
+
     def source(self, split: str = "train") -> ImageSet:
         """Source-domain images of one split."""
-        return self.data.split(split, self.split_seed).with_classes(self.source_classes, f"source/{split}")
+        return self._part(self.source_set, self.source_classes, "source", split)
 
     def target(self, split: str = "train") -> ImageSet:
         """Target-domain images of one split."""
-        return self.data.split(split, self.split_seed).with_classes(self.target_classes, f"target/{split}")
+        return self._part(self.target_set, self.target_classes, "target", split)
+
+    def _part(self, own: ImageSet | None, classes: tuple[int, ...], domain: str, split: str) -> ImageSet:
+        name = f"{domain}/{split}"
+        if self.source_set is not None:  # two sets: each split on its own
+            if own is None:
+                raise DataError(f"no {domain} images were given")
+            part = own.split(split, self.split_seed)
+            if len(part) == 0:
+                raise DataError(
+                    f"{own.name}: {len(own)} {domain} images leave none for the {split} split; give more images"
+                )
+            return ImageSet(part.images, part.labels, name)
+        if not self.data.labelled:
+            raise DataError(
+                f"{self.data.name} has no labels, so its source and target domains cannot be chosen by class; "
+                "give labels, or the two domains as source_data= and target_data= (--source-data/--target-data)"
+            )
+        return self.data.split(split, self.split_seed).with_classes(classes, name)
+
+
+def resolve_domains(
+    dataset: Any = "mnist-embedded",
+    data_dir: str | Path | None = None,
+    source_classes: Iterable[int] = DEFAULT_SOURCE_CLASSES,
+    target_classes: Iterable[int] = DEFAULT_TARGET_CLASSES,
+    *,
+    source_data: Any = None,
+    target_data: Any = None,
+    split_seed: int = 0,
+    max_value: float | None = None,
+    download: bool = False,
+) -> Domains:
+    """A run's domains from its settings: classes of one dataset (a name or the user's images), or two sets.
+
+    Args:
+        dataset: A dataset name or user images (see :func:`load_dataset`).
+        data_dir: Folder of a named dataset's files.
+        source_classes: Source classes (for ``dataset``).
+        target_classes: Target classes (for ``dataset``).
+        source_data: The source domain's own images (anything :func:`to_image_set` takes); with
+            ``target_data`` it replaces ``dataset`` and the classes.
+        target_data: The target domain's own images.
+        split_seed: Seed of the train/val/test split.
+        max_value: The user images' maximum (see :func:`as_images`).
+        download: Let torchvision download a named dataset.
+
+    Raises:
+        DataError: for one of ``source_data``/``target_data`` without the other, or unusable data.
+    """
+    if source_data is not None or target_data is not None:
+        if source_data is None or target_data is None:
+            raise DataError("give both source_data and target_data (--source-data/--target-data), or neither")
+        source = to_image_set(source_data, name="source data", max_value=max_value)
+        target = to_image_set(target_data, name="target data", max_value=max_value)
+        return Domains.from_sets(source, target, split_seed)
+    data = load_dataset(dataset, data_dir, download=download, max_value=max_value)
+    return Domains(data, tuple(source_classes), tuple(target_classes), split_seed)

@@ -8,11 +8,20 @@ imports no torch.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from hfrl.errors import DataError
 
 DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist")
 """Datasets :func:`hfrl.data.load_dataset` reads."""
+USER_DATASET = "user"
+"""What a run's saved config calls images the user gave (a tensor, an array, a dataset, a file or a folder),
+beside their shape and content hash (:meth:`hfrl.data.ImageSet.record`)."""
+DataSource = Any
+"""The user's images in any form :func:`hfrl.data.to_image_set` takes (an ``ImageSet``, a tensor or array,
+an ``(images, labels)`` pair, a torchvision-style dataset, a path)."""
+DATA_FIELDS = ("dataset", "source_data", "target_data")
+"""Config fields that may hold the user's images (turned into ``ImageSet`` once, when the config is made)."""
 FAMILIES = ("conv", "unet", "mlp")
 """Generator architectures (:class:`hfrl.generators.GeneratorConfig` ``family``)."""
 

@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from hfrl.checkpoint import save_checkpoint
-from hfrl.data import Domains, ImageSet, load_dataset
+from hfrl.data import (
+    Domains,
+    ImageSet,
+    load_dataset,
+    to_image_set,
+)
 from hfrl.device import resolve_device
 from hfrl.errors import HfrlError
 from hfrl.generators import Generator, GeneratorConfig, build_generator
@@ -72,8 +77,17 @@ def pretrain(
             ``out_dir`` gets no checkpoint, config or metrics).
     """
     device = resolve_device(config.device)
-    data = data if data is not None else load_dataset(config.dataset, config.data_dir)
-    domains = Domains(data, tuple(config.source_classes), target_classes=(), split_seed=config.split_seed)
+    if data is None and config.source_data is not None:
+        data = to_image_set(config.source_data)
+        domains = Domains.from_sets(data, None, config.split_seed)  # every image is the source domain
+    else:
+        data = data if data is not None else load_dataset(config.dataset, config.data_dir)
+        if data.labelled:
+            domains = Domains(
+                data, tuple(config.source_classes), target_classes=(), split_seed=config.split_seed
+            )
+        else:  # no classes to choose from: every image is the source domain
+            domains = Domains.from_sets(data, None, config.split_seed)
     train, val = domains.source("train"), domains.source("val")
     noise = make_noise(config.noise, config.noise_level)
     gen_cfg = GeneratorConfig(config.family, config.width, config.bottleneck, tuple(train.image_shape[1:]))
@@ -139,10 +153,10 @@ def pretrain(
     checkpoint = None
     if out_dir:
         meta = {
-            "pretrain": {k: v for k, v in vars(config).items()},
+            "pretrain": config.to_dict(),
             "best_val_psnr": best_psnr,
             "epochs_run": len(history),
         }
         checkpoint = save_checkpoint(Path(out_dir) / "generator", model, "generator", gen_cfg.to_dict(), meta)
-        write_json(Path(out_dir) / "config.json", config)
+        write_json(Path(out_dir) / "config.json", config.to_dict())
     return PretrainResult(model, history, best_psnr, checkpoint)

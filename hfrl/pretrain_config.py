@@ -6,11 +6,16 @@ without importing torch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hfrl.errors import ConfigError
 from hfrl.tasks import DEFAULT_TASK, fill_from_task
+
+if TYPE_CHECKING:
+    from hfrl.data import DataSource
 
 
 @dataclass
@@ -24,12 +29,18 @@ class PretrainConfig:
 
     task: str = DEFAULT_TASK
     """Named task (``hfrl.tasks.TASKS``) whose data, source classes and noise fill the fields left unset."""
-    dataset: str | None = None
-    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's)."""
+    dataset: str | DataSource | None = None
+    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's), or your own images in any form
+    :func:`hfrl.data.to_image_set` takes (``--data PATH``): with labels, ``source_classes`` choose the
+    source domain; without, every image is the source domain."""
     data_dir: str | None = None
     """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
     source_classes: tuple[int, ...] | None = None
     """Classes of the source domain (default: the task's)."""
+    source_data: str | DataSource | None = None
+    """The source domain's own images (replaces ``dataset``; ``--source-data PATH``): all of them are used."""
+    max_value: float | None = None
+    """The largest value your images can take; they are divided by it (see :func:`hfrl.data.as_images`)."""
     noise: str | None = None
     """Noise spec (see :func:`hfrl.noise.make_noise`; default: the task's)."""
     noise_level: float | None = None
@@ -79,3 +90,14 @@ class PretrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.source_data is not None and not isinstance(self.dataset, str | None):
+            raise ConfigError("give either dataset (--data) or source_data (--source-data), not both")
+        from hfrl.data import resolve_data_fields  # imports torch: only when a config is built
+
+        resolve_data_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field; the user's images as their record (name, shape, SHA-256)."""
+        from hfrl.data import data_record
+
+        return {f.name: data_record(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -90,6 +90,37 @@ def test_as_images_rejects_bad_input(array, message) -> None:
         as_images(array)
 
 
+def test_integers_other_than_uint8_need_max_value() -> None:
+    digits = np.random.default_rng(0).integers(0, 17, size=(6, 8, 8)).astype(np.uint16)  # 0-16, as sklearn's
+    with pytest.raises(DataError, match=r"max_value") as info:
+        as_images(digits, name="digits")
+    message = str(info.value)
+    assert "\n" not in message and "uint16" in message and "(6, 8, 8)" in message and "[0, 16]" in message
+    assert "divide uint8" not in message
+    out = as_images(digits, max_value=16)
+    assert out.dtype == torch.float32 and float(out.max()) == 1.0
+    assert torch.allclose(out[:, 0], torch.from_numpy(digits.astype(np.float32)) / 16)
+
+
+def test_floats_above_one_need_max_value_and_are_checked_after_it() -> None:
+    images = torch.rand(3, 8, 8) * 4095
+    with pytest.raises(DataError, match=r"float images must lie in \[0, 1\].*max_value") as info:
+        as_images(images)
+    assert "tensor(" not in str(info.value) and "torch.Tensor (3, 8, 8) float32" in str(info.value)
+    assert torch.allclose(as_images(images, max_value=4095), images[:, None] / 4095)
+    with pytest.raises(DataError, match=r"does not lie in \[0, max_value=255\]"):
+        as_images(images, max_value=255)
+    with pytest.raises(DataError, match="does not lie in"):
+        as_images(torch.full((1, 8, 8), -1.0), max_value=1)
+    with pytest.raises(DataError, match="max_value must be a finite number > 0"):
+        as_images(images, max_value=0)
+
+
+def test_uint8_with_max_value_is_divided_by_it() -> None:
+    out = ImageSet.from_array(np.full((2, 8, 8), 100, dtype=np.uint8), max_value=100)
+    assert float(out.images.max()) == 1.0
+
+
 def test_user_tensor_domain() -> None:
     images = torch.rand(20, 16, 16)
     labels = torch.arange(20) % 2
@@ -193,3 +224,45 @@ def test_missing_dataset_gives_clear_error(tmp_path: Path) -> None:
         load_dataset("kmnist")
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("cifar")
+
+
+def test_user_images_in_every_form_become_one_image_set(tmp_path) -> None:
+    from PIL import Image
+
+    from hfrl.data import load_images, to_image_set
+
+    rng = np.random.default_rng(0)
+    arrays = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    reference = ImageSet.from_array(arrays, labels)
+    pil_pairs = [(Image.fromarray(a, mode="L"), int(c)) for a, c in zip(arrays, labels)]  # torchvision-style
+    tensors = [torch.from_numpy(a)[None].float() / 255 for a in arrays]  # ToTensor output, no labels
+    assert to_image_set(pil_pairs).digest == reference.digest
+    assert to_image_set((arrays, labels)).digest == reference.digest
+    unlabelled = to_image_set(tensors)
+    assert not unlabelled.labelled and torch.allclose(unlabelled.images, reference.images)
+    np.savez(tmp_path / "x.npz", images=arrays, labels=labels)
+    assert load_images(tmp_path / "x.npz").digest == reference.digest
+    for i, a in enumerate(arrays):
+        Image.fromarray(a, mode="L").save(tmp_path / f"{i}.png")
+    flat = load_images(tmp_path)  # a flat folder: no labels (the .npz beside the images is not an image)
+    assert (
+        flat.image_shape == (1, 8, 8) and not flat.labelled and torch.allclose(flat.images, reference.images)
+    )
+    with pytest.raises(DataError, match="images of different sizes: item 0 is 8x8, item 1 is 4x8"):
+        to_image_set([arrays[0], arrays[1][:4]])
+    with pytest.raises(DataError, match="RGB images are not supported yet"):
+        to_image_set([Image.new("RGB", (8, 8))])
+    assert "tensor(" not in repr(reference) and "8x8" in repr(reference)
+
+
+def test_a_folder_of_idx_files_is_read_as_user_images(tmp_path) -> None:
+    from hfrl.data import load_images, write_idx
+
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
+    data = load_images(tmp_path)
+    assert data.labels.tolist() == [0, 1, 2, 3, 4] and torch.allclose(
+        data.images[:, 0], torch.from_numpy(images) / 255
+    )

@@ -49,6 +49,17 @@ PROGRAMS: dict[str, tuple[list[tuple[str, str]], Callable[[Path], None] | None]]
         ],
         None,
     ),
+    "import numpy as np": (  # bring your own data: a tensor with labels through an agent
+        [
+            ("labels = digits.labels.numpy()  # (5000,)", "labels = digits.labels.numpy()[::10]"),
+            ("digits.images[:, 0]", "digits.images[::10, 0]"),
+            (
+                "steps=100",
+                "steps=1, batch_size=8, aux_batch_size=4, eval_size=8, device='cpu', progress=False",
+            ),
+        ],
+        None,
+    ),
     "from hfrl.agents import make_config, make_trainer": (
         [("steps=100", "steps=1, batch_size=8, aux_batch_size=4, eval_size=8, device='cpu', progress=False")],
         _tiny_reward_model,

@@ -185,6 +185,42 @@ def add_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--noise-level", type=non_negative_float, default=None, help="noise strength")
 
 
+USER_DATA_HELP = (
+    "a .npy file of images (N, H, W), a .npz file with arrays 'images' and optional 'labels', a folder of "
+    "images (one subfolder per class, as torchvision's ImageFolder, or a flat folder without labels) or a "
+    "folder of MNIST IDX files; uint8 images are divided by 255, others need --max-value"
+)
+"""What ``--data PATH`` (and ``--source-data``/``--target-data``) accept."""
+
+
+def add_user_data(parser: argparse.ArgumentParser, *, max_value: bool = False, source: bool = False) -> None:
+    """``--data PATH``: the user's own images (and, when asked, ``--source-data`` and ``--max-value``).
+
+    ``hfrl finetune`` gets ``--source-data``, ``--target-data`` and ``--max-value`` from its config fields;
+    other commands ask for them here.
+    """
+    group = parser.add_argument_group("your own images (instead of a named dataset)")
+    group.add_argument(
+        "--data", default=None, metavar="PATH", help=f"your images: {USER_DATA_HELP}; labels give the classes"
+    )
+    if source:
+        group.add_argument(
+            "--source-data",
+            default=None,
+            metavar="PATH",
+            help="the source domain's own images, every one of them used (same forms as --data)",
+        )
+    if max_value:
+        group.add_argument(
+            "--max-value",
+            type=positive_float,
+            default=None,
+            metavar="X",
+            help="the largest value your images can take (e.g. 16 for 0-16 integers, 4095 for 12-bit); they "
+            "are divided by it. Needed for integers other than uint8 and floats outside [0, 1]",
+        )
+
+
 TASK_ARGS = ("dataset", "data_dir", "source_classes", "target_classes", "noise", "noise_level")
 """The options of :func:`add_data` that default to the task's settings."""
 

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from hfrl.cli.common import add_import, existing_path, resolve_config_checkpoints
+from hfrl.cli.common import add_import, add_user_data, existing_path, resolve_config_checkpoints
 from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
 from hfrl.runs import read_json_object
@@ -113,6 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="continue a run from its last checkpoint",
     )
     p.add_argument("--out", default=None, help="run directory (default: runs/finetune-AGENT-TIMESTAMP)")
+    add_user_data(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_import(p)
     p.add_argument(
@@ -138,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     if args.quiet:
         overrides["progress"] = False
+    if args.data is not None and "dataset" in overrides:
+        raise ConfigError("give either --dataset NAME or --data PATH, not both")
+    data = {"dataset": Path(args.data)} if args.data is not None else {}  # read by the config, once
     if args.resume is not None:
         run_dir = Path(args.resume)
         cfg_path = run_dir / "config.json"
@@ -152,11 +156,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{run_dir} was trained by agent {agent!r}, which is not registered here; "
                 "pass the --import that registers it"
             )
-        unknown = set(overrides) - {"steps", "progress", "device"}
+        unknown = set(overrides) - {"steps", "progress", "device", "source_data", "target_data"}
         if unknown:
             raise ConfigError(
-                f"--resume keeps the run's settings; only --steps and --device may change (got {sorted(unknown)})"
+                f"--resume keeps the run's settings; only --steps and --device may change, and your own images "
+                f"must be given again (--data, --source-data, --target-data) (got {sorted(unknown)})"
             )
+        overrides.update(data)
         try:
             config = build_config(agent, overrides, saved)
         except ConfigError as exc:
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{cfg_path}: not a valid {agent} run config ({exc})") from None
     else:
         agent = args.agent
-        config = build_config(agent, overrides)
+        config = build_config(agent, {**overrides, **data})
         run_dir = args.out
     config = resolve_config_checkpoints(config)
     seed_everything(config.seed)

@@ -12,11 +12,12 @@ from hfrl.cli.common import (
     add_out,
     add_quiet,
     add_seed,
+    add_user_data,
     positive_float,
     positive_int,
     resolve_task_args,
 )
-from hfrl.errors import HfrlError
+from hfrl.errors import ConfigError, HfrlError
 from hfrl.names import FAMILIES
 from hfrl.pretrain_config import PretrainConfig
 
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "a JSON config and per-epoch validation PSNR to a run directory.",
     )
     add_data(p)
+    add_user_data(p, max_value=True, source=True)
     g = p.add_argument_group("model and training")
     g.add_argument(
         "--family", default="conv", choices=FAMILIES, help="generator family (default: %(default)s)"
@@ -79,10 +81,17 @@ def run(args: argparse.Namespace) -> int:
     from hfrl.runs import make_run_dir
 
     seed_everything(args.seed)
+    user = args.data is not None or args.source_data is not None
+    if user and args.dataset is not None:
+        raise ConfigError("give either --dataset or your own images (--data/--source-data), not both")
+    if args.data is not None and args.source_data is not None:
+        raise ConfigError("give either --data or --source-data, not both")
     resolve_task_args(args)
     config = PretrainConfig(
         task=args.task,
-        dataset=args.dataset,
+        dataset=Path(args.data) if args.data is not None else args.dataset,
+        source_data=Path(args.source_data) if args.source_data is not None else None,
+        max_value=args.max_value,
         data_dir=args.data_dir,
         source_classes=args.source_classes,
         noise=args.noise,
@@ -97,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
     )
-    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    # the user's images were read by the config; a named dataset is read here (with --download)
+    data = None if user else load_dataset(args.dataset, args.data_dir, download=args.download)
     existed = args.out is not None and Path(args.out).exists()
     out = make_run_dir(args.out, "pretrain")
     try:

@@ -6,6 +6,7 @@ Each case here was a traceback, a misleading message, a wasted minute or a saved
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -208,3 +209,105 @@ def test_sweep_rejects_a_negative_seed(tmp_path, capsys) -> None:
     argv = ["sweep", "--agent", "reward-grad", "--seed", "-1", "--out", str(tmp_path / "o")]
     err = _fails_in_one_line(argv, capsys, "sweep")
     assert "--seed" in err and not (tmp_path / "o").exists()
+
+
+# -- your own images (--data PATH) -------------------------------------------------------------------------
+
+
+def _bad_data(tmp_path: Path, kind: str) -> Path:
+    """A path that ``--data`` must refuse in one line."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    if kind == "missing":
+        return tmp_path / "nowhere"
+    if kind == "not-npz":
+        (tmp_path / "x.npz").write_bytes(b"not a zip")
+        return tmp_path / "x.npz"
+    if kind == "no-images":
+        np.savez(tmp_path / "x.npz", pictures=np.zeros((4, 28, 28), np.uint8))
+        return tmp_path / "x.npz"
+    if kind == "csv":
+        (tmp_path / "x.csv").write_text("1,2\n")
+        return tmp_path / "x.csv"
+    if kind == "uint16":
+        np.savez(tmp_path / "x.npz", images=rng.integers(0, 17, (20, 28, 28)).astype(np.uint16))
+        return tmp_path / "x.npz"
+    if kind == "float":
+        np.save(tmp_path / "x.npy", rng.random((20, 28, 28)).astype(np.float32) * 4095)
+        return tmp_path / "x.npy"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    if kind == "mixed-sizes":
+        Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(folder / "a.png")
+        Image.fromarray(np.zeros((20, 28), np.uint8), mode="L").save(folder / "b.png")
+    elif kind == "unreadable":
+        Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(folder / "a.png")
+        (folder / "b.png").write_bytes(b"not a png")
+    elif kind == "empty":
+        pass
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("missing", "no such file or folder"),
+        ("not-npz", "not a NumPy .npz file"),
+        ("no-images", r"no array 'images' \(has pictures\)"),
+        ("csv", "expected a .npy or .npz file"),
+        ("uint16", r"uint16 in \[0, 16\].*pass max_value \(--max-value\)"),
+        ("float", r"float32 in \[.*\]: float images must lie in \[0, 1\].*--max-value"),
+        ("mixed-sizes", "images of different sizes: a.png is 28x28, b.png is 20x28"),
+        ("unreadable", "b.png: cannot read as an image"),
+        ("empty", "no images found"),
+    ],
+)
+def test_finetune_refuses_bad_data_in_one_line(tmp_path, capsys, kind, message) -> None:
+    out = tmp_path / "run"
+    argv = ["finetune", "--data", str(_bad_data(tmp_path, kind)), "--out", str(out), "--device", "cpu"]
+    err = _fails_in_one_line([*argv, "--reward", "labeler"], capsys, "finetune")
+    assert re.search(message, err), err
+    assert "tensor(" not in err and "array(" not in err
+    assert not (out / "train.csv").exists()
+
+
+def test_max_value_scales_integer_data_and_pretrain_takes_it_too(tmp_path, capsys) -> None:
+    path = _bad_data(tmp_path, "uint16")
+    err = _fails_in_one_line(["pretrain", "--data", str(path), "--epochs", "1"], capsys, "pretrain")
+    assert "--max-value" in err
+    out = tmp_path / "pre"
+    argv = [
+        "pretrain",
+        "--data",
+        str(path),
+        "--max-value",
+        "16",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["max_value"] == 16.0
+
+
+def test_images_of_another_size_are_refused_before_training(tmp_path, capsys) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "small.npy", np.zeros((20, 16, 16), np.uint8))
+    np.save(tmp_path / "small2.npy", np.zeros((20, 16, 16), np.uint8))
+    out = tmp_path / "run"
+    argv = [
+        "finetune",
+        "--source-data",
+        str(tmp_path / "small.npy"),
+        "--target-data",
+        str(tmp_path / "small2.npy"),
+    ]
+    argv += ["--evaluator", str(asset_path("evaluator_classifier")), "--reward", "labeler", "--out", str(out)]
+    err = _fails_in_one_line([*argv, "--device", "cpu"], capsys, "finetune")
+    assert "expects images of shape 1x28x28" in err and "are 1x16x16" in err
+    assert not (out / "train.csv").exists()

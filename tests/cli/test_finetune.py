@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hfrl.agents import AGENTS
 from hfrl.cli import main
+from hfrl.judges import asset_path
 
 TINY = ["--batch-size", "8", "--aux-batch-size", "4", "--device", "cpu", "--reward", "labeler", "--quiet"]
 
@@ -69,3 +71,83 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, extra: list[st
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("hfrl finetune: error:") and message in err, err
     assert not out.exists()
+
+
+# -- your own images (--data PATH) -------------------------------------------------------------------------
+
+EVALUATOR = str(asset_path("evaluator_classifier"))  # the images below are digits; hfrl cannot know it
+
+
+def _digits(mnist) -> tuple[np.ndarray, np.ndarray]:
+    every = slice(0, 4800, 16)  # the embedded digits are sorted by class: about 30 of each
+    return (mnist.images[every, 0].numpy() * 255).round().astype(np.uint8), mnist.labels[every].numpy()
+
+
+def test_finetune_on_an_npz_file_then_resume_needs_the_same_file(tmp_path: Path, capsys, mnist) -> None:
+    images, labels = _digits(mnist)
+    np.savez(tmp_path / "digits.npz", images=images, labels=labels)
+    run = tmp_path / "run"
+    argv = ["finetune", "--agent", "reinforce", "--steps", "1", "--checkpoint-every", "1", "--out", str(run)]
+    data = ["--data", str(tmp_path / "digits.npz"), "--evaluator", EVALUATOR, "--eval-size", "16"]
+    assert main([*argv, *data, *TINY]) == 0
+    record = json.loads((run / "config.json").read_text())["dataset"]
+    assert record["dataset"] == "user" and record["name"] == str(tmp_path / "digits.npz")
+    assert record["shape"] == [300, 1, 28, 28] and record["labelled"] and len(record["sha256"]) == 64
+    capsys.readouterr()
+
+    resume = ["finetune", "--resume", str(run), "--steps", "2", "--device", "cpu", "--quiet"]
+    assert main(resume) == 2  # the run did not save the images: they must be given again
+    assert "pass the same images again (--data PATH" in capsys.readouterr().err
+    np.savez(tmp_path / "other.npz", images=255 - images, labels=labels)
+    assert main([*resume, "--data", str(tmp_path / "other.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "resume it with the same data" in err and "sha256" in err
+    assert main([*resume, "--data", str(tmp_path / "digits.npz")]) == 0
+    assert "resuming reinforce at step 1 of 2" in capsys.readouterr().out
+
+
+def test_finetune_on_an_image_folder(tmp_path: Path, capsys, mnist) -> None:
+    from PIL import Image
+
+    images, labels = _digits(mnist)
+    for i, (image, label) in enumerate(zip(images, labels)):  # torchvision's ImageFolder layout, grey PNGs
+        (tmp_path / "digits" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, mode="L").save(tmp_path / "digits" / str(label) / f"{i:03d}.png")
+    run = tmp_path / "run"
+    argv = [
+        "finetune",
+        "--agent",
+        "reinforce",
+        "--steps",
+        "1",
+        "--out",
+        str(run),
+        "--data",
+        str(tmp_path / "digits"),
+    ]
+    assert main([*argv, "--evaluator", EVALUATOR, "--eval-size", "16", *TINY]) == 0
+    assert "reinforce: target good-rate" in capsys.readouterr().out
+    record = json.loads((run / "config.json").read_text())["dataset"]
+    assert record["dataset"] == "user" and record["shape"] == [300, 1, 28, 28] and record["labelled"]
+    assert (run / "evaluation.json").is_file()
+
+
+def test_finetune_on_two_unlabelled_domains_and_pretrain_on_one(tmp_path: Path, capsys, mnist) -> None:
+    images, labels = _digits(mnist)
+    np.save(tmp_path / "zeros.npy", images[labels == 0])
+    np.save(tmp_path / "others.npy", images[labels != 0])
+    run = tmp_path / "run"
+    argv = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(run)]
+    data = ["--source-data", str(tmp_path / "zeros.npy"), "--target-data", str(tmp_path / "others.npy")]
+    assert main([*argv, *data, "--evaluator", EVALUATOR, "--eval-size", "16", *TINY]) == 0
+    config = json.loads((run / "config.json").read_text())
+    zeros = int((labels == 0).sum())
+    assert config["dataset"] == "user" and config["source_data"]["shape"] == [zeros, 1, 28, 28]
+    assert config["target_data"]["labelled"] is False and config["source_classes"] == []
+
+    out = tmp_path / "pretrain"
+    pre = ["pretrain", "--source-data", str(tmp_path / "zeros.npy"), "--epochs", "1", "--device", "cpu"]
+    assert main([*pre, "--quiet", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["source_data"]["dataset"] == "user" and saved["source_data"]["shape"] == [zeros, 1, 28, 28]
+    assert (out / "generator.safetensors").is_file()
