@@ -3,6 +3,7 @@
 :mod:`hfrl.agents` holds the fine-tuning algorithms and their trainer; this package holds what is run
 with them:
 
+* :mod:`~hfrl.experiments.demo`: the seed paper's pipeline end to end with its report (``hfrl demo``);
 * :mod:`~hfrl.experiments.compare`: every agent on the same task, reward and seeds (``hfrl bench``);
 * :mod:`~hfrl.experiments.sweep`: one agent over a grid of settings and seeds, resumable (``hfrl
   sweep``), with its cells (:mod:`~hfrl.experiments.cells`), where they run
@@ -17,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hfrl.experiments.compare import compare_agents
+    from hfrl.experiments.demo import run_demo
     from hfrl.experiments.sweep import load_results, run_sweep, summarise
 
 _EXPORTS = {
     "compare_agents": "hfrl.experiments.compare",
     "load_results": "hfrl.experiments.sweep",
+    "run_demo": "hfrl.experiments.demo",
     "run_sweep": "hfrl.experiments.sweep",
     "summarise": "hfrl.experiments.sweep",
 }
@@ -47,4 +50,4 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-__all__ = ["compare_agents", "load_results", "run_sweep", "summarise"]
+__all__ = ["compare_agents", "load_results", "run_demo", "run_sweep", "summarise"]
