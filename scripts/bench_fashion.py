@@ -57,7 +57,7 @@ from hfrl.data import Domains, ImageSet, find_idx_files, load_torchvision, write
 from hfrl.device import machine_description  # noqa: E402
 from hfrl.evaluation import evaluate_generator  # noqa: E402
 from hfrl.experiments.compare import compare_agents  # noqa: E402
-from hfrl.feedback.collect import prepare_reward  # noqa: E402
+from hfrl.experiments.reward import prepare_reward  # noqa: E402
 from hfrl.judges import Evaluator, SyntheticLabeler  # noqa: E402
 from hfrl.noise import make_noise  # noqa: E402
 from hfrl.pretrain import PretrainConfig, pretrain  # noqa: E402

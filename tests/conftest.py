@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hfrl.checkpoint import load_checkpoint
+from hfrl.classifiers import ClassifierConfig, DigitClassifier
 from hfrl.data import Domains, ImageSet, load_embedded_mnist
 from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
 
@@ -63,6 +64,15 @@ def registry_snapshot():
 def custom_agent_file(registry_snapshot) -> Path:
     """The example file that registers the ``elite`` agent (user code for ``--import``), undone after."""
     return Path(__file__).resolve().parents[1] / "scripts" / "examples" / "custom_agent.py"
+
+
+@pytest.fixture(scope="session")
+def untrained_labeler() -> SyntheticLabeler:
+    """Tests check the code path, not the labeler's accuracy, so an untrained classifier will do."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = DigitClassifier(ClassifierConfig())
+    return SyntheticLabeler(model, seed=0, labeler_id="synthetic-test")
 
 
 class TinyReward(nn.Module):

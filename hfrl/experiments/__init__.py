@@ -4,6 +4,9 @@
 with them:
 
 * :mod:`~hfrl.experiments.demo`: the seed paper's pipeline end to end with its report (``hfrl demo``);
+* :mod:`~hfrl.experiments.reward`: labels to a reward model on the shipped task (:func:`prepare_reward`),
+  collecting the labels in rounds through the feedback queue (:mod:`~hfrl.experiments.labels`); these join
+  :mod:`hfrl.feedback` and :mod:`hfrl.rewards`, which do not import each other the other way round;
 * :mod:`~hfrl.experiments.compare`: every agent on the same task, reward and seeds (``hfrl bench``);
 * :mod:`~hfrl.experiments.sweep`: one agent over a grid of settings and seeds, resumable (``hfrl
   sweep``), with its cells (:mod:`~hfrl.experiments.cells`), where they run
@@ -19,11 +22,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from hfrl.experiments.compare import compare_agents
     from hfrl.experiments.demo import run_demo
+    from hfrl.experiments.labels import collect_labels
+    from hfrl.experiments.reward import prepare_reward
     from hfrl.experiments.sweep import load_results, run_sweep, summarise
 
 _EXPORTS = {
     "compare_agents": "hfrl.experiments.compare",
+    "collect_labels": "hfrl.experiments.labels",
     "load_results": "hfrl.experiments.sweep",
+    "prepare_reward": "hfrl.experiments.reward",
     "run_demo": "hfrl.experiments.demo",
     "run_sweep": "hfrl.experiments.sweep",
     "summarise": "hfrl.experiments.sweep",
@@ -50,4 +57,12 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
 
 
-__all__ = ["compare_agents", "load_results", "run_demo", "run_sweep", "summarise"]
+__all__ = [
+    "collect_labels",
+    "compare_agents",
+    "load_results",
+    "prepare_reward",
+    "run_demo",
+    "run_sweep",
+    "summarise",
+]

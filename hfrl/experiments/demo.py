@@ -234,7 +234,7 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
     from hfrl.agents import agent_class, make_config, make_trainer
     from hfrl.baselines import reference_evaluations
     from hfrl.device import seed_everything
-    from hfrl.feedback.collect import prepare_reward
+    from hfrl.experiments.reward import prepare_reward
     from hfrl.report import RunSummary, run_metrics, save_report_figures, write_report
 
     agent_class(config.agent)  # an unknown agent fails before any work
