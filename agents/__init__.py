@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
     from hfrl.agents.blindspot import BlindSpotFinetuneTrainer, Noise2SelfTrainer
     from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EarlyStopping, EvalCallback
-    from hfrl.agents.compare import compare_agents
     from hfrl.agents.config import (
         BlindSpotConfig,
         DPOConfig,
@@ -56,7 +55,8 @@ if TYPE_CHECKING:
     from hfrl.agents.reward_grad import RewardGradTrainer
     from hfrl.agents.rwl import RWLTrainer
     from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Trainer
-    from hfrl.agents.sweep import load_results, run_sweep, summarise
+    from hfrl.experiments.compare import compare_agents
+    from hfrl.experiments.sweep import load_results, run_sweep, summarise
 
 _EXPORTS = {
     "NonFiniteLossError": "hfrl.agents.base",
@@ -71,7 +71,7 @@ _EXPORTS = {
     "CheckpointCallback": "hfrl.agents.callbacks",
     "EarlyStopping": "hfrl.agents.callbacks",
     "EvalCallback": "hfrl.agents.callbacks",
-    "compare_agents": "hfrl.agents.compare",
+    "compare_agents": "hfrl.experiments.compare",
     "TrainerConfig": "hfrl.agents.config",
     "DPOConfig": "hfrl.agents.config",
     "DPOTrainer": "hfrl.agents.dpo",
@@ -98,9 +98,9 @@ _EXPORTS = {
     "SB3A2CTrainer": "hfrl.agents.sb3",
     "SB3Config": "hfrl.agents.config",
     "SB3Trainer": "hfrl.agents.sb3",
-    "load_results": "hfrl.agents.sweep",
-    "run_sweep": "hfrl.agents.sweep",
-    "summarise": "hfrl.agents.sweep",
+    "load_results": "hfrl.experiments.sweep",
+    "run_sweep": "hfrl.experiments.sweep",
+    "summarise": "hfrl.experiments.sweep",
 }
 """Public names and the module each comes from, imported on first use: ``from hfrl.agents import X``
 works as before, while importing a light submodule such as :mod:`hfrl.agents.config` (the CLI's

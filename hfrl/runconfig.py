@@ -44,7 +44,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 C = TypeVar("C")
 
 SELECTIONS = ("active", "random")
-"""How :func:`hfrl.feedback.collect.collect_labels` picks what to ask after its first (random) round."""
+"""How :func:`hfrl.experiments.labels.collect_labels` picks what to ask after its first (random) round."""
 
 
 @dataclass

@@ -45,7 +45,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import cell  # noqa: E402 - a sibling script: the same table cells
 
-from hfrl.agents.compare import compare_agents  # noqa: E402
 from hfrl.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from hfrl.classifiers import (  # noqa: E402
     EVALUATOR_RECIPE,
@@ -57,7 +56,8 @@ from hfrl.classifiers import (  # noqa: E402
 from hfrl.data import Domains, ImageSet, find_idx_files, load_torchvision, write_idx  # noqa: E402
 from hfrl.device import machine_description  # noqa: E402
 from hfrl.evaluation import evaluate_generator  # noqa: E402
-from hfrl.feedback.collect import prepare_reward  # noqa: E402
+from hfrl.experiments.compare import compare_agents  # noqa: E402
+from hfrl.experiments.reward import prepare_reward  # noqa: E402
 from hfrl.judges import Evaluator, SyntheticLabeler  # noqa: E402
 from hfrl.noise import make_noise  # noqa: E402
 from hfrl.pretrain import PretrainConfig, pretrain  # noqa: E402

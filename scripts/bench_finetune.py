@@ -3,9 +3,9 @@
 On one named task (``--task``, default the ``digits-correlated`` default task), for each seed and each
 number of labels (0, 50, 100, 200, 500 by default) the synthetic labeler answers questions about the
 task's source generator's target-domain outputs through the feedback store (active selection in rounds,
-:func:`hfrl.feedback.collect.prepare_reward`); a monotone similarity reward (against the task's label-free
+:func:`hfrl.experiments.reward.prepare_reward`); a monotone similarity reward (against the task's label-free
 denoiser) is fitted to those labels; then every agent fine-tunes the generator against that reward with
-its default settings (:func:`hfrl.agents.compare.compare_agents`). The independent evaluator scores the
+its default settings (:func:`hfrl.experiments.compare.compare_agents`). The independent evaluator scores the
 test split. Agents never see a clean target image; the evaluator never trains anything.
 
 Reported (mean ± std over seeds):
@@ -43,14 +43,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hfrl.agents.compare import compare_agents
 from hfrl.baselines import supervised_asset
 from hfrl.checkpoint import load_checkpoint
 from hfrl.classical import tune_classical
 from hfrl.data import Domains, load_dataset
 from hfrl.device import machine_description
 from hfrl.evaluation import evaluate_generator
-from hfrl.feedback.collect import prepare_reward
+from hfrl.experiments.compare import compare_agents
+from hfrl.experiments.reward import prepare_reward
 from hfrl.judges import Evaluator
 from hfrl.pretrain import PretrainConfig, pretrain
 from hfrl.tasks import Task, get_task

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from hfrl.checkpoint import load_checkpoint
+from hfrl.classifiers import ClassifierConfig, DigitClassifier
 from hfrl.data import Domains, ImageSet, load_embedded_mnist
 from hfrl.judges import Evaluator, SyntheticLabeler, asset_path
 
@@ -62,3 +64,49 @@ def registry_snapshot():
 def custom_agent_file(registry_snapshot) -> Path:
     """The example file that registers the ``elite`` agent (user code for ``--import``), undone after."""
     return Path(__file__).resolve().parents[1] / "scripts" / "examples" / "custom_agent.py"
+
+
+@pytest.fixture(scope="session")
+def untrained_labeler() -> SyntheticLabeler:
+    """Tests check the code path, not the labeler's accuracy, so an untrained classifier will do."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = DigitClassifier(ClassifierConfig())
+    return SyntheticLabeler(model, seed=0, labeler_id="synthetic-test")
+
+
+class TinyReward(nn.Module):
+    """A small differentiable reward over the stacked (noisy, output) pair, for smoke tests."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+        )
+
+    def forward(self, noisy: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([noisy, output], dim=1)).squeeze(1)
+
+
+@pytest.fixture()
+def tiny_reward() -> TinyReward:
+    return TinyReward()
+
+
+@pytest.fixture()
+def reward_factory() -> type[TinyReward]:
+    return TinyReward
+
+
+@pytest.fixture()
+def tiny() -> dict:
+    """Config fields of a tiny CPU budget."""
+    return {
+        "steps": 2,
+        "batch_size": 8,
+        "aux_batch_size": 4,
+        "device": "cpu",
+        "progress": False,
+        "checkpoint_every": 0,
+    }

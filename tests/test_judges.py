@@ -110,7 +110,7 @@ def test_the_shipped_judges_refuse_images_that_are_not_digits(tmp_path) -> None:
 def test_trainers_and_reward_preparation_need_a_judge_for_other_datasets(tmp_path) -> None:
     from hfrl.agents import make_config, make_trainer
     from hfrl.data import write_idx
-    from hfrl.feedback.collect import prepare_reward
+    from hfrl.experiments.reward import prepare_reward
     from hfrl.judges import asset_path
 
     images = (torch.rand(40, 28, 28) * 255).to(torch.uint8).numpy()

@@ -61,6 +61,7 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "hfrl/envs/__init__.py" in names
     assert "hfrl/agents/__init__.py" in names
     assert "hfrl/agents/diffusion/trainer.py" in names  # the subpackage is listed in pyproject.toml
+    assert "hfrl/experiments/sweep.py" in names
     assert "hfrl/assets/denoiser_source.safetensors" in names
     assert not any(n.startswith(("envs/", "agents/", "tests/", "scripts/")) for n in names)
 

@@ -3,7 +3,7 @@
 Every agent is trained once per seed against the same reward; the final evaluations go into one table
 (evaluator good-rate before/after, target PSNR, source PSNR change, per-image gain, labels, wall time),
 written as ``results.csv`` and ``summary.md`` (mean ± std, also printed) with a plot ``compare.png``;
-see :func:`hfrl.agents.compare.compare_agents`. ``--import`` loads a module or file that registers a
+see :func:`hfrl.experiments.compare.compare_agents`. ``--import`` loads a module or file that registers a
 user's own agent, which then takes part like a built-in one.
 """
 
@@ -107,7 +107,7 @@ def parse_settings(
     """Split ``--set`` options into fields for every agent and per-agent fields, typed by the configs.
 
     Returns:
-        ``(base, overrides)`` for :func:`~hfrl.agents.compare.compare_agents`.
+        ``(base, overrides)`` for :func:`~hfrl.experiments.compare.compare_agents`.
 
     Raises:
         ConfigError: for a malformed option, an agent not compared, or a field no compared agent has.
@@ -149,8 +149,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hfrl.agents import agent_class
-    from hfrl.agents.compare import agent_configs, compare_agents
     from hfrl.envs.rewards import resolve_reward
+    from hfrl.experiments.compare import agent_configs, compare_agents
     from hfrl.runs import make_run_dir
 
     for spec in args.imports:

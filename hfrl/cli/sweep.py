@@ -106,7 +106,7 @@ def parse_fixed(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Plan the sweep, run what is not finished, print the summary and the files written."""
-    from hfrl.agents.sweep import parse_grid, plan_sweep, run_sweep, summarise
+    from hfrl.experiments.sweep import parse_grid, plan_sweep, run_sweep, summarise
 
     for spec in args.imports:
         import_user_code(spec)

@@ -6,7 +6,7 @@ keeps the clean reference images, as it does for synthetic labels — against th
 and writes ``model.safetensors`` + ``model.json``, ``report.json``, ``report.md`` and ``metrics.csv``.
 
 Also here: :func:`ensemble_fitter`, the small reward ensembles whose disagreement picks active queries
-(:func:`hfrl.feedback.collect.collect_labels`), and :func:`label_free_similarity_reward`, the similarity
+(:func:`hfrl.experiments.labels.collect_labels`), and :func:`label_free_similarity_reward`, the similarity
 reward before any label (what a run with 0 labels fine-tunes against).
 """
 

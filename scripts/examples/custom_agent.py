@@ -4,7 +4,7 @@ An agent is a :class:`hfrl.agents.Trainer` subclass that implements ``update()``
 loop, seeding, logging, checkpoints and the final evaluation, and gives the agent ``observe()`` (a batch of
 noisy target images), ``act()`` (policy samples scored by the reward), ``regularizers()`` (the shared
 ``kl``, ``aux`` and ``consistency`` penalties) and ``optimize()``. Registered under a name, it takes part in
-:func:`hfrl.agents.compare.compare_agents` and ``hfrl bench`` like a built-in agent.
+:func:`hfrl.experiments.compare.compare_agents` and ``hfrl bench`` like a built-in agent.
 
 The agent here, ``elite``, is the cross-entropy method's update run online: each step it samples
 ``group_size`` outputs per input, keeps the best ``elite_fraction`` of each input's samples by reward and
@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 
 from hfrl.agents import Trainer, TrainerConfig, register_agent
-from hfrl.agents.compare import compare_agents
 from hfrl.errors import ConfigError
+from hfrl.experiments.compare import compare_agents
 
 
 @dataclass

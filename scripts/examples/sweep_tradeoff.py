@@ -3,7 +3,7 @@ r"""Journey 3: how the three regularisers trade target improvement against sourc
 Fine-tuning against a reward improves the target digits; the penalties of hfrl's objective — ``kl`` (KL to
 the pretrained policy), ``aux`` (supervised denoising of source digits) and ``consistency`` (MSE to the
 initial generator's output) — hold the generator near where it started, which costs some target gain and
-keeps its source skill. This script sweeps the three weights with :func:`hfrl.agents.sweep.run_sweep`,
+keeps its source skill. This script sweeps the three weights with :func:`hfrl.experiments.sweep.run_sweep`,
 loads the results as a pandas DataFrame, prints the per-cell summary and the Pareto front, and plots
 target good-rate against source PSNR change, one panel per consistency weight.
 
@@ -38,7 +38,7 @@ matplotlib.use("Agg")  # files only: this script may run on a machine without a 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hfrl.agents.sweep import load_results, pareto_front, run_sweep, summarise  # noqa: E402
+from hfrl.experiments.sweep import load_results, pareto_front, run_sweep, summarise  # noqa: E402
 
 GRID = {"kl": [0.0, 0.1, 1.0], "aux": [0.0, 1.0], "consistency": [0.0, 10.0]}
 """The full grid: 12 cells."""

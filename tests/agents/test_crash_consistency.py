@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from hfrl.agents import NonFiniteLossError, Trainer, TrainerConfig
-from hfrl.agents.sweep import CellLock, CellTask, plan_sweep, run_cell
+from hfrl.experiments.sweep import CellLock, CellTask, plan_sweep, run_cell
 
 BASE = {
     "steps": 4,
@@ -116,7 +116,7 @@ def test_a_run_stopped_at_any_write_reruns_to_the_uninterrupted_result(
 SCRIPT = """
 import os, signal, sys
 from pathlib import Path
-from hfrl.agents.sweep import plan_sweep, run_cell
+from hfrl.experiments.sweep import plan_sweep, run_cell
 
 base, out, k = {base!r}, Path(sys.argv[1]), int(sys.argv[2])
 (task,) = plan_sweep({agent!r}, {{"kl": [0.0]}}, base=base, reward="labeler", out=out)
@@ -159,7 +159,7 @@ def test_sigkill_between_the_checkpoint_and_its_json_resumes_bit_exactly(
 
 PARENT = """
 import sys
-from hfrl.agents.sweep import run_sweep
+from hfrl.experiments.sweep import run_sweep
 
 if __name__ == "__main__":
     run_sweep({agent!r}, {{"kl": [0.0, 0.1]}}, base={base!r}, reward="labeler", out=sys.argv[1], workers=2,

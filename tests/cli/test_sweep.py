@@ -44,7 +44,7 @@ def test_sweep_end_to_end_then_resume(tmp_path: Path, capsys) -> None:
 
 
 def test_a_cell_locked_by_another_run_is_busy_and_left_alone(tmp_path: Path, capsys) -> None:
-    from hfrl.agents.sweep import CellLock
+    from hfrl.experiments.sweep import CellLock
 
     out = tmp_path / "sweep"
     argv = ["sweep", "--agent", "rwl", "--grid", "kl=0,0.1", "--reward", "labeler", "--out", str(out)]

@@ -1,4 +1,4 @@
-"""Fixtures for the feedback tests: small batches of real digits, stores, an untrained synthetic labeler."""
+"""Fixtures for the feedback tests: small batches of real digits, stores, a server process."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hfrl.classifiers import ClassifierConfig, DigitClassifier
 from hfrl.data import ImageSet
 from hfrl.feedback import FeedbackStore
-from hfrl.judges import SyntheticLabeler
 
 REPO = Path(__file__).resolve().parents[2]
 # `hfrl label ...` exactly as the console command runs it, but registering only the `label` subcommand:
@@ -75,15 +73,6 @@ def digits(mnist: ImageSet) -> Digits:
 def store(tmp_path: Path) -> Iterator[FeedbackStore]:
     with FeedbackStore(tmp_path / "feedback.sqlite") as s:
         yield s
-
-
-@pytest.fixture(scope="session")
-def untrained_labeler() -> SyntheticLabeler:
-    """Tests check the code path, not the labeler's accuracy, so an untrained classifier will do."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = DigitClassifier(ClassifierConfig())
-    return SyntheticLabeler(model, seed=0, labeler_id="synthetic-test")
 
 
 class ServerProcess:

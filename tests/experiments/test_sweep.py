@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from hfrl.agents import NonFiniteLossError, Trainer, TrainerConfig, register_agent
-from hfrl.agents.sweep import (
+from hfrl.errors import ConfigError
+from hfrl.experiments.sweep import (
     load_results,
     pareto_front,
     parse_grid,
@@ -21,7 +22,6 @@ from hfrl.agents.sweep import (
     run_sweep,
     summarise,
 )
-from hfrl.errors import ConfigError
 
 TINY = {
     "steps": 2,

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from hfrl.agents.compare import (
+from hfrl.errors import ConfigError
+from hfrl.experiments.compare import (
     RESULT_COLUMNS,
     agent_configs,
     compare_agents,
@@ -19,7 +20,6 @@ from hfrl.agents.compare import (
     summarize,
     summary_markdown,
 )
-from hfrl.errors import ConfigError
 
 
 def test_two_agents_two_seeds_share_one_reward_per_seed(tmp_path: Path, tiny: dict, reward_factory) -> None:

@@ -1,0 +1,65 @@
+"""prepare_reward: labels to a reward model on the shipped task, and the label-free reward with 0 labels."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from hfrl.experiments.labels import CollectedLabels
+from hfrl.experiments.reward import prepare_reward
+from hfrl.feedback import FeedbackError
+from hfrl.rewards import RewardEnsemble, SimilarityReward, load_reward_model
+
+TINY = {
+    "task": "digits-white",  # its source generator is right on half the digits: both answers among 12 labels
+    "denoiser_steps": 3,
+    "reward_steps": 5,
+    "pool": 60,
+    "candidates": 30,
+    "device": "cpu",
+    "progress": False,
+}
+
+
+def test_prepare_reward_with_labels_and_without(tmp_path) -> None:
+    stages: list[str] = []
+
+    class Stage:
+        def __init__(self, name: str) -> None:
+            stages.append(name)
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    path, info = prepare_reward(
+        tmp_path / "run", n_labels=12, rounds=2, ensemble=2, reward_members=2, seed=0, stage=Stage, **TINY
+    )
+    assert stages == ["setup", "denoiser", "labels", "reward"]
+    assert path.is_file() and info.db is not None and info.db.is_file()
+    assert isinstance(info.model, RewardEnsemble) and isinstance(load_reward_model(path), RewardEnsemble)
+    assert isinstance(info.labels, CollectedLabels) and len(info.labels) == 12
+    assert info.fit["rows"] == {"train": 12, "val": 0} and info.agreement["n"] == 60 - 12
+    d = info.to_dict()
+    assert d["labeler"] == "synthetic" and d["labels"]["labels"] == 12 and set(d["seconds"]) == set(stages)
+    # the store it filled trains a reward on the command line too; --monotone keeps the weights' signs
+    from hfrl.cli import main
+
+    out = tmp_path / "cli-reward"
+    argv = ["reward", "train", "--db", str(info.db), "--out", str(out), "--monotone", "--device", "cpu",
+            "--steps", "20", "--lr", "0.05", "--denoiser-steps", "2", "--denoiser-images", "0"]  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((out / "report.json").read_text())["monotone"] is True
+    w = load_reward_model(out).head.weight.detach()[0]
+    assert w[0] >= 0 and w[1] >= 0 and w[2] <= 0
+    with pytest.raises(FeedbackError, match="already exists"):
+        prepare_reward(tmp_path / "run", n_labels=12, **TINY)
+
+    path0, info0 = prepare_reward(tmp_path / "zero", n_labels=0, seed=0, **TINY)
+    assert info0.labels is None and info0.db is None and info0.labeler == "none"
+    assert isinstance(load_reward_model(path0), SimilarityReward)
+    assert not math.isnan(info0.agreement["accuracy"])
