@@ -21,9 +21,9 @@ loss), ``ddpo`` (PPO with a reward model and DPOK's KL) and ``d3po`` (pairwise, 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hfrl.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hfrl.agents.base import NonFiniteLossError, Trainer, TrainResult
@@ -111,22 +111,14 @@ LABEL_FREE_AGENTS = ("n2s", "n2s-finetune")
 """Agents that learn from the noisy target inputs alone (no reward, no label): the label-free baselines."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name (registering the built-in agents first), or a submodule, on first use."""
-    if name in _EXPORTS:
-        from hfrl.agents.registry import register_builtin_agents
 
-        register_builtin_agents()
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _register() -> None:
+    from hfrl.agents.registry import register_builtin_agents
+
+    register_builtin_agents()
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, before=_register)
 
 
 __all__ = [

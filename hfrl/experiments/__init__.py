@@ -15,9 +15,9 @@ with them:
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hfrl.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hfrl.experiments.compare import compare_agents
@@ -39,22 +39,14 @@ _EXPORTS = {
 imports no torch)."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name, or a submodule, on first use."""
-    if name in _EXPORTS:
-        from hfrl.agents.registry import register_builtin_agents
 
-        register_builtin_agents()
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _register() -> None:
+    from hfrl.agents.registry import register_builtin_agents
+
+    register_builtin_agents()
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, before=_register)
 
 
 __all__ = [

@@ -20,13 +20,12 @@ units, ``predict`` the rewards without gradients, batched, from tensors or array
 
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hfrl.errors import ConfigError
+from hfrl.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from torch import nn
@@ -101,19 +100,7 @@ works as before), so that importing a light submodule such as :mod:`hfrl.rewards
 ``--help``) does not import torch."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name, or a submodule, on first use."""
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in {m.name for m in pkgutil.iter_modules(__path__)}:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 CHECKPOINT_KIND = "reward_model"
