@@ -80,3 +80,11 @@ def test_version_help_and_every_subcommand_help_import_no_heavy_library() -> Non
     assert {"reward train --help", "pretrain --help", "censor --help"} <= set(codes)
     assert set(codes.values()) == {0}
     assert result["heavy"] == []
+
+
+def test_python_m_hfrl_cli_is_the_console_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hfrl.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("hfrl ")
