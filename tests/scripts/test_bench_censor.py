@@ -9,6 +9,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_censor.py"
 
 
+@pytest.mark.slow  # a quick benchmark run, 25-60 s on 2 cores: `make test-all` runs it
 def test_bench_censor_quick_writes_the_table(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_censor", SCRIPT)
     assert spec is not None and spec.loader is not None

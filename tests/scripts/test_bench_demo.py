@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_demo.py"
 
 
+@pytest.mark.slow  # a quick benchmark run, 25-60 s on 2 cores: `make test-all` runs it
 def test_quick_runs_give_the_stage_table(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("bench_demo", SCRIPT)
     assert spec is not None and spec.loader is not None

@@ -36,6 +36,7 @@ def test_without_the_files_it_says_where_it_looked_and_skips(bench, tmp_path: Pa
     assert out.read_text() == text and not out.with_suffix(".json").exists()
 
 
+@pytest.mark.slow  # a quick benchmark run, 25-60 s on 2 cores: `make test-all` runs it
 def test_quick_run_on_idx_files_writes_the_table(bench, tmp_path: Path) -> None:
     digits = load_embedded_mnist()
     order = np.random.default_rng(0).permutation(len(digits))  # the embedded digits are sorted by class

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_reward.py"
@@ -21,6 +22,7 @@ def load_bench() -> ModuleType:
     return bench
 
 
+@pytest.mark.slow  # a quick benchmark run, 25-60 s on 2 cores: `make test-all` runs it
 def test_bench_reward_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     bench = load_bench()
     out = tmp_path / "reward.md"
