@@ -21,6 +21,7 @@ task (:mod:`hfrl.tasks`) this script measures, on the task's test split with the
 Usage::
 
     python scripts/bench_bounds.py [--tasks digits-correlated,digits-white] [--steps 1000] [--quick]
+        [--baselines "n2s,n2s-finetune radius 1"]
 
 Writes ``bench-results/bounds.md`` (a table per task) and ``bench-results/bounds.json`` (every number).
 About 10 minutes per task on two CPU cores; ``--quick`` (tiny budgets, for tests) about a minute.
@@ -82,9 +83,14 @@ def row(name: str, kind: str, evaluation: Evaluation, seconds: float, **extra: A
 
 
 def measure_task(
-    task: Task, steps: int, epochs: int, save_supervised: bool, seed: int
+    task: Task,
+    steps: int,
+    epochs: int,
+    save_supervised: bool,
+    seed: int,
+    baselines: tuple[str, ...] = tuple(BASELINES),
 ) -> list[dict[str, Any]]:
-    """Every reference row of one task."""
+    """Every reference row of one task (of the trained label-free baselines, those named in ``baselines``)."""
     data = load_dataset(task.dataset, task.data_dir)
     domains = Domains(data, task.source_classes, task.target_classes, task.split_seed)
     noise = task.noise_model()
@@ -107,7 +113,8 @@ def measure_task(
     print(f"[{task.name}] {name}: {rows[-1]['target_good_rate']:.1%}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (agent, fields) in BASELINES.items():
+        for label in baselines:
+            agent, fields = BASELINES[label]
             t0 = time.perf_counter()
             fields = (
                 {"steps": steps, **fields}
@@ -175,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=1000, help="updates of each n2s baseline")
     parser.add_argument("--epochs", type=int, default=60, help="epochs of the supervised bound")
+    parser.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"comma-separated trained label-free baselines (default: all of {', '.join(BASELINES)})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-supervised", action="store_true", help="ship the supervised generators")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (for tests)")
@@ -184,16 +196,28 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         parser.error(f"unknown task(s) {', '.join(unknown)}; expected some of {', '.join(TASKS)}")
+    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        parser.error(f"unknown baseline(s) {', '.join(unknown)}; expected some of {', '.join(BASELINES)}")
     steps, epochs = (5, 1) if args.quick else (args.steps, args.epochs)
     torch.set_num_threads(1)
     results = {
-        name: measure_task(get_task(name), steps, epochs, args.save_supervised, args.seed) for name in names
+        name: measure_task(get_task(name), steps, epochs, args.save_supervised, args.seed, baselines)
+        for name in names
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown(results))
     args.out.with_suffix(".json").write_text(
         json.dumps(
-            {"machine": machine_description(), "steps": steps, "epochs": epochs, "tasks": results}, indent=2
+            {
+                "machine": machine_description(),
+                "steps": steps,
+                "epochs": epochs,
+                "baselines": list(baselines),
+                "tasks": results,
+            },
+            indent=2,
         )
     )
     print(markdown(results))
