@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hfrl.errors import ConfigError
+from hfrl.names import DataSource
 from hfrl.tasks import DEFAULT_TASK, fill_from_task
-
-if TYPE_CHECKING:
-    from hfrl.data import DataSource
 
 
 @dataclass
