@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# The wheel is built in the source tree (setuptools' build/): one test process builds it, never two at once.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = (
     "import importlib.util, hfrl, hfrl.envs, hfrl.agents; "
