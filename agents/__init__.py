@@ -111,7 +111,6 @@ LABEL_FREE_AGENTS = ("n2s", "n2s-finetune")
 """Agents that learn from the noisy target inputs alone (no reward, no label): the label-free baselines."""
 
 
-
 def _register() -> None:
     from hfrl.agents.registry import register_builtin_agents
 

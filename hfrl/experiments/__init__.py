@@ -39,7 +39,6 @@ _EXPORTS = {
 imports no torch)."""
 
 
-
 def _register() -> None:
     from hfrl.agents.registry import register_builtin_agents
 
