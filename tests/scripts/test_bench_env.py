@@ -45,8 +45,6 @@ def test_bench_env_quick_writes_the_table(tmp_path: Path) -> None:
         if cells[5]:
             floor = float(rows[("raw reward forward (floor)", n, "-")][4])
             assert float(cells[5]) == pytest.approx(ms / floor, rel=0.02), cells
-    # The batched env serves N episodes per reward call: at N = 4 it ran 4.5x the samples/s of the
-    # single-env Python loop when measured (quick run, loaded 2-core machine); 1.5x leaves room for noise.
-    batched = float(rows[("batched env, torch face", 4, "off")][3].replace(",", ""))
-    single = float(rows[("single env, Python loop", 1, "off")][3].replace(",", ""))
-    assert batched >= 1.5 * single, (batched, single)
+    # How much faster the batched env is than the single-env loop is a measurement (bench-results/env.md),
+    # not something a test asserts: under a loaded machine or parallel test processes the ratio is noise.
+    # That it makes one reward call per batch of N episodes is tested in tests/envs/test_vector.py.
