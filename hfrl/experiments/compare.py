@@ -45,7 +45,9 @@ from hfrl.data import data_record
 from hfrl.device import machine_description
 from hfrl.envs.rewards import RewardSpec, resolve_reward
 from hfrl.errors import ConfigError, HfrlError
+from hfrl.names import DATA_FIELDS
 from hfrl.runs import write_json
+from hfrl.tasks import TASK_FIELDS as TASK_SETTINGS
 
 RewardFactory = Callable[[int], RewardSpec]
 """``seed -> reward``: a reward-model checkpoint path, ``"labeler"``, an ``nn.Module`` or a callable."""
@@ -96,18 +98,7 @@ SUMMARY_METRICS: tuple[tuple[str, str, str], ...] = (
 """``(column, header, format)`` of the summary table, in order."""
 
 
-TASK_FIELDS = (
-    "dataset",
-    "data_dir",
-    "source_data",
-    "target_data",
-    "max_value",
-    "source_classes",
-    "target_classes",
-    "noise",
-    "noise_level",
-    "generator",
-)
+TASK_FIELDS = ("task", *TASK_SETTINGS, *(f for f in DATA_FIELDS if f not in TASK_SETTINGS), "max_value")
 """Config fields that define the task (data, noise, starting generator): the same for every agent, so
 ``base`` may set them and per-agent ``overrides`` may not."""
 

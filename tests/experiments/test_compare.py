@@ -103,6 +103,8 @@ def test_a_diverged_run_is_a_row_and_the_tables_survive(tmp_path: Path, tiny: di
         ({"overrides": {"ppo": {"lr": 1.0}}}, "not compared"),
         ({"overrides": {"rwl": {"weighting": "nope"}}}, "rwl: weighting"),
         ({"overrides": {"rwl": {"noise_level": 0.3}}}, "change the task"),
+        ({"overrides": {"rwl": {"evaluator": "x.safetensors"}}}, "change the task"),
+        ({"overrides": {"rwl": {"task": "digits-white"}}}, "change the task"),
         ({"base": {"reward": "labeler"}}, "reward="),
         ({"reward": "/no/such/reward"}, "unknown reward"),
         ({"reward": 3}, "reward must be"),
