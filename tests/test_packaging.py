@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-
-# The wheel is built in the source tree (setuptools' build/): one test process builds it, never two at once.
-pytestmark = pytest.mark.xdist_group("packaging")
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = (
@@ -37,6 +35,16 @@ def test_editable_install_maps_namespaces(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from a copy of the sources: setuptools builds in the tree (build/, *.egg-info), and a build/ left
+    # there by another build broke this one once ("File exists: build/bdist.../hfrl-0.1.0.dist-info").
+    src = tmp_path_factory.mktemp("src") / "hfrl"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "runs", "bench-results", "__pycache__", ".*_cache"
+        ),
+    )
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
         [
@@ -49,7 +57,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(ROOT),
+            str(src),
         ],
         capture_output=True,
         text=True,
