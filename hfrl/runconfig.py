@@ -175,8 +175,8 @@ class DemoConfig:
     denoiser_steps: int = 400
     """Noise2Self steps of the label-free denoiser the similarity reward compares outputs with (>= 1). More
     steps give a better estimate and so a better reward, at a proportional cost in time; the default keeps
-    the demo short (the README's fine-tuning benchmark uses more: the denoiser's estimate bounds what the
-    reward can teach)."""
+    the demo short (``scripts/bench_finetune.py`` uses more: the denoiser's estimate bounds what the reward
+    can teach, see the README's fine-tuning table)."""
     denoiser_radius: int | None = None
     """Half-width of the denoiser's blind spot: 0 hides single pixels (Noise2Self, for white noise), more
     hides a square, for spatially correlated noise (default: the task's)."""
