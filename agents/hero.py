@@ -108,13 +108,14 @@ class HeroConfig(LearnedRewardPPOConfig):
     The defaults were chosen with seeded runs of ``scripts/bench_hero.py`` (digit 7, success on samples
     from fixed fresh noise): LoRA adapters, unlabelled samples scored by the embedding in every round, a
     per-round PPO early stop (``target_kl``), DPOK's KL (``kl``) and a second PPO update per round on fresh
-    samples (``inner_rounds``). Their results, and those of the settings they replaced (full fine-tuning,
-    no KL, no early stop, one update a round), are in ``bench-results/hero.md`` and the README's HERO
-    table. In short: full fine-tuning learnt more slowly and could drift to speckled samples both
+    samples (``inner_rounds``). Their results are in ``bench-results/hero.md`` and the README's HERO
+    table; the settings they replaced are listed under it ("Older settings", with the flags that rerun
+    them). In short: full fine-tuning learnt more slowly and could drift to speckled samples both
     classifiers accept; without the KL, LoRA learnt about as fast but drew blotchy samples; without the
     early stop as well, a run could collapse in one round.
 
-    ``policy_epochs``, ``reward_steps``, ``embed_dim`` and ``triplet_margin`` were not tuned.
+    More ``policy_epochs`` than the shared default was no clear gain; ``reward_steps``, ``embed_dim`` and
+    ``triplet_margin`` were not tuned.
     """
 
     adapter: str = "lora"

@@ -66,8 +66,8 @@ class OnlineDiffusionConfig:
     """Early stop of a round's PPO update (as Stable-Baselines3's ``target_kl``): once a minibatch's mean
     per-step approximate KL between the model and the round's sampling policy passes ``1.5 * target_kl``,
     its gradient is dropped and the round's remaining epochs are skipped. ``None``: every epoch runs. The
-    KL sums over the image's pixels, so values near 1 are common here (a round's first Adam step alone moves
-    full fine-tuning by ~1); a blown-up update reads 5 or more."""
+    KL sums over the image's pixels, so values near 1 are common here (a round's first Adam step alone can
+    move full fine-tuning that far); a blown-up update reads several times more."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping."""
 
