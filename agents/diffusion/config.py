@@ -19,8 +19,8 @@ class OnlineDiffusionConfig:
 
     # -- the task --------------------------------------------------------------------------------------
     target_class: int = DEFAULT_TARGET_CLASS
-    """The digit ``k`` people want (0-9; the base model draws it rarely: its base rate is the first row of
-    ``scripts/bench_hero.py``'s ``bench-results/hero.md``)."""
+    """The digit ``k`` people want (0-9; the base model draws it rarely: its rate is the "success before"
+    column of ``scripts/bench_hero.py``'s ``bench-results/hero.md``)."""
     ddpm: str = DDPM_DIGITS
     """DDPM to fine-tune: a shipped asset name or a checkpoint path (default: all digits)."""
     rounds: int = 10
