@@ -7,7 +7,7 @@ the train/val/test split. The environment (``gym.make("hfrl/Denoise-v0", task=NA
 config (``task=``), the demo, the benchmarks and the CLI (``--task NAME``) take a task by name; any of
 its fields can still be set on its own, which overrides the task's value.
 
-The shipped tasks (``scripts/task_bounds.py`` measures each one's four references, listed in the README):
+The shipped tasks (``scripts/bench_bounds.py`` measures each one's four references, listed in the README):
 
 * ``digits-correlated`` (the default): MNIST digits under spatially correlated Gaussian noise. A person
   reads the digit in the noisy input, the source generator (trained on noisy '0's) fails on many other

@@ -183,7 +183,7 @@ def make_monotone(model: RewardModel) -> RewardModel:
     regression on a few hundred labels often gives one of them the "wrong" sign (e.g. a negative SSIM
     weight beside a large correlation weight). A generator fine-tuned by the reward's gradient then trades
     that feature away: in one run against such a head (fitted on 200 random labels) the evaluator's
-    good-rate fell from 52 % to 0.5 % while PSNR rose. Here the head starts at the label-free prior
+    good-rate fell to almost nothing while PSNR rose. Here the head starts at the label-free prior
     :data:`LABEL_FREE_WEIGHTS` and keeps its signs throughout training (weights ``signs * softplus(raw)``).
     Call :func:`finish_monotone` after training to turn the constraint back into plain weights.
 
@@ -468,7 +468,8 @@ def label_free_similarity_reward(
     ``logit = z_ssim + z_corr - z_rmse`` (:data:`LABEL_FREE_WEIGHTS`, bias 0), with each feature
     standardised over the given (noisy, output) pairs: an output scores 0.5 when it is as alike to the
     denoised input as the average output, more when it is more alike. This is the prior that labels
-    then sharpen; ``scripts/bench_reward.py`` shows SSIM alone ranks outputs at AUC ~0.79.
+    then sharpen; ``scripts/bench_reward.py`` (``bench-results/reward.md``) measures how well SSIM alone
+    ranks outputs.
 
     Args:
         denoiser: The trained self-supervised denoiser.
