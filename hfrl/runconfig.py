@@ -83,6 +83,7 @@ class DemoConfig:
             "human_timeout",
         ),
         "reward": (
+            "reward_reference",
             "denoiser_steps",
             "denoiser_radius",
             "denoiser_stride",
@@ -172,6 +173,11 @@ class DemoConfig:
     """Most seconds to wait for a person's labels, all rounds together."""
 
     # -- reward ----------------------------------------------------------------------------------------
+    reward_reference: str | None = None
+    """The label-free estimate of the clean input that the similarity reward compares outputs with: ``n2s``
+    (a Noise2Self denoiser trained on the noisy target images; suits white noise) or ``classical`` (a
+    scikit-image denoiser tuned on the source domain's noisy/clean pairs; suits spatially correlated noise,
+    which blind-spot self-supervision cannot learn). Default: the task's."""
     denoiser_steps: int = 400
     """Noise2Self steps of the label-free denoiser the similarity reward compares outputs with (>= 1). More
     steps give a better estimate and so a better reward, at a proportional cost in time; the default keeps
@@ -244,9 +250,12 @@ class DemoConfig:
         from hfrl.noise import make_noise
 
         make_noise(str(self.noise), 0.0)  # an unknown model or parameter is one line here
+        from hfrl.names import REWARD_REFERENCES
+
         for name, allowed in (
             ("dataset", DATASETS),
             ("device", DEVICE_CHOICES),
+            ("reward_reference", REWARD_REFERENCES),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, DataError
 from hfrl.rewards.config import COMBINES, KINDS, MODELS
-from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, train_denoiser
+from hfrl.rewards.denoiser import DenoiserConfig, train_denoiser
 from hfrl.rewards.ensemble import RewardEnsemble
 from hfrl.rewards.metrics import binary_report, pairwise_report
 from hfrl.rewards.models import RewardModel, RewardModelConfig, SimilarityReward
@@ -57,14 +57,14 @@ class RewardFit:
         checkpoint: ``OUT/model.safetensors``; ``OUT`` itself loads as a reward checkpoint too.
         report: The content of ``report.json`` (rows, validation, denoiser, training settings, seconds).
         results: One training result per member (loss histories).
-        denoiser: The self-supervised denoiser inside the model (``None`` for models without one).
+        denoiser: The label-free estimator inside the model (``None`` for models without one).
     """
 
     model: RewardModel
     checkpoint: Path
     report: dict[str, Any]
     results: list[TrainResult] = field(default_factory=list)
-    denoiser: SelfSupervisedDenoiser | None = None
+    denoiser: nn.Module | None = None
 
 
 def default_model(kind: str) -> str:
@@ -242,7 +242,7 @@ def fit_reward_from_store(
     val_fraction: float = 0.2,
     min_votes: int = 1,
     training: RewardTrainingConfig | None = None,
-    denoiser: SelfSupervisedDenoiser | None = None,
+    denoiser: nn.Module | None = None,
     denoiser_config: DenoiserConfig | None = None,
     extra_denoiser_images: torch.Tensor | None = None,
     evaluator: str | Path | None = None,
@@ -264,8 +264,10 @@ def fit_reward_from_store(
             skips validation.
         min_votes: Leave out rows with fewer votes.
         training: Training settings (default :class:`RewardTrainingConfig` with ``seed`` and ``device``).
-        denoiser: A trained self-supervised denoiser to put inside models that need one; trained here
-            (on the store's noisy inputs plus ``extra_denoiser_images``) when ``None``.
+        denoiser: The label-free estimator to put inside models that need one: a trained
+            self-supervised denoiser or a :class:`~hfrl.classical.ClassicalDenoiser`; a self-supervised
+            denoiser is trained here (on the store's noisy inputs plus ``extra_denoiser_images``) when
+            ``None``.
         denoiser_config: Settings for that training (default :class:`DenoiserConfig` with ``seed``).
         extra_denoiser_images: ``(M, 1, H, W)`` further noisy images for the denoiser (no labels, no
             clean images), e.g. target-domain images drawn as the environment draws them.
@@ -425,7 +427,7 @@ def _save(path: Path, model: RewardModel, metadata: dict[str, Any]) -> Path:
 
 
 def ensemble_fitter(
-    denoiser: SelfSupervisedDenoiser,
+    denoiser: nn.Module,
     members: int = 3,
     config: RewardTrainingConfig | None = None,
     combine: str = "mean",
@@ -434,7 +436,8 @@ def ensemble_fitter(
     """A function that trains a similarity-reward ensemble on the labels so far (for active selection).
 
     Args:
-        denoiser: The trained self-supervised denoiser every member holds (shared, frozen).
+        denoiser: The label-free estimator every member holds (shared, frozen): a trained
+            self-supervised denoiser or a classical one.
         members: Ensemble size (2 or more, or the disagreement is always 0).
         config: Training settings of each member (member ``i`` uses ``seed + i``).
         combine: ``mean`` or ``product``.
@@ -461,7 +464,7 @@ def ensemble_fitter(
 
 @torch.no_grad()
 def label_free_similarity_reward(
-    denoiser: SelfSupervisedDenoiser, noisy: torch.Tensor, outputs: torch.Tensor, seed: int = 0
+    denoiser: nn.Module, noisy: torch.Tensor, outputs: torch.Tensor, seed: int = 0
 ) -> SimilarityReward:
     """The similarity reward before any label: a fixed head on features standardised on unlabelled pairs.
 
@@ -472,7 +475,7 @@ def label_free_similarity_reward(
     ranks outputs.
 
     Args:
-        denoiser: The trained self-supervised denoiser.
+        denoiser: The label-free estimator (a trained self-supervised denoiser or a classical one).
         noisy: ``(N, 1, H, W)`` unlabelled noisy inputs (at least 2).
         outputs: ``(N, 1, H, W)`` the generator's outputs for them.
         seed: Initialisation seed (the head is overwritten; kept for symmetry with trained models).
