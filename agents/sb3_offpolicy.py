@@ -15,21 +15,25 @@ SB3 optimises the objective of the other agents without custom losses.
 
 Example (the documented recipe, without the trainer)::
 
-    import gymnasium as gym, hfrl.envs
+    import math, gymnasium as gym, hfrl.envs
     from hfrl.agents.sb3_offpolicy import GeneratorSAC, GeneratorSACPolicy
     from hfrl.envs.sb3 import SB3VecEnvAdapter
-    from hfrl.envs.wrappers import ConsistencyTerm, KLTerm, add_reward_terms
+    from hfrl.envs.wrappers import ConsistencyTerm, add_reward_terms
     from hfrl.policy import GaussianPolicy
 
     policy = GaussianPolicy.from_checkpoint(space="logit")     # the shipped source-domain denoiser
+    initial = policy.frozen_copy().generator
     venv = gym.make_vec("hfrl/Denoise-v0", num_envs=64, vectorization_mode="vector_entry_point",
                         reward="path/to/reward_model", evaluate=False)
-    venv = add_reward_terms(venv, KLTerm(policy.frozen_copy(), coef=0.01),
-                            ConsistencyTerm(policy.frozen_copy().generator, coef=1.0))
+    venv = add_reward_terms(venv, ConsistencyTerm(initial, coef=1.0))
     model = GeneratorSAC(GeneratorSACPolicy, SB3VecEnvAdapter(venv), learning_starts=256, ent_coef=0.0,
-                         policy_kwargs={"generator": policy.generator, "log_std_init": -2.0 - math.log(2)})
-    venv.set_policy(model.actor)  # the KL term's acting policy: SAC's squashed Gaussian, over logits
+                         learning_rate=3e-5, critic_learning_rate=3e-4,
+                         policy_kwargs={"generator": policy.generator, "reference": initial,
+                                        "log_std_init": -2.0 - math.log(2)})
     model.learn(6_400)
+
+A :class:`~hfrl.envs.wrappers.KLTerm` with a logit-space reference takes ``model.actor`` as its acting
+policy (``venv.set_policy(model.actor)``).
 """
 
 from __future__ import annotations
