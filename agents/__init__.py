@@ -11,6 +11,8 @@ Every agent shares one trainer loop (:class:`~hfrl.agents.base.Trainer`), one ob
 ``dpo``         DPO on pairs of outputs, no reward model (a D3PO-style preference baseline)
 ``sb3-ppo``     Stable-Baselines3 PPO with the generator as the actor's mean
 ``sb3-a2c``     Stable-Baselines3 A2C, likewise
+``sb3-sac``     Stable-Baselines3 SAC, the generator's logits as the squashed Gaussian's mean
+``sb3-td3``     Stable-Baselines3 TD3, the generator as the deterministic actor
 =============== =============================================================================
 
 Online fine-tuning of the diffusion model from feedback (:mod:`hfrl.agents.hero`, ``hfrl hero``):
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
         RWLConfig,
         SB3A2CConfig,
         SB3Config,
+        SB3OffPolicyConfig,
+        SB3SACConfig,
+        SB3TD3Config,
         TrainerConfig,
     )
     from hfrl.agents.dpo import DPOTrainer
@@ -55,6 +60,13 @@ if TYPE_CHECKING:
     from hfrl.agents.reward_grad import RewardGradTrainer
     from hfrl.agents.rwl import RWLTrainer
     from hfrl.agents.sb3 import GeneratorActorCriticPolicy, SB3A2CTrainer, SB3Trainer
+    from hfrl.agents.sb3_offpolicy import (
+        GeneratorSACPolicy,
+        GeneratorTD3Policy,
+        SB3OffPolicyTrainer,
+        SB3SACTrainer,
+        SB3TD3Trainer,
+    )
     from hfrl.experiments.compare import compare_agents
     from hfrl.experiments.sweep import load_results, run_sweep, summarise
 
@@ -98,6 +110,14 @@ _EXPORTS = {
     "SB3A2CTrainer": "hfrl.agents.sb3",
     "SB3Config": "hfrl.agents.config",
     "SB3Trainer": "hfrl.agents.sb3",
+    "GeneratorSACPolicy": "hfrl.agents.sb3_offpolicy",
+    "GeneratorTD3Policy": "hfrl.agents.sb3_offpolicy",
+    "SB3OffPolicyConfig": "hfrl.agents.config",
+    "SB3OffPolicyTrainer": "hfrl.agents.sb3_offpolicy",
+    "SB3SACConfig": "hfrl.agents.config",
+    "SB3SACTrainer": "hfrl.agents.sb3_offpolicy",
+    "SB3TD3Config": "hfrl.agents.config",
+    "SB3TD3Trainer": "hfrl.agents.sb3_offpolicy",
     "load_results": "hfrl.experiments.sweep",
     "run_sweep": "hfrl.experiments.sweep",
     "summarise": "hfrl.experiments.sweep",
@@ -135,6 +155,8 @@ __all__ = [
     "EarlyStopping",
     "EvalCallback",
     "GeneratorActorCriticPolicy",
+    "GeneratorSACPolicy",
+    "GeneratorTD3Policy",
     "HeroConfig",
     "HeroTrainer",
     "NonFiniteLossError",
@@ -150,6 +172,12 @@ __all__ = [
     "SB3A2CConfig",
     "SB3Config",
     "SB3Trainer",
+    "SB3OffPolicyConfig",
+    "SB3OffPolicyTrainer",
+    "SB3SACConfig",
+    "SB3SACTrainer",
+    "SB3TD3Config",
+    "SB3TD3Trainer",
     "TrainResult",
     "Trainer",
     "TrainerConfig",

@@ -45,6 +45,7 @@ def register_builtin_agents() -> None:
         from hfrl.agents.reward_grad import RewardGradTrainer
         from hfrl.agents.rwl import RWLTrainer
         from hfrl.agents.sb3 import SB3A2CTrainer, SB3Trainer
+        from hfrl.agents.sb3_offpolicy import SB3SACTrainer, SB3TD3Trainer
     except BaseException:
         _builtins_registered = False
         raise
@@ -56,6 +57,8 @@ def register_builtin_agents() -> None:
         DPOTrainer,
         SB3Trainer,
         SB3A2CTrainer,
+        SB3SACTrainer,
+        SB3TD3Trainer,
         Noise2SelfTrainer,
         BlindSpotFinetuneTrainer,
     ):

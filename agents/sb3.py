@@ -135,6 +135,42 @@ class GeneratorActorCriticPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
+def regularised_venv(trainer: Trainer) -> tuple[SB3VecEnvAdapter, KLTerm, SourceAuxTerm]:
+    """The trainer's batched environment with the regularisers as reward terms, as an SB3 ``VecEnv``.
+
+    The terms are the KL to the trainer's reference (its acting policy is set later, with
+    :meth:`KLTerm.set_policy`), the consistency with the reference's generator and the source-domain term
+    on the trainer's policy, weighted by the config's ``kl``, ``consistency`` and ``aux``. The adapter does
+    not autoreset: the SB3 trainers reset before every update, so no batch of episodes is thrown away.
+
+    Returns:
+        ``(venv, kl_term, aux_term)``.
+    """
+    cfg = trainer.config
+    reward_aux = SourceAuxTerm(
+        cfg.aux,
+        policy=trainer.policy,
+        images=trainer.domains.source("train").images,
+        noise=trainer.noise,
+        batch_size=cfg.aux_batch_size,
+        seed=cfg.seed + 2,
+    )
+    kl_term = KLTerm(trainer.reference, coef=cfg.kl)
+    terms = [kl_term, ConsistencyTerm(trainer.reference.generator, coef=cfg.consistency), reward_aux]
+    return SB3VecEnvAdapter(add_reward_terms(trainer.env, *terms), autoreset=False), kl_term, reward_aux
+
+
+def numpy_rng_state() -> list[Any]:
+    """NumPy's global RNG state as JSON (SB3 draws minibatches and action noise from it)."""
+    state = np.random.get_state()  # noqa: NPY002
+    return [state[0], state[1].tolist(), *state[2:]]  # type: ignore[index]
+
+
+def set_numpy_rng_state(state: list[Any]) -> None:
+    """Restore what :func:`numpy_rng_state` returned."""
+    np.random.set_state((state[0], np.asarray(state[1], dtype=np.uint32), *state[2:]))  # noqa: NPY002
+
+
 class SB3Trainer(Trainer):
     """Runs an SB3 algorithm, one rollout per update, inside the shared trainer loop."""
 
@@ -146,22 +182,7 @@ class SB3Trainer(Trainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         cfg = self.config
-        self.reward_aux = SourceAuxTerm(
-            cfg.aux,
-            policy=self.policy,
-            images=self.domains.source("train").images,
-            noise=self.noise,
-            batch_size=cfg.aux_batch_size,
-            seed=cfg.seed + 2,
-        )
-        self.kl_term = KLTerm(self.reference, coef=cfg.kl)
-        terms = [
-            self.kl_term,
-            ConsistencyTerm(self.reference.generator, coef=cfg.consistency),
-            self.reward_aux,
-        ]
-        # Every update resets (below), so the steps need not start episodes that would be thrown away.
-        self.venv = SB3VecEnvAdapter(add_reward_terms(self.env, *terms), autoreset=False)
+        self.venv, self.kl_term, self.reward_aux = regularised_venv(self)
         common = {
             "learning_rate": cfg.lr,
             "n_steps": 1,  # one step is one episode; the batch is the N sub-environments
@@ -226,11 +247,7 @@ class SB3Trainer(Trainer):
         }
         tensors["torch_rng"] = torch.get_rng_state()
         tensors["reward_aux_rng"] = self.reward_aux.generator.get_state()
-        np_state = np.random.get_state()  # noqa: NPY002 - SB3 shuffles minibatches with the global RNG
-        values = {
-            "num_timesteps": self.model.num_timesteps,
-            "np_rng": [np_state[0], np_state[1].tolist(), *np_state[2:]],  # type: ignore[index]
-        }
+        values = {"num_timesteps": self.model.num_timesteps, "np_rng": numpy_rng_state()}
         return tensors, values  # SB3's optimiser is self.optimizer: the base class saves it
 
     def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:  # noqa: D102
@@ -239,8 +256,7 @@ class SB3Trainer(Trainer):
         self.model.policy.load_state_dict({**own, **generator})
         torch.set_rng_state(tensors["torch_rng"])
         self.reward_aux.generator.set_state(tensors["reward_aux_rng"])
-        np_rng = values["np_rng"]
-        np.random.set_state((np_rng[0], np.asarray(np_rng[1], dtype=np.uint32), *np_rng[2:]))  # noqa: NPY002
+        set_numpy_rng_state(values["np_rng"])
         self.model.num_timesteps = int(values["num_timesteps"])
 
 

@@ -129,6 +129,43 @@ def _is_sb3_policy(policy: object) -> bool:
     return callable(getattr(policy, "get_distribution", None)) and isinstance(policy, nn.Module)
 
 
+def _is_sb3_squashed_actor(policy: object) -> bool:
+    """A Stable-Baselines3 SAC actor (duck-typed: it has ``get_action_dist_params``)."""
+    return callable(getattr(policy, "get_action_dist_params", None)) and isinstance(policy, nn.Module)
+
+
+def _check_squashed_actor(policy: nn.Module) -> None:
+    """Refuse a SAC actor whose squashed Gaussian is not a logit-space Gaussian over ``[0, 1]`` pixels.
+
+    Raises:
+        ConfigError: for gSDE noise (state-dependent) or an action space other than ``[0, 1]``.
+    """
+    if getattr(policy, "use_sde", False):
+        raise ConfigError(
+            "KLTerm needs a SAC actor with a diagonal Gaussian; this one uses gSDE (state-dependent noise, "
+            "no closed-form KL to the reference)"
+        )
+    space = getattr(policy, "action_space", None)
+    low, high = getattr(space, "low", None), getattr(space, "high", None)
+    if low is None or high is None or not (np.all(low == 0) and np.all(high == 1)):
+        raise ConfigError(
+            "KLTerm: a SAC actor's squashed Gaussian is a Gaussian over logits only for actions in [0, 1] "
+            f"(SB3 maps tanh onto the action space); this one acts in {space}"
+        )
+
+
+def _sb3_squashed_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and log-std ``(B, 1, H, W)`` of a SAC actor's Gaussian over logits.
+
+    SB3 maps the actor's ``tanh(u)``, ``u ~ N(m, s^2)``, onto ``[0, 1]`` as ``(1 + tanh(u)) / 2 =
+    sigmoid(2u)``: the action's logit ``2u`` is ``N(2m, (2s)^2)``, a logit-space Gaussian.
+    """
+    device = module_device(policy) or noisy.device
+    mean, log_std, _ = policy.get_action_dist_params(noisy.to(device))  # type: ignore[operator]
+    loc = (2 * mean).reshape(noisy.shape)
+    return loc, (log_std + math.log(2.0)).expand_as(mean).reshape(noisy.shape)
+
+
 def _sb3_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and log-std ``(B, 1, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
 
@@ -159,7 +196,10 @@ class KLTerm(RewardTerm):
     * a Stable-Baselines3 policy with a diagonal Gaussian over actions (``ActorCriticPolicy``,
       ``"MlpPolicy"``, :class:`~hfrl.agents.sb3.GeneratorActorCriticPolicy`): its current mean and learnt
       per-pixel log-std, against a pixel-space reference (``venv.set_policy(model.policy)`` once the SB3
-      model is built).
+      model is built);
+    * a Stable-Baselines3 SAC actor over ``[0, 1]`` actions (``model.actor``,
+      :class:`~hfrl.agents.sb3_offpolicy.GeneratorSACActor`): its tanh-squashed Gaussian, which SB3 maps
+      onto ``[0, 1]`` as a sigmoid, is a Gaussian over logits, against a logit-space reference.
 
     Without one the term refuses to score (the KL of an unknown density has no value; the former sample
     estimate ``-log pi_ref(a|x) - H(pi_ref)`` went negative, i.e. rewarded, near the reference's mean).
@@ -193,6 +233,13 @@ class KLTerm(RewardTerm):
                     raise ConfigError(
                         f"KLTerm: a {policy.space}-space policy and a {self.reference.space}-space reference"
                     )
+            elif _is_sb3_squashed_actor(policy):
+                if self.reference.space != "logit":
+                    raise ConfigError(
+                        "KLTerm: an SB3 SAC actor's tanh-squashed Gaussian is a Gaussian over logits; the "
+                        f"reference must be a logit-space GaussianPolicy, not {self.reference.space}-space"
+                    )
+                _check_squashed_actor(policy)
             elif _is_sb3_policy(policy):
                 if self.reference.space != "pixel":
                     raise ConfigError(
@@ -219,6 +266,11 @@ class KLTerm(RewardTerm):
             )
         if isinstance(policy, GaussianPolicy):
             return policy.kl(self.reference, noisy.to(module_device(policy) or noisy.device))
+        if _is_sb3_squashed_actor(policy):
+            loc, log_std = _sb3_squashed_gaussian(policy, noisy)
+            ref_device = module_device(self.reference) or loc.device
+            ref_loc = self.reference.loc(noisy.to(ref_device)).to(loc)  # the reference's logits
+            return gaussian_kl(loc, log_std, ref_loc, self.reference.log_std.detach().to(loc))
         loc, log_std = _sb3_gaussian(policy, noisy)
         ref_device = module_device(self.reference) or loc.device
         ref_loc = self.reference.loc(noisy.to(ref_device)).to(loc)
@@ -274,8 +326,8 @@ class SourceAuxTerm(RewardTerm):
     Args:
         coef: Weight ``aux`` (default 1).
         policy: The acting policy (a :class:`GaussianPolicy`, whose :meth:`~GaussianPolicy.mode` is used, an
-            SB3 policy, whose distribution's mode is used, or a generator module); can be set later with
-            :meth:`set_policy`.
+            SB3 policy, whose distribution's mode is used, an SB3 SAC actor over ``[0, 1]``, whose
+            deterministic action is used, or a generator module); can be set later with :meth:`set_policy`.
         images: Clean source images ``(M, 1, H, W)``; default: the environment's source-domain train split.
         noise: Noise model; default: the environment's.
         batch_size: Source images per step (default 16).
@@ -339,6 +391,8 @@ class SourceAuxTerm(RewardTerm):
         noisy, clean = noisy.to(device), clean.to(device)
         if isinstance(policy, GaussianPolicy):
             output = policy.mode(noisy)
+        elif _is_sb3_squashed_actor(policy):  # its deterministic action, tanh(mean), mapped onto [0, 1]
+            output = (policy(noisy, deterministic=True).reshape(noisy.shape) + 1) / 2
         elif _is_sb3_policy(policy):  # its deterministic action: the Gaussian's mean
             output = policy.get_distribution(noisy).mode().reshape(noisy.shape)  # type: ignore[operator]
         else:

@@ -12,7 +12,19 @@ from hfrl.errors import ConfigError
 from hfrl.plugins import import_user_code
 from hfrl.runs import read_json_object
 
-AGENT_NAMES = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "n2s", "n2s-finetune")
+AGENT_NAMES = (
+    "reinforce",
+    "ppo",
+    "rwl",
+    "reward-grad",
+    "dpo",
+    "sb3-ppo",
+    "sb3-a2c",
+    "sb3-sac",
+    "sb3-td3",
+    "n2s",
+    "n2s-finetune",
+)
 """The built-in agents, the label-free baselines ``n2s`` and ``n2s-finetune`` among them (``--import`` may
 register more)."""
 SKIP_FIELDS = {"progress"}

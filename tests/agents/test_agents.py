@@ -11,7 +11,7 @@ import torch
 from hfrl.agents import AGENTS, NonFiniteLossError, make_config, make_trainer
 from hfrl.errors import ConfigError
 
-ALL_AGENTS = ["reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c"]
+ALL_AGENTS = ["reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "sb3-sac", "sb3-td3"]
 
 
 def test_every_named_agent_is_registered() -> None:

@@ -9,7 +9,25 @@ import torch
 
 from hfrl.agents import make_config, make_trainer
 
-RESUMED = ("reinforce", "ppo", "rwl", "reward-grad", "dpo", "sb3-ppo", "sb3-a2c", "n2s", "n2s-finetune")
+RESUMED = (
+    "reinforce",
+    "ppo",
+    "rwl",
+    "reward-grad",
+    "dpo",
+    "sb3-ppo",
+    "sb3-a2c",
+    "sb3-sac",
+    "sb3-td3",
+    "n2s",
+    "n2s-finetune",
+)
+EXTRA = {
+    "rwl": {"dataset_size": 16, "round_steps": 2},
+    # train from the first update, so the checkpoint carries critics, optimisers and the replay buffer
+    "sb3-sac": {"learning_starts": 0, "minibatch_size": 8},
+    "sb3-td3": {"learning_starts": 0, "minibatch_size": 8},
+}
 
 
 def test_every_built_in_agent_is_tested_for_resume() -> None:
@@ -20,7 +38,7 @@ def test_every_built_in_agent_is_tested_for_resume() -> None:
 
 @pytest.mark.parametrize("name", RESUMED)
 def test_resume_equals_uninterrupted(name: str, tmp_path: Path, tiny, reward_factory) -> None:
-    extra = {"dataset_size": 16, "round_steps": 2} if name == "rwl" else {}
+    extra = EXTRA.get(name, {})
     full_cfg = make_config(name, **{**tiny, "steps": 4}, **extra)
     torch.manual_seed(0)
     full = make_trainer(name, full_cfg, reward=reward_factory(), run_dir=tmp_path / "full")

@@ -151,3 +151,17 @@ def test_finetune_on_two_unlabelled_domains_and_pretrain_on_one(tmp_path: Path, 
     saved = json.loads((out / "config.json").read_text())
     assert saved["source_data"]["dataset"] == "user" and saved["source_data"]["shape"] == [zeros, 1, 28, 28]
     assert (out / "generator.safetensors").is_file()
+
+
+def test_sb3_sac_runs_from_the_command_line(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "sac"
+    argv = ["finetune", "--agent", "sb3-sac", "--steps", "2", "--learning-starts", "0", "--out", str(run)]
+    assert main([*argv, "--minibatch-size", "8", *TINY]) == 0
+    assert "sb3-sac: target good-rate" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    assert (
+        config["agent"] == "sb3-sac" and config["learning_starts"] == 0 and config["policy_space"] == "logit"
+    )
+    header, *rows = (run / "train.csv").read_text().splitlines()
+    column = header.split(",").index("sb3/critic_loss")
+    assert len(rows) == 2 and all(np.isfinite(float(row.split(",")[column])) for row in rows)  # SAC trained
