@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,7 +53,14 @@ from hfrl.envs.vector import BatchedDenoiseEnv
 from hfrl.envs.wrappers import SourceAuxTerm
 from hfrl.errors import CheckpointError, ConfigError, HfrlError
 from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
-from hfrl.judges import Evaluator, require_judge
+from hfrl.judges import (
+    Evaluator,
+    NotMeasuredWarning,
+    check_judge_shape,
+    digit_judge_applies,
+    missing_judge_note,
+    require_judge,
+)
 from hfrl.noise import make_noise
 from hfrl.policy import GaussianPolicy
 from hfrl.runs import CSVLogger, atomic_write, make_run_dir, write_json
@@ -192,9 +200,13 @@ class Trainer(ABC):
             max_value=config.max_value,
         )
         target = self.domains.target("train")
-        size = getattr(getattr(self.policy.generator, "config", None), "image_size", None)
-        if size is not None:  # before any work: a generator built for other images fails here, in one line
-            check_image_shape((1, *size), target, "the generator")
+        gen_config = getattr(self.policy.generator, "config", None)
+        if getattr(gen_config, "image_size", None) is not None:
+            # before any work: a generator built for other images fails here, in one line
+            shape = (int(getattr(gen_config, "channels", 1)), *gen_config.image_size)  # type: ignore[union-attr]
+            check_image_shape(shape, target, "the generator")
+        if self.domains.source_set is not None:
+            check_image_shape(target.image_shape, self.domains.source("train"), "the target domain")
         self.env = BatchedDenoiseEnv(
             config.batch_size,
             reward=reward,
@@ -221,9 +233,18 @@ class Trainer(ABC):
         )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
+        self.missing: list[str] = []
+        """One line per thing the run cannot measure (a good-rate without a judge of these images)."""
         if evaluator is None:
-            require_judge(dataset_name(config.dataset), config.evaluator)
-            evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
+            if config.evaluator is None and not digit_judge_applies(target.image_shape):
+                evaluator = Evaluator(None)  # no judge knows these images: PSNR/SSIM and the reward only
+            else:
+                require_judge(dataset_name(config.dataset), config.evaluator)
+                evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
+        check_judge_shape(evaluator, target.image_shape, "the evaluator")
+        if not evaluator.has_classifier:
+            self.missing.append(missing_judge_note(target.image_shape))
+            warnings.warn(self.missing[-1], NotMeasuredWarning, stacklevel=2)
         self.evaluator = evaluator
         self.noise = make_noise(config.noise, config.noise_level)
 
@@ -387,7 +408,7 @@ class Trainer(ABC):
             cfg, ev = self.config, self.evaluator
             key = (
                 _digest(self.reference.generator),
-                _digest(ev.classifier),
+                _digest(ev.classifier) if ev.classifier is not None else "no classifier",
                 ev.prob_threshold,
                 ev.ssim_threshold,
                 ev.corr_threshold,
@@ -425,6 +446,8 @@ class Trainer(ABC):
             **compare(self.initial_evaluation(), after),
             "per_class": after.rows(),
         }
+        if self.missing:
+            final["not_measured"] = list(self.missing)
         gen = self.policy.generator
         config = gen.config.to_dict() if hasattr(gen, "config") else {}
         save_checkpoint(

@@ -36,9 +36,9 @@ from hfrl.data import (
     to_image_set,
 )
 from hfrl.device import resolve_device
-from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, resolve_reward
+from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, check_reward_shape, resolve_reward
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import Evaluator
+from hfrl.judges import Evaluator, check_judge_shape, digit_judge_applies
 from hfrl.metrics import psnr
 from hfrl.noise import DEFAULT_LEVEL, GaussianDriven, NoiseModel, make_noise
 from hfrl.tasks import Task, get_task
@@ -285,27 +285,25 @@ class DenoiseTask:
             self.noise = make_noise(noise, DEFAULT_LEVEL if noise_level is None else noise_level)
         self.level = float(self.noise.level)
 
-        self.reward = resolve_reward(reward, self.device)
+        self.reward = resolve_reward(reward, self.device, image_shape=self.image_shape)
         if isinstance(self.reward, LabelerReward):
-            self._check_judge_size(self.reward.labeler, "the labeler reward")
+            check_judge_shape(self.reward.labeler, self.image_shape, "the labeler reward")
+        check_reward_shape(self.reward, self.image_shape)
         self.evaluator: Evaluator | None = None
         if evaluate:
+            if (
+                evaluator is None
+                and self.preset.evaluator is None
+                and not digit_judge_applies(self.image_shape)
+            ):
+                evaluator = Evaluator(None)  # no shipped judge knows these images: SSIM/correlation verdicts
             self.evaluator = (
                 evaluator
                 if evaluator is not None
                 else Evaluator.from_pretrained(self.preset.evaluator, device=self.device)
             )
-            self._check_judge_size(self.evaluator, "evaluate=True")
+            check_judge_shape(self.evaluator, self.image_shape, "evaluate=True: the evaluator")
         self.expose_clean = bool(expose_clean)
-
-    def _check_judge_size(self, judge: Any, what: str) -> None:
-        size = tuple(getattr(getattr(judge.classifier, "config", None), "image_size", self.image_shape[1:]))
-        if size != self.image_shape[1:]:
-            h, w = self.image_shape[1:]
-            raise ConfigError(
-                f"{what} needs {size[0]}x{size[1]} images (its classifier's input) but the domain has "
-                f"{h}x{w}; pass evaluate=False and a reward for {h}x{w} images"
-            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -149,7 +149,7 @@ class HtmlPage:
 
 
 def _tile(image: torch.Tensor, rgb: tuple[float, float, float], border: int = 1) -> torch.Tensor:
-    """A ``(1, H, W)`` grey image as ``(3, H + 2b, W + 2b)`` RGB inside a coloured frame."""
+    """A ``(C, H, W)`` grey or RGB image as ``(3, H + 2b, W + 2b)`` RGB inside a coloured frame."""
     grey = image.detach().float().cpu().clamp(0, 1).expand(3, -1, -1)
     h, w = grey.shape[-2:]
     tile = torch.tensor(rgb).view(3, 1, 1).expand(3, h + 2 * border, w + 2 * border).clone()
@@ -288,7 +288,7 @@ def save_label_grid(
     """The labelled outputs, in the order they were asked about, framed by their label.
 
     Args:
-        outputs: ``(N, 1, H, W)`` outputs.
+        outputs: ``(N, C, H, W)`` outputs.
         values: ``(N,)`` labels: 1 good (green), 0 bad (red), ``nan`` skipped (grey).
         path: The PNG.
         per_row: Images per row.

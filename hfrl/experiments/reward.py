@@ -255,7 +255,7 @@ def prepare_reward(
         FeedbackTimeoutError: when people do not answer in time.
     """
     from hfrl.checkpoint import load_checkpoint
-    from hfrl.data import Domains, load_dataset
+    from hfrl.data import Domains, check_image_shape, load_dataset
     from hfrl.device import resolve_device
     from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, require_judge
     from hfrl.noise import make_noise
@@ -308,11 +308,9 @@ def prepare_reward(
             gen_name = str(generator)
         domains = Domains(load_dataset(dataset, data_dir), tuple(source_classes), tuple(target_classes))
         images = domains.target("train")
-        size = tuple(gen.config.image_size) if hasattr(gen, "config") else None
-        if size is not None and tuple(images.image_shape[1:]) != size:
-            raise DataError(
-                f"the generator expects {size} images but {dataset} has {tuple(images.image_shape[1:])}"
-            )
+        if hasattr(gen, "config"):  # a generator built for other images fails here, in one line
+            shape = (int(getattr(gen.config, "channels", 1)), *gen.config.image_size)
+            check_image_shape(shape, images, "the generator")
         label_pool = make_label_pool(gen, images, make_noise(noise, noise_level), size=pool, seed=seed + 1000)
         if n_labels > len(label_pool):
             raise ConfigError(f"cannot ask for {n_labels} labels from a pool of {len(label_pool)} outputs")

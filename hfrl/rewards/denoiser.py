@@ -97,7 +97,7 @@ def train_denoiser(
     config = config or DenoiserConfig()
     if noisy.ndim != 4 or noisy.shape[0] < 8:
         raise DataError(
-            f"the self-supervised denoiser needs at least 8 noisy images (N, 1, H, W), got {tuple(noisy.shape)}"
+            f"the self-supervised denoiser needs at least 8 noisy images (N, C, H, W), got {tuple(noisy.shape)}"
         )
     device = resolve_device(config.device)
     start = time.perf_counter()
@@ -106,7 +106,10 @@ def train_denoiser(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         model = SelfSupervisedDenoiser(
-            GeneratorConfig(family="unet", width=config.width, image_size=(h, w)), stride=config.stride
+            GeneratorConfig(
+                family="unet", width=config.width, image_size=(h, w), channels=int(data.shape[1])
+            ),
+            stride=config.stride,
         ).to(device)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)

@@ -44,7 +44,7 @@ class EmbeddingReward(RewardModel):
         check_denoiser_inputs(self.config)
         self.denoiser = frozen_denoiser(self.config)
         self.features = PairFeatures(self.config.inputs, self.config.residual_sigma)
-        self.trunk = ConvTrunk(len(self.config.inputs), self.config)
+        self.trunk = ConvTrunk(len(self.config.inputs) * self.config.channels, self.config)
         self.project = nn.Linear(self.config.hidden, self.config.embed_dim)
         self.register_buffer("references", torch.zeros(self.config.num_references, self.config.embed_dim))
 

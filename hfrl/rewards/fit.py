@@ -12,6 +12,7 @@ reward before any label (what a run with 0 labels fine-tunes against).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -70,6 +71,15 @@ class RewardFit:
 def default_model(kind: str) -> str:
     """The model name used when none is given: ``denoised`` for HERO triplets, else ``similarity``."""
     return "denoised" if kind == "triplet" else "similarity"
+
+
+def records_image_shape(records: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images in a record of feedback (its first batch of images)."""
+    for f in dataclasses.fields(records):
+        value = getattr(records, f.name)
+        if isinstance(value, torch.Tensor) and value.ndim == 4:
+            return tuple(int(v) for v in value.shape[1:])  # type: ignore[return-value]
+    raise DataError(f"{type(records).__name__} holds no images")
 
 
 def split_rows(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,7 +346,8 @@ def fit_reward_from_store(
     arch, channels = MODELS[model]
     if kind == "triplet":
         arch = "embedding"
-    model_config = RewardModelConfig(arch=arch, inputs=channels)
+    c, h, w = records_image_shape(data)  # the model is built for the store's images
+    model_config = RewardModelConfig(arch=arch, inputs=channels, image_size=(h, w), channels=c)
     config = training or RewardTrainingConfig(seed=seed, device=str(device))
     member_denoiser = denoiser if model in NEEDS_DENOISER else None
 

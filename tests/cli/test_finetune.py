@@ -151,3 +151,46 @@ def test_finetune_on_two_unlabelled_domains_and_pretrain_on_one(tmp_path: Path, 
     saved = json.loads((out / "config.json").read_text())
     assert saved["source_data"]["dataset"] == "user" and saved["source_data"]["shape"] == [zeros, 1, 28, 28]
     assert (out / "generator.safetensors").is_file()
+
+
+def test_a_folder_of_colour_pngs_through_pretrain_and_finetune(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from tests.conftest import shapes_dataset
+
+    images, labels = shapes_dataset(48, 3, 12, 16)
+    for i, (image, label) in enumerate(zip(images, labels)):  # ImageFolder layout, RGB PNGs
+        (tmp_path / "shapes" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0), mode="RGB").save(
+            tmp_path / "shapes" / str(label) / f"{i:02d}.png"
+        )
+    data = ["--data", str(tmp_path / "shapes")]
+    pre = ["pretrain", *data, "--source-classes", "0", "--epochs", "1", "--width", "4", "--bottleneck", "8"]
+    assert main([*pre, "--device", "cpu", "--quiet", "--out", str(tmp_path / "pre")]) == 0
+    saved = json.loads((tmp_path / "pre" / "generator.json").read_text())["config"]
+    assert saved["channels"] == 3 and saved["image_size"] == [12, 16]
+
+    run = tmp_path / "run"
+    argv = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(run), *data]
+    generator = [
+        "--generator",
+        str(tmp_path / "pre" / "generator"),
+        "--source-classes",
+        "0",
+        "--target-classes",
+        "1",
+    ]
+    assert main([*argv, *generator, "--eval-size", "8", *TINY]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "target good-rate not measured" in captured.out and "no evaluator for 3x12x16 images" in captured.err
+    )
+    record = json.loads((run / "config.json").read_text())["dataset"]
+    assert record["shape"] == [48, 3, 12, 16] and record["labelled"]
+    assert (run / "evaluation.json").is_file() and (run / "generator.safetensors").is_file()
+
+    grey = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(tmp_path / "bad"), *generator]
+    np.savez(tmp_path / "grey.npz", images=images[:, 0], labels=labels)
+    assert main([*grey, "--data", str(tmp_path / "grey.npz"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "3x12x16" in err and "1x12x16" in err
