@@ -38,7 +38,7 @@ from hfrl.data import (
 from hfrl.device import resolve_device
 from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, check_reward_shape, resolve_reward
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import Evaluator, check_judge_shape, digit_judge_applies
+from hfrl.judges import Evaluator, check_judge_shape, judge_shape
 from hfrl.metrics import psnr
 from hfrl.noise import DEFAULT_LEVEL, GaussianDriven, NoiseModel, make_noise
 from hfrl.tasks import Task, get_task
@@ -291,19 +291,22 @@ class DenoiseTask:
         check_reward_shape(self.reward, self.image_shape)
         self.evaluator: Evaluator | None = None
         if evaluate:
-            if (
-                evaluator is None
-                and self.preset.evaluator is None
-                and not digit_judge_applies(self.image_shape)
-            ):
-                evaluator = Evaluator(None)  # no shipped judge knows these images: SSIM/correlation verdicts
             self.evaluator = (
                 evaluator
                 if evaluator is not None
                 else Evaluator.from_pretrained(self.preset.evaluator, device=self.device)
             )
-            check_judge_shape(self.evaluator, self.image_shape, "evaluate=True: the evaluator")
+            self._check_evaluator_shape(self.evaluator)
         self.expose_clean = bool(expose_clean)
+
+    def _check_evaluator_shape(self, judge: Evaluator) -> None:
+        want = judge_shape(judge)
+        if want is not None and want != tuple(self.image_shape):
+            have = "x".join(map(str, self.image_shape))
+            raise ConfigError(
+                f"evaluate=True needs {'x'.join(map(str, want))} images (its classifier's input) but the domain "
+                f"has {have}; pass evaluate=False and a reward for {have} images"
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
