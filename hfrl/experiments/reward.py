@@ -255,9 +255,16 @@ def prepare_reward(
         FeedbackTimeoutError: when people do not answer in time.
     """
     from hfrl.checkpoint import load_checkpoint
-    from hfrl.data import Domains, check_image_shape, load_dataset
+    from hfrl.data import Domains, check_image_shape, dataset_name, load_dataset
     from hfrl.device import resolve_device
-    from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, require_judge
+    from hfrl.judges import (
+        DIGIT_DATASETS,
+        Evaluator,
+        check_judge_shape,
+        digit_judge_applies,
+        make_labeler,
+        require_judge,
+    )
     from hfrl.noise import make_noise
     from hfrl.rewards import DenoiserConfig, RewardTrainingConfig, save_reward_model, train_denoiser
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
@@ -288,9 +295,14 @@ def prepare_reward(
         generator = fill_from_task({"generator": None}, task, ("generator",))["generator"]
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
-    if not human and n_labels > 0:
-        require_judge(dataset, labeler, "labeler")
-    scored = evaluator is not None or dataset in DIGIT_DATASETS  # else no judge for the agreement figure
+    data = load_dataset(dataset, data_dir)  # its shape chooses the judges, before any work
+    shape, name = data.image_shape, dataset_name(dataset)
+    if not human and n_labels > 0 and (labeler is not None or digit_judge_applies(shape)):
+        require_judge(name, labeler, "labeler")  # images no shipped judge reads get a classifier-free one
+    # else no judge for the agreement figure
+    scored = evaluator is not None or (name in DIGIT_DATASETS and digit_judge_applies(shape))
+    if evaluator is not None:  # a judge of other images than these fails here, in one line
+        check_judge_shape(Evaluator.from_pretrained(evaluator), shape, "the evaluator")
     out = Path(out_dir)
     if n_labels > 0 and (out / DEFAULT_DB_NAME).exists():
         raise FeedbackError(
@@ -306,7 +318,7 @@ def prepare_reward(
         else:
             gen, _ = load_checkpoint(generator, kind="generator", device=dev)
             gen_name = str(generator)
-        domains = Domains(load_dataset(dataset, data_dir), tuple(source_classes), tuple(target_classes))
+        domains = Domains(data, tuple(source_classes), tuple(target_classes))
         images = domains.target("train")
         if hasattr(gen, "config"):  # a generator built for other images fails here, in one line
             shape = (int(getattr(gen.config, "channels", 1)), *gen.config.image_size)
@@ -373,8 +385,8 @@ def prepare_reward(
                     )
             else:
                 labeler_name = "synthetic"
-                judge = SyntheticLabeler.from_pretrained(
-                    labeler, device=dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
+                judge = make_labeler(
+                    name, labeler, shape, dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
                 )
                 collected = collect_labels(
                     queue, label_pool.noisy, label_pool.outputs, labeler=judge, **common
