@@ -197,7 +197,8 @@ def save_class_grids(
     """One PNG per class: rows noisy input, output before, output after, clean image; one column per image.
 
     The two evaluations must come from the same noisy inputs (same split and seed). Outputs are framed
-    green or red by the evaluator's verdict.
+    green or red by the evaluator's verdict (grey without a judge of these images). Grey and colour images
+    alike.
 
     Args:
         before: Evaluation of the initial generator.
@@ -214,8 +215,14 @@ def save_class_grids(
             idx = torch.nonzero(b.classes == c).flatten()[:per_class].tolist()
             rows = [
                 [_tile(b.noisy[i], NEUTRAL_RGB) for i in idx],
-                [_tile(b.outputs[i], _verdict_rgb(bool(b.good[i]))) for i in idx],
-                [_tile(a.outputs[i], _verdict_rgb(bool(a.good[i]))) for i in idx],
+                [
+                    _tile(b.outputs[i], _verdict_rgb(bool(b.good[i])) if b.judged else NEUTRAL_RGB)
+                    for i in idx
+                ],
+                [
+                    _tile(a.outputs[i], _verdict_rgb(bool(a.good[i])) if a.judged else NEUTRAL_RGB)
+                    for i in idx
+                ],
                 [_tile(b.clean[i], NEUTRAL_RGB) for i in idx],
             ]
             path = _save_tiles(
@@ -228,8 +235,8 @@ def save_class_grids(
                     int(c),
                     path,
                     int(mask.sum()),
-                    float(b.good[mask].float().mean()),
-                    float(a.good[mask].float().mean()),
+                    float(b.good[mask].float().mean()) if b.judged else math.nan,
+                    float(a.good[mask].float().mean()) if a.judged else math.nan,
                 )  # fmt: skip
             )
     return grids
