@@ -48,11 +48,11 @@ from hfrl.data import (
     same_data,
 )
 from hfrl.device import resolve_device
-from hfrl.envs.rewards import RewardSpec
+from hfrl.envs.rewards import RewardSpec, call_reward
 from hfrl.envs.vector import BatchedDenoiseEnv
 from hfrl.envs.wrappers import SourceAuxTerm
 from hfrl.errors import CheckpointError, ConfigError, HfrlError
-from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
+from hfrl.evaluation import DomainEvaluation, Evaluation, compare, evaluate_generator, evaluate_on
 from hfrl.judges import (
     Evaluator,
     NotMeasuredWarning,
@@ -426,6 +426,21 @@ class Trainer(ABC):
             self._initial_eval = _INITIAL_EVALUATIONS[key]
         return self._initial_eval
 
+    def _mean_reward(self, domain: DomainEvaluation) -> float:
+        """Mean reward of a domain evaluation's outputs (the test split's, on fixed noisy inputs)."""
+        scores = [
+            call_reward(
+                self.reward, x.to(self.device), y.to(self.device), c.to(self.device), k.to(self.device)
+            )
+            for x, y, c, k in zip(
+                domain.noisy.split(256),
+                domain.outputs.split(256),
+                domain.clean.split(256),
+                domain.classes.split(256),
+            )
+        ]
+        return float(torch.cat(scores).float().mean())
+
     def finish(self, seconds: float) -> dict[str, Any]:
         """Final test-split evaluation against the initial generator.
 
@@ -446,8 +461,11 @@ class Trainer(ABC):
             **compare(self.initial_evaluation(), after),
             "per_class": after.rows(),
         }
-        if self.missing:
+        if self.missing:  # no judge: the reward on the same test outputs is what says more than PSNR/SSIM
             final["not_measured"] = list(self.missing)
+            if self.reward is not None:
+                final["target_reward_before"] = self._mean_reward(self.initial_evaluation().target)
+                final["target_reward_after"] = self._mean_reward(after.target)
         gen = self.policy.generator
         config = gen.config.to_dict() if hasattr(gen, "config") else {}
         save_checkpoint(

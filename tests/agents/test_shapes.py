@@ -81,6 +81,7 @@ def test_a_run_on_images_no_judge_knows_trains_evaluates_and_saves(channels, hei
     target = rows[("target", "all")]
     assert math.isfinite(target["psnr"]) and 0.0 < target["ssim"] <= 1.0 and target["good_rate"] is None
     assert math.isfinite(final["target_psnr_gain"]["mean"])
+    assert 0.0 <= final["target_reward_before"] <= 1.0 and 0.0 <= final["target_reward_after"] <= 1.0
     assert (run / "grid_after.png").is_file() and (run / "train.csv").is_file()
 
 

@@ -189,6 +189,16 @@ def test_a_folder_of_colour_pngs_through_pretrain_and_finetune(tmp_path: Path, c
     assert record["shape"] == [48, 3, 12, 16] and record["labelled"]
     assert (run / "evaluation.json").is_file() and (run / "generator.safetensors").is_file()
 
+    from hfrl.rewards import RewardModelConfig, make_reward_model, save_reward_model
+
+    grey_reward = make_reward_model(RewardModelConfig(width=4, hidden=8, image_size=(12, 16)))
+    save_reward_model(tmp_path / "grey_reward" / "model", grey_reward)
+    wrong = [*argv[:-4], "--out", str(tmp_path / "wrong"), *data, *generator, *TINY, "--reward"]
+    assert main([*wrong, str(tmp_path / "grey_reward" / "model")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "scores 1x12x16 images but the data are 3x12x16" in err
+    assert not (tmp_path / "wrong" / "train.csv").exists()
+
     grey = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(tmp_path / "bad"), *generator]
     np.savez(tmp_path / "grey.npz", images=images[:, 0], labels=labels)
     assert main([*grey, "--data", str(tmp_path / "grey.npz"), *TINY]) == 2
