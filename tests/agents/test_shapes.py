@@ -138,3 +138,24 @@ def test_shapes_are_checked_before_any_work_naming_both(tmp_path) -> None:
     )
     with pytest.raises(DataError, match=r"classifier judges 1x28x28 images but the data are 3x16x16"):
         make_trainer("reinforce", config, reward="labeler", run_dir=tmp_path / "run3")
+
+
+def test_every_agent_runs_on_colour_images(tmp_path) -> None:
+    from hfrl.agents import AGENTS
+
+    images, labels = shapes_dataset(48, 3, 12, 20, seed=2)
+    data = ImageSet.from_array(images, labels, "shapes")
+    (tmp_path / "pre").mkdir()
+    pretrain(PretrainConfig(epochs=1, width=4, bottleneck=8, device="cpu", source_classes=(0,)), data, tmp_path / "pre", progress=False)  # fmt: skip
+    model = RewardModelConfig(inputs=("noisy", "output"), width=4, hidden=8, image_size=(12, 20), channels=3)
+    for agent in sorted(AGENTS):
+        config = make_config(
+            agent, dataset=data, source_classes=(0,), target_classes=(1,), generator=str(tmp_path / "pre" / "generator"),
+            steps=1, batch_size=8, eval_size=8, device="cpu", progress=False, checkpoint_every=0,
+        )  # fmt: skip
+        reward = make_reward_model(model) if agent == "reward-grad" else "labeler"  # it needs gradients
+        with pytest.warns(UserWarning, match="not measured"):
+            trainer = make_trainer(agent, config, reward=reward, run_dir=tmp_path / agent)
+        final = trainer.train().final
+        assert math.isfinite(final["target_psnr_gain"]["mean"]), agent
+        assert (tmp_path / agent / "generator.safetensors").is_file(), agent
