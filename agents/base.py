@@ -274,7 +274,7 @@ class Trainer(ABC):
     # -- shared pieces of every loss -------------------------------------------------------------------
 
     def observe(self) -> torch.Tensor:
-        """Start a batch of episodes and return their noisy target images ``(N, 1, H, W)``.
+        """Start a batch of episodes and return their noisy target images ``(N, C, H, W)``.
 
         With ``config.group_size = K`` each run of ``K`` consecutive images is one input repeated.
         """
@@ -289,7 +289,7 @@ class Trainer(ABC):
         update costs one batch of episodes.
 
         Returns:
-            ``(actions (N, 1, H, W), rewards (N,))``.
+            ``(actions (N, C, H, W), rewards (N,))``.
         """
         with torch.no_grad():
             actions = self.policy.sample(noisy, generator=self.rng)
@@ -302,7 +302,7 @@ class Trainer(ABC):
         A term whose weight is 0 is computed without gradients, so it is logged but adds nothing.
 
         Args:
-            noisy: ``(N, 1, H, W)`` target observations.
+            noisy: ``(N, C, H, W)`` target observations.
         """
         cfg = self.config
         terms: dict[str, torch.Tensor] = {}

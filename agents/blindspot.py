@@ -37,7 +37,7 @@ def blindspot_loss(
 
     Args:
         predict: Maps ``(B', 1, h, w)`` masked (sub-)images to predictions of the same shape.
-        noisy: ``(B, 1, H, W)`` noisy observations.
+        noisy: ``(B, C, H, W)`` noisy observations.
         config: ``grid``, ``radius`` and ``stride``.
         generator: Source of the mask's phase.
     """

@@ -49,7 +49,7 @@ GENERATOR_KEY = "mlp_extractor.generator."
 
 
 class ImagePassthrough(BaseFeaturesExtractor):
-    """Hands the ``(B, 1, H, W)`` observation to the policy unchanged (the generator needs the image)."""
+    """Hands the ``(B, C, H, W)`` observation to the policy unchanged (the generator needs the image)."""
 
     def __init__(self, observation_space: gym.spaces.Box) -> None:
         super().__init__(observation_space, features_dim=int(np.prod(observation_space.shape)))
@@ -100,7 +100,7 @@ class GeneratorActorCriticPolicy(ActorCriticPolicy):
         observation_space: ``Box(0, 1, (C, H, W))``.
         action_space: ``Box(0, 1, (1, H, W))``.
         lr_schedule: SB3's learning-rate schedule.
-        generator: The generator (``(B, 1, H, W) -> (B, 1, H, W)`` in ``[0, 1]``).
+        generator: The generator (``(B, C, H, W) -> (B, C, H, W)`` in ``[0, 1]``).
         value_width: Width of the critic's last layer.
         **kwargs: Other ``ActorCriticPolicy`` arguments.
     """

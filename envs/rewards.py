@@ -2,7 +2,7 @@
 
 A reward is any callable ``reward(noisy, output) -> scores``:
 
-* ``noisy``, ``output``: ``(B, 1, H, W)`` float32 tensors in ``[0, 1]`` on the environment's device
+* ``noisy``, ``output``: ``(B, C, H, W)`` float32 tensors in ``[0, 1]`` on the environment's device
   (for an ``nn.Module`` reward, on the module's device);
 * returns ``(B,)`` scores, higher is better.
 
@@ -34,7 +34,7 @@ REWARD_MODEL_KIND = "reward_model"
 
 @runtime_checkable
 class RewardFn(Protocol):
-    """Scores outputs: ``(noisy (B, 1, H, W), output (B, 1, H, W)) -> (B,)``, higher is better."""
+    """Scores outputs: ``(noisy (B, C, H, W), output (B, C, H, W)) -> (B,)``, higher is better."""
 
     def __call__(self, noisy: torch.Tensor, output: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
 
@@ -76,9 +76,9 @@ class LabelerReward:
         """``(B,)`` scores in ``[0, 1]`` on ``output``'s device.
 
         Args:
-            noisy: ``(B, 1, H, W)`` inputs (unused: the oracle looks at the clean image instead).
-            output: ``(B, 1, H, W)`` outputs to judge.
-            clean: ``(B, 1, H, W)`` the clean images.
+            noisy: ``(B, C, H, W)`` inputs (unused: the oracle looks at the clean image instead).
+            output: ``(B, C, H, W)`` outputs to judge.
+            clean: ``(B, C, H, W)`` the clean images.
             classes: ``(B,)`` true classes (``-1``: unknown, SSIM only).
         """
         judgement = self.labeler.judge(output, clean, classes)
@@ -209,9 +209,9 @@ def call_reward(
 
     Args:
         reward: The reward callable.
-        noisy: ``(B, 1, H, W)`` observations.
-        output: ``(B, 1, H, W)`` outputs in ``[0, 1]``.
-        clean: ``(B, 1, H, W)`` clean images (passed to privileged rewards only).
+        noisy: ``(B, C, H, W)`` observations.
+        output: ``(B, C, H, W)`` outputs in ``[0, 1]``.
+        clean: ``(B, C, H, W)`` clean images (passed to privileged rewards only).
         classes: ``(B,)`` classes (privileged rewards only).
 
     Returns:

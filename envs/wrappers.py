@@ -130,7 +130,7 @@ def _is_sb3_policy(policy: object) -> bool:
 
 
 def _sb3_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and log-std ``(B, 1, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
+    """Mean and log-std ``(B, C, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
 
     Raises:
         ConfigError: for another action distribution (squashed, state-dependent, categorical...).
@@ -276,7 +276,7 @@ class SourceAuxTerm(RewardTerm):
         policy: The acting policy (a :class:`GaussianPolicy`, whose :meth:`~GaussianPolicy.mode` is used, an
             SB3 policy, whose distribution's mode is used, or a generator module); can be set later with
             :meth:`set_policy`.
-        images: Clean source images ``(M, 1, H, W)``; default: the environment's source-domain train split.
+        images: Clean source images ``(M, C, H, W)``; default: the environment's source-domain train split.
         noise: Noise model; default: the environment's.
         batch_size: Source images per step (default 16).
         seed: Seed of the term's own draws (reseeded by ``reset(seed=...)``).

@@ -40,9 +40,9 @@ class LabelPool:
     """Outputs that may be put to labelers, with what only the synthetic labeler and benchmarks see.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` noisy target-domain train images.
-        outputs: ``(N, 1, H, W)`` the generator's outputs for them.
-        clean: ``(N, 1, H, W)`` clean images (synthetic labeler and benchmark numbers only).
+        noisy: ``(N, C, H, W)`` noisy target-domain train images.
+        outputs: ``(N, C, H, W)`` the generator's outputs for them.
+        clean: ``(N, C, H, W)`` clean images (synthetic labeler and benchmark numbers only).
         classes: ``(N,)`` int64 classes.
     """
 

@@ -104,9 +104,9 @@ class SampleMixin(StoreEngine):
         """Store samples; returns their ids.
 
         Args:
-            inputs: ``(N, 1, H, W)`` (or ``(N, H, W)``) noisy inputs in ``[0, 1]``.
-            outputs: ``(N, 1, H, W)`` generator outputs.
-            clean: Optional ``(N, 1, H, W)`` clean images, read only by the synthetic labeler.
+            inputs: ``(N, C, H, W)`` (or ``(N, H, W)``) noisy inputs in ``[0, 1]``.
+            outputs: ``(N, C, H, W)`` generator outputs.
+            clean: Optional ``(N, C, H, W)`` clean images, read only by the synthetic labeler.
             classes: Optional ``(N,)`` classes (``-1`` unknown).
             checkpoint: Generator checkpoint that produced the outputs.
             round: Training round that produced them.
@@ -151,10 +151,10 @@ class SampleMixin(StoreEngine):
 
         Args:
             kind: ``single``, ``pair`` or ``hero``.
-            inputs: ``(N, 1, H, W)`` noisy inputs.
-            outputs: ``(N, 1, H, W)`` outputs (the left ones for ``pair``).
-            others: ``(N, 1, H, W)`` right outputs of the same inputs (``pair`` only).
-            clean: Optional ``(N, 1, H, W)`` clean images for the synthetic labeler.
+            inputs: ``(N, C, H, W)`` noisy inputs.
+            outputs: ``(N, C, H, W)`` outputs (the left ones for ``pair``).
+            others: ``(N, C, H, W)`` right outputs of the same inputs (``pair`` only).
+            clean: Optional ``(N, C, H, W)`` clean images for the synthetic labeler.
             classes: Optional ``(N,)`` classes.
             checkpoint: Generator checkpoint that produced the outputs.
             round: Training round.

@@ -421,7 +421,7 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
 def png_bytes(image: np.ndarray) -> bytes:
     """A float image in ``[0, 1]`` as an 8-bit PNG (for display only; storage stays float32).
 
-    ``(H, W)`` or ``(1, H, W)`` becomes a grey PNG, ``(3, H, W)`` an RGB one. Written directly with zlib: a
+    ``(H, W)`` or ``(C, H, W)`` becomes a grey PNG, ``(3, H, W)`` an RGB one. Written directly with zlib: a
     page renders 32 of these, and Pillow's encoder costs several times more.
     """
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

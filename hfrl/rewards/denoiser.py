@@ -39,7 +39,7 @@ STATS = ("ssim", "corr", "rmse")
 class SelfSupervisedDenoiser(nn.Module):
     """A generator network trained by Noise2Self, with the affine map from its output to a clean scale.
 
-    ``forward(noisy) = clamp((net(noisy) - low) / (high - low), 0, 1)``, ``(B, 1, H, W)``.
+    ``forward(noisy) = clamp((net(noisy) - low) / (high - low), 0, 1)``, ``(B, C, H, W)``.
 
     Args:
         config: Architecture of the network (a :class:`~hfrl.generators.GeneratorConfig` or its dict);
@@ -74,7 +74,7 @@ class SelfSupervisedDenoiser(nn.Module):
         return self.net.config
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Clean-scale estimates ``(B, 1, H, W)`` in ``[0, 1]`` of ``(B, 1, H, W)`` noisy images."""
+        """Clean-scale estimates ``(B, C, H, W)`` in ``[0, 1]`` of ``(B, C, H, W)`` noisy images."""
         span = (self.high - self.low).clamp(min=1e-3)
         return ((self.raw(noisy) - self.low) / span).clamp(0.0, 1.0)
 
@@ -85,7 +85,7 @@ def train_denoiser(
     """Train a :class:`SelfSupervisedDenoiser` by Noise2Self on noisy images only.
 
     Args:
-        noisy: ``(N, 1, H, W)`` noisy inputs (no clean images, no labels).
+        noisy: ``(N, C, H, W)`` noisy inputs (no clean images, no labels).
         config: Training settings.
 
     Returns:
@@ -151,8 +151,8 @@ def similarity_features(output: torch.Tensor, denoised: torch.Tensor) -> torch.T
     Differentiable in ``output`` (agents backpropagate through the reward).
 
     Args:
-        output: ``(B, 1, H, W)`` outputs.
-        denoised: ``(B, 1, H, W)`` estimates from :class:`SelfSupervisedDenoiser`.
+        output: ``(B, C, H, W)`` outputs.
+        denoised: ``(B, C, H, W)`` estimates from :class:`SelfSupervisedDenoiser`.
     """
     s = ssim(output, denoised)  # (B,)
     oc = output.flatten(1) - output.flatten(1).mean(1, keepdim=True)

@@ -78,7 +78,7 @@ class PairFeatures(nn.Module):
     def forward(
         self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``(B, C, H, W)`` stacked channels for ``(B, 1, H, W)`` inputs, outputs and denoised inputs."""
+        """``(B, C, H, W)`` stacked channels for ``(B, C, H, W)`` inputs, outputs and denoised inputs."""
         if denoised is None and self.uses_denoised:
             raise ConfigError(
                 "'denoised' channels need the estimate of a self-supervised denoiser; none given"

@@ -115,7 +115,7 @@ def evaluator_verdicts(
 
 
 def store_inputs(store: Any) -> torch.Tensor:
-    """Every noisy input the store holds, labelled or not: ``(N, 1, H, W)``."""
+    """Every noisy input the store holds, labelled or not: ``(N, C, H, W)``."""
     ids = sorted(
         {
             i
@@ -277,7 +277,7 @@ def fit_reward_from_store(
         denoiser: A trained self-supervised denoiser to put inside models that need one; trained here
             (on the store's noisy inputs plus ``extra_denoiser_images``) when ``None``.
         denoiser_config: Settings for that training (default :class:`DenoiserConfig` with ``seed``).
-        extra_denoiser_images: ``(M, 1, H, W)`` further noisy images for the denoiser (no labels, no
+        extra_denoiser_images: ``(M, C, H, W)`` further noisy images for the denoiser (no labels, no
             clean images), e.g. target-domain images drawn as the environment draws them.
         evaluator: Evaluator classifier checkpoint for validation (default: the shipped one).
         seed: Seeds the split, the initialisation and training.
@@ -483,8 +483,8 @@ def label_free_similarity_reward(
 
     Args:
         denoiser: The trained self-supervised denoiser.
-        noisy: ``(N, 1, H, W)`` unlabelled noisy inputs (at least 2).
-        outputs: ``(N, 1, H, W)`` the generator's outputs for them.
+        noisy: ``(N, C, H, W)`` unlabelled noisy inputs (at least 2).
+        outputs: ``(N, C, H, W)`` the generator's outputs for them.
         seed: Initialisation seed (the head is overwritten; kept for symmetry with trained models).
 
     Returns:

@@ -170,7 +170,7 @@ def as_pair(
     """Validate and convert a batch of (noisy, output) images for :meth:`RewardModel.predict`.
 
     Args:
-        noisy: ``(B, 1, H, W)`` or ``(B, H, W)`` tensor or array in ``[0, 1]`` (uint8 allowed); may be
+        noisy: ``(B, C, H, W)`` or ``(B, H, W)`` tensor or array in ``[0, 1]`` (uint8 allowed); may be
             ``None`` when ``needs_noisy`` is False.
         output: Same shape as ``noisy``.
         needs_noisy: Whether the model reads the noisy input.
@@ -218,7 +218,7 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor | None:
-        """The frozen denoiser's estimate ``(B, 1, H, W)`` of the clean inputs, or ``None`` without one.
+        """The frozen denoiser's estimate ``(B, C, H, W)`` of the clean inputs, or ``None`` without one.
 
         Trainers compute it once per image and pass it to :meth:`logits` as ``denoised``: it depends on the
         noisy input only, and the denoiser is much larger than the reward network.
@@ -240,9 +240,9 @@ class RewardModel(nn.Module):
         """Scores ``(B,)`` in logit units; higher is better.
 
         Args:
-            noisy: ``(B, 1, H, W)`` noisy inputs.
-            output: ``(B, 1, H, W)`` outputs.
-            denoised: ``(B, 1, H, W)`` :meth:`denoise` of ``noisy`` if already computed (models with a
+            noisy: ``(B, C, H, W)`` noisy inputs.
+            output: ``(B, C, H, W)`` outputs.
+            denoised: ``(B, C, H, W)`` :meth:`denoise` of ``noisy`` if already computed (models with a
                 denoiser compute it otherwise; others ignore it).
         """
         raise NotImplementedError
@@ -251,8 +251,8 @@ class RewardModel(nn.Module):
         """Rewards ``(B,)`` in ``[0, 1]`` (``sigmoid(logits)``), with gradients.
 
         Args:
-            noisy: ``(B, 1, H, W)`` noisy inputs on the model's device.
-            output: ``(B, 1, H, W)`` outputs to score.
+            noisy: ``(B, C, H, W)`` noisy inputs on the model's device.
+            output: ``(B, C, H, W)`` outputs to score.
         """
         return torch.sigmoid(self.logits(noisy, output))
 
@@ -263,7 +263,7 @@ class RewardModel(nn.Module):
         """Rewards as a CPU tensor, without gradients, in eval mode, batched.
 
         Args:
-            noisy: ``(B, 1, H, W)`` or ``(B, H, W)`` tensor or array (``None`` for output-only models).
+            noisy: ``(B, C, H, W)`` or ``(B, H, W)`` tensor or array (``None`` for output-only models).
             output: Outputs of the same shape.
             batch_size: Images per forward pass.
             logits: Return logit-unit scores instead of rewards in ``[0, 1]``.
@@ -393,7 +393,7 @@ class SimilarityReward(RewardModel):
 
     @torch.no_grad()
     def fit_stats(self, output: torch.Tensor, denoised: torch.Tensor) -> None:
-        """Fit the standardisation to ``(N, 1, H, W)`` training outputs and their denoised inputs."""
+        """Fit the standardisation to ``(N, C, H, W)`` training outputs and their denoised inputs."""
         f = torch.cat([similarity_features(o, d) for o, d in zip(output.split(512), denoised.split(512))])
         self.stats_mean.copy_(f.mean(0))
         self.stats_std.copy_(f.std(0).clamp(min=1e-3) if f.shape[0] > 1 else torch.ones_like(f[0]))
