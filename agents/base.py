@@ -200,13 +200,15 @@ class Trainer(ABC):
             max_value=config.max_value,
         )
         target = self.domains.target("train")
+        if self.domains.source_set is not None:  # two sets of images: of one shape
+            source = self.domains.source("train")
+            hint = "give source and target images of one shape"
+            check_image_shape(target.image_shape, source, "the target domain", hint)
         gen_config = getattr(self.policy.generator, "config", None)
         if getattr(gen_config, "image_size", None) is not None:
             # before any work: a generator built for other images fails here, in one line
             shape = (int(getattr(gen_config, "channels", 1)), *gen_config.image_size)  # type: ignore[union-attr]
             check_image_shape(shape, target, "the generator")
-        if self.domains.source_set is not None:
-            check_image_shape(target.image_shape, self.domains.source("train"), "the target domain")
         self.env = BatchedDenoiseEnv(
             config.batch_size,
             reward=reward,

@@ -805,13 +805,22 @@ def resolve_data_fields(config: Any) -> None:
         setattr(config, name, to_image_set(value, name=label, max_value=max_value))
 
 
-def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the generator") -> None:
-    """Refuse images of another size than a network was built for, in one line naming both shapes.
+GENERATOR_HINT = (
+    "pass a generator built for that shape (generator=, e.g. one 'hfrl pretrain --data PATH' trained)"
+)
+"""What :func:`check_image_shape` suggests by default."""
+
+
+def check_image_shape(
+    expected: Sequence[int], data: ImageSet, what: str = "the generator", hint: str = GENERATOR_HINT
+) -> None:
+    """Refuse images of another shape than a network was built for, in one line naming both shapes.
 
     Args:
         expected: ``(C, H, W)`` or ``(H, W)`` the network takes.
         data: The images.
         what: The network, for the message.
+        hint: What to do instead, ending the message.
 
     Raises:
         DataError: when they differ.
@@ -821,8 +830,7 @@ def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the 
     if want != tuple(have):
         raise DataError(
             f"{what} expects images of shape {'x'.join(map(str, want))} but {data.name} are "
-            f"{'x'.join(map(str, have))}; pass a generator built for that size (generator=, e.g. one "
-            "'hfrl pretrain --data PATH' trained)"
+            f"{'x'.join(map(str, have))}; {hint}"
         )
 
 

@@ -159,3 +159,14 @@ def test_every_agent_runs_on_colour_images(tmp_path) -> None:
         final = trainer.train().final
         assert math.isfinite(final["target_psnr_gain"]["mean"]), agent
         assert (tmp_path / agent / "generator.safetensors").is_file(), agent
+
+
+def test_source_and_target_images_of_different_shapes_are_refused_in_one_line(tmp_path) -> None:
+    grey, _ = shapes_dataset(32, 1, 16, 16)
+    colour, _ = shapes_dataset(32, 3, 16, 16)
+    config = make_config(
+        "reinforce", source_data=grey, target_data=colour, steps=1, batch_size=8, device="cpu"
+    )
+    with pytest.raises(DataError, match=r"3x16x16.*1x16x16|1x16x16.*3x16x16") as info:
+        make_trainer("reinforce", config, reward="labeler", run_dir=tmp_path / "run")
+    assert "\n" not in str(info.value) and not (tmp_path / "run" / "train.csv").exists()
