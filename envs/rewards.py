@@ -68,6 +68,10 @@ class LabelerReward:
         if score not in ("quality", "prob"):
             raise ConfigError(f"unknown labeler score {score!r}; expected 'quality' or 'prob'")
         self.labeler = labeler if labeler is not None else SyntheticLabeler.from_pretrained(device=device)
+        if score == "prob" and not getattr(self.labeler, "has_classifier", True):
+            raise ConfigError(
+                "labeler score 'prob' needs a labeler with a classifier; this one judges SSIM only"
+            )
         self.score = score
 
     def __call__(

@@ -217,17 +217,19 @@ class DigitJudge:
 
     @torch.no_grad()
     def judge(
-        self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
+        self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int] | None
     ) -> Judgement:
         """Judge a batch.
 
         Args:
             outputs: ``(B, C, H, W)`` in ``[0, 1]``.
             clean: ``(B, C, H, W)`` the clean images the outputs should show.
-            classes: ``(B,)`` true classes; ``-1`` (unknown) checks SSIM only.
+            classes: ``(B,)`` true classes; ``-1`` or ``None`` (unknown) checks SSIM only.
         """
         dev = self.device
         outputs, clean = outputs.to(dev).float(), clean.to(dev).float()
+        if classes is None:  # unknown classes: SSIM and correlation only
+            classes = torch.full((outputs.shape[0],), -1)
         cls = torch.as_tensor(classes, device=dev).long().reshape(-1)
         if self.classifier is None:  # no classifier: SSIM and correlation only, as for unknown classes
             probs = torch.ones(outputs.shape[0], 1, device=dev)
