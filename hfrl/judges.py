@@ -226,7 +226,7 @@ class DigitJudge:
             clean: ``(B, C, H, W)`` the clean images the outputs should show.
             classes: ``(B,)`` true classes; ``-1`` or ``None`` (unknown) checks SSIM only.
         """
-        dev = self.device
+        dev = self.device if self.classifier is not None else outputs.device  # no classifier: where they are
         outputs, clean = outputs.to(dev).float(), clean.to(dev).float()
         if classes is None:  # unknown classes: SSIM and correlation only
             classes = torch.full((outputs.shape[0],), -1)
