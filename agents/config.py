@@ -198,12 +198,14 @@ class ReinforceConfig(TrainerConfig):
     """REINFORCE settings."""
 
     kl: float = 0.03
-    """Weight of the KL divergence to the pretrained policy (per image). With the similarity reward from
-    200 labels and 200 steps: kl 0.03 took the target good-rate from 52 % to 73 % for -0.1 dB source PSNR;
-    kl 0.1 reached 64 % (+0.1 dB); kl 0 reached 74 % but lost 1.9 dB."""
+    """Weight of the KL divergence to the pretrained policy (per image, >= 0). Higher values keep the
+    source PSNR but slow learning; 0 learns about as fast but gives up source PSNR (``hfrl sweep --grid
+    kl=...`` measures the trade-off; the default's result: ``scripts/bench_finetune.py``,
+    ``bench-results/finetune.md``)."""
     group_size: int = 8
-    """Actions per noisy input; each is compared with the others for the same input (RLOO). With
-    ``group_size = 1`` (a batch-mean baseline) and kl 0 the same budget reached 62 %."""
+    """Actions per noisy input; each is compared with the others for the same input (RLOO), so an
+    advantage says which output was better for that input. ``1`` falls back to a batch-mean baseline, which
+    learns less from the same budget (compare with ``hfrl bench``)."""
     normalize_advantages: bool = True
     """Divide advantages by their standard deviation (after subtracting the baseline)."""
 
@@ -213,9 +215,10 @@ class PPOConfig(TrainerConfig):
     """PPO settings (each update collects ``batch_size`` episodes, then optimises on them)."""
 
     kl: float = 0.01
-    """Weight of the KL penalty to the pretrained policy (per image). With the similarity reward from 200
-    labels and 100 updates: kl 0.01 took the target good-rate from 52 % to 66 % (source PSNR unchanged);
-    kl 0.03 reached 55 %, and kl 0 reached 85 % in 200 updates but lost 1.3 dB of source PSNR."""
+    """Weight of the KL penalty to the pretrained policy (per image, >= 0). Higher values keep the
+    source PSNR but slow learning; 0 learns fastest but loses source PSNR (``hfrl sweep --grid kl=...``
+    measures the trade-off; the default's result: ``scripts/bench_finetune.py``,
+    ``bench-results/finetune.md``)."""
     group_size: int = 8
     """Actions per noisy input, compared within the group for the advantage (see ``reinforce``)."""
 
@@ -256,9 +259,10 @@ class RWLConfig(TrainerConfig):
     """``exp`` (default): ``exp(r / temperature)`` normalised to mean 1 within each input's group of
     ``group_size`` samples (reward-weighted regression that ranks the actions for one input);
     ``reward``: weight = reward clipped at 0 (Lee et al., who weight by human labels directly);
-    ``filter``: weight 1 above ``threshold``, 0 below (filtered fine-tuning). With a learned reward's
-    scores the ``reward`` weights barely differ between samples and moved the generator nowhere in 200
-    steps (52 % -> 53 % good); ``exp`` reached 58 % (+0.05 dB source PSNR)."""
+    ``filter``: weight 1 above ``threshold``, 0 below (filtered fine-tuning). A learned reward's scores
+    differ little between samples, so ``reward`` weights barely move the generator; ``exp`` ranks them and
+    moves it more, though RWL stays the slowest agent (``scripts/bench_finetune.py``,
+    ``bench-results/finetune.md``)."""
     threshold: float = 0.5
     """Reward threshold of the ``filter`` weighting."""
     temperature: float = 0.01
@@ -289,8 +293,8 @@ class RewardGradConfig(TrainerConfig):
     term). For the Gaussian policy's mean the KL to the reference is the consistency term scaled by
     ``pixels / (2 sigma^2)`` (about 21,000 at the default ``log_std``), so kl 0.1 froze the generator."""
     lr: float = 3e-4
-    """Adam learning rate. With the default similarity reward (200 labels), 200 steps at 3e-4 took the
-    evaluator's target good-rate from 52 % to 91 % for -0.2 dB source PSNR; 3e-5 reached 76 %."""
+    """Adam learning rate (> 0). Ten times lower learns clearly less in the same number of steps (the
+    default's result: ``scripts/bench_finetune.py``, ``bench-results/finetune.md``)."""
 
 
 @dataclass
@@ -336,8 +340,8 @@ class SB3A2CConfig(SB3Config):
     """Settings of the Stable-Baselines3 A2C agent (one gradient step per rollout, normalised advantages)."""
 
     lr: float = 1e-4
-    """SB3 learning rate. With the similarity reward from 200 labels, 100 rollouts took the target
-    good-rate from 52 % to 57 % (-0.16 dB source PSNR); 3e-5 reached 56 %."""
+    """SB3 learning rate (> 0; A2C takes one gradient step per rollout, SB3's PPO several). Measured with
+    ``scripts/bench_finetune.py --agents sb3-a2c`` (``bench-results/finetune.md``)."""
 
 
 @dataclass

@@ -105,74 +105,58 @@ HERO_LR = {"lora": 5e-3, "full": 3e-4}
 class HeroConfig(LearnedRewardPPOConfig):
     """HERO's settings on top of the shared ones (rounds, PPO weights, ...).
 
-    The defaults came from seeded runs of ``scripts/bench_hero.py`` (digit 7, 256 labels, 2-core Xeon;
-    success on 128 samples from fixed fresh noise, base 11.5 +- 3.4 % over seeds 0-5). They are LoRA adapters at lr 5e-3,
-    96 unlabelled samples per round, a per-round PPO early stop (``target_kl``), DPOK's KL (``kl``) and a
-    second PPO update per round on fresh samples (``inner_rounds``). Over seeds 0-5 this reached 20 % after
-    64 labels in every seed and 83.1 +- 13.6 % after 256, with a source error of 1.06 +- 0.15 (samples about
-    as natural to the base DDPM as real digits). With one update a round (seeds 0-2): 20 % after 107 +- 15
-    labels, 57.0 +- 3.9 % after 256, source error 1.12 +- 0.08.
+    The defaults were chosen with seeded runs of ``scripts/bench_hero.py`` (digit 7, success on samples
+    from fixed fresh noise): LoRA adapters, unlabelled samples scored by the embedding in every round, a
+    per-round PPO early stop (``target_kl``), DPOK's KL (``kl``) and a second PPO update per round on fresh
+    samples (``inner_rounds``). Their results are in ``bench-results/hero.md`` and the README's HERO
+    table; the settings they replaced are listed under it ("Older settings", with the flags that rerun
+    them). In short: full fine-tuning learnt more slowly and could drift to speckled samples both
+    classifiers accept; without the KL, LoRA learnt about as fast but drew blotchy samples; without the
+    early stop as well, a run could collapse in one round.
 
-    Full fine-tuning at lr 3e-4 (the earlier default) gave 149 +- 15 labels and 36.5 +- 8.3 %. Its source
-    error was 1.53 +- 0.63: seed 2 ended at 2.38, speckled 7s that both classifiers accept. Without the KL,
-    the same LoRA setting learnt about as fast (20 % after 85 +- 15 labels, 68.0 +- 15.5 % after 256) but
-    drew blotchy 7s (source error 1.3-2.3). Without the early stop too, one seed of three collapsed from
-    64 % to 0 % in one round (approx. KL 5.8).
-
-    ``policy_epochs`` 4 instead of 2 was no clear gain; ``reward_steps``, ``embed_dim`` and
+    More ``policy_epochs`` than the shared default was no clear gain; ``reward_steps``, ``embed_dim`` and
     ``triplet_margin`` were not tuned.
     """
 
     adapter: str = "lora"
-    """LoRA adapters (rank 8) on the frozen DDPM; ``full`` trains every weight (see the class docstring).
-    LoRA rank 4 at lr 1e-3 or 3e-3 barely moved (8.6 % after 128 labels, seed 0). At lr 1e-2 and 3e-2
-    PPO's ratios blew up (approx. KL 1-27)."""
+    """``lora``: LoRA adapters (rank ``lora_rank``) on the frozen DDPM; ``full`` trains every weight (see
+    the class docstring). Lower ranks barely moved at lower rates, and higher rates than the default
+    blew up PPO's ratios."""
     lr: float | None = None  # type: ignore[assignment]
-    """AdamW learning rate; ``None``: :data:`HERO_LR` for the adapter (LoRA 5e-3, full 3e-4; full at 1e-3
-    collapsed to 0 % after 64 labels, full at 1e-4 reached only 13.3 % after 256)."""
+    """AdamW learning rate (> 0); ``None``: :data:`HERO_LR` for the adapter. For full fine-tuning a higher
+    rate collapsed the model and a lower one learnt too slowly."""
     kl: float = 0.03
-    """DPOK's per-step KL to the base model (with LoRA: the model with its adapters off). It keeps the
-    samples natural: source error 1.12 +- 0.08 after 256 labels against 1.3-2.3 without it, at about the
-    same speed (see the class docstring). Not measured with ``adapter=full``."""
+    """DPOK's per-step KL to the base model (with LoRA: the model with its adapters off; >= 0). It keeps the
+    samples natural (a source error near 1) at about the same speed (see the class docstring). Not tuned
+    with ``adapter=full``."""
     target_kl: float | None = 1.0
     """PPO early stop per round (see :class:`~hfrl.agents.diffusion.config.OnlineDiffusionConfig`). Without
-    it, LoRA at lr 5e-3 collapsed on one seed of three. 0.5 stopped too early (20 % after 149 +- 40 labels
-    against 85 +- 15 at 1.0, both without ``kl``)."""
+    it, LoRA at its default rate could collapse; a lower value stops too early and slows learning."""
     inner_rounds: int = 2
-    """PPO updates per feedback round; the second on fresh chains from the updated model that only the
-    embedding scores. Over seeds 0-5 (256 labels) 2 against 1: 20 % after 64 labels in every seed (112 +- 24
-    with 1), 58.2 +- 5.0 % after 128 labels (28.6 +- 8.3), 83.1 +- 13.6 % after 256 (58.5 +- 9.4), source error
-    1.06 +- 0.15 (1.08 +- 0.09), diversity 87.8 +- 10.9 % of real 7s' (94.5 +- 8.3). Each round takes about
-    1.4x as long. Seed 2 peaked at 70 % after 192 labels and fell to 56 % (source error 1.37)."""
+    """PPO updates per feedback round (>= 1); the second on fresh chains from the updated model that only
+    the embedding scores. It cuts the labels needed but makes each round longer and narrows diversity (the
+    README's HERO table, "hero, one PPO update a round", from ``scripts/bench_hero.py``)."""
     extra_samples: int = 96
-    """Unlabelled samples per round, drawn like the labelled ones (around good noises), scored by the
-    embedding reward alone and added to the PPO batch. With LoRA (seed 0): 0 -> 10.2 % after 64 labels and
-    19.5 % after 128; 96 -> 28.9 % and 40.6 %. With full fine-tuning 96 did not help (16.4 % after 64
-    labels, 10.2 % after 128). 16 labels a round with 112 extra, without ``kl``, was faster (seeds 3-5: 20 %
-    after 32, 80 and 48 labels) but ran into blotchy 7s and a collapse (91 % -> 20 % on seed 3, source error
-    3). With the default ``kl`` and ``inner_rounds`` it reached 20 % after 37 +- 15 labels and 79.9 +- 8.5 %
-    after 160, source error 1.00 +- 0.03 (seeds 0-2), at 2.5x the time per label."""
+    """Unlabelled samples per round (>= 0), drawn like the labelled ones (around good noises), scored by the
+    embedding reward alone and added to the PPO batch. They help with LoRA, not with full fine-tuning.
+    Smaller labelled rounds with more extra samples need fewer labels but take more time per label
+    (README, "Smaller rounds"; ``scripts/bench_hero.py --batch-size 16 --set hero.extra_samples=112``)."""
     batch_size: int = 32
-    """Samples labelled per round. Smaller rounds update more often per label (full fine-tune): at lr 3e-4, 32
-    a round reached 20.3 % after 96 labels and 25.0 % after 128 (64 a round: 13.3 % after 128, 22.7 % after
-    192); at lr 1e-4 the two were alike (~10 % after 128). Over 3 seeds (``scripts/bench_hero.py``): 12.2 ->
-    20.6 +- 3.8 % after 128 labels, 29.4 +- 4.2 % after 256."""
+    """Samples labelled per round (>= 1). Smaller rounds update more often per label, which helps at the
+    higher learning rates (``scripts/bench_hero.py``, ``bench-results/hero.md``)."""
     eta: float = 1.0
-    """DDIM stochasticity (shared field, HERO's default stated here; measured with full fine-tuning). With
+    """DDIM stochasticity (shared field, HERO's default stated here; tuned with full fine-tuning). With
     ``eta = 1`` a chain's own noise outweighs its initial noise, so recycled noise barely changes success
-    (recycled ~ fresh). At 0.5 recycling pays at once (recycled 25.8 % vs fresh 10.2 % after 64 labels, lr
-    1e-4) but the model itself learnt more slowly (lr 3e-4, 64 a round: fresh 14.8 % vs 31.2 % after 256
-    labels; 32 a round: 9.4 % vs 20.3 % after 96). Over 3 seeds, 256 labels: ``eta = 0.5`` recycled 63.5 +-
-    13.5 % (34.1 % after 32 labels) but fresh 26.6 +- 9.6 %; ``eta = 1`` recycled 31.2 +- 3.9 %, fresh 29.4 +-
-    4.2 %. Labels to reach 20 % on the recycled noise: 64 +- 45 at 0.5 (4.3x fewer than D3PO's 277 +- 54), 139
-    +- 40 at 1. The fine-tuned model is sampled from fresh noise once HERO is done, so 1 stays; 0.5 suits
-    HERO's own sampling (at the cost of diversity: half its noises sit near the best one's)."""
+    (recycled ~ fresh). At 0.5 recycling pays at once on HERO's own noise, but the model itself learns more
+    slowly on fresh noise (README, "Recycled noise"; ``scripts/bench_hero.py --set hero.eta=0.5``). The
+    fine-tuned model is sampled from fresh noise once HERO is done, so 1 stays; 0.5 suits HERO's own
+    sampling (at the cost of diversity: half its noises sit near the best one's)."""
     epsilon: float = 0.1
-    """Noise-recycling ``eps``: how far the next round's initial noises stray from the good ones (paper:
-    0.1). Not tuned: at ``eta = 1`` recycling barely matters (see ``eta``)."""
+    """Noise-recycling ``eps`` in ``[0, 1]``: how far the next round's initial noises stray from the good
+    ones (paper: 0.1). Not tuned: at ``eta = 1`` recycling barely matters (see ``eta``)."""
     best_share: float = 0.5
-    """Share of the next round's noises drawn around the best sample's (paper: half). Not tuned (see
-    ``epsilon``)."""
+    """Share in ``[0, 1]`` of the next round's noises drawn around the best sample's (paper: half). Not
+    tuned (see ``epsilon``)."""
     recycle: bool = True
     """Feedback-guided generation on (False: fresh noise every round, the representation alone)."""
     embed_dim: int = 32
@@ -181,7 +165,7 @@ class HeroConfig(LearnedRewardPPOConfig):
     """Margin of the triplet loss, in cosine distance."""
     reference: str = "best"
     """Reward = similarity to the ``best`` samples' embeddings (paper) or to all ``good`` ones'. ``good``
-    was worse (lr 3e-4, 64 a round: 9.4 % vs 13.3 % after 128 labels)."""
+    learnt more slowly."""
 
     def __post_init__(self) -> None:
         if self.lr is None:

@@ -163,9 +163,9 @@ def reward_image_shape(reward: object) -> tuple[int, int, int] | None:
     if config is None or not hasattr(config, "image_size") or not hasattr(config, "arch"):
         return None
     channels = int(getattr(config, "channels", 1))
-    if config.arch == "similarity":
+    if config.arch == "similarity":  # its network is the denoiser's (a classical estimate takes any image)
         denoiser = getattr(config, "denoiser", None) or {}
-        return (int(denoiser.get("channels", channels)), -1, -1)
+        return (int(denoiser.get("channels", 1)), -1, -1) if "family" in denoiser else None
     return (channels, *(int(v) for v in config.image_size))  # type: ignore[return-value]
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from hfrl.classical import tune_classical
+from hfrl.classical import tune_on_source
 from hfrl.data import Domains
 from hfrl.evaluation import Evaluation, evaluate_generator
 from hfrl.judges import Evaluator
@@ -92,8 +91,7 @@ def reference_evaluations(
         return evaluate_generator(generator, domains, noise, evaluator, split="test", seed=0)
 
     label_free: dict[str, Evaluation] = {}
-    pairs = domains.source("val").images
-    choice = tune_classical(noise(pairs, torch.Generator().manual_seed(seed + 5)), pairs)
+    choice = tune_on_source(domains, noise, seed)
     label_free[f"classical ({choice.denoiser.method})"] = evaluate(choice.denoiser)
     if denoiser is not None:
         label_free[denoiser_name] = evaluate(denoiser)

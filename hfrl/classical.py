@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,3 +154,19 @@ def tune_classical(
                 best, best_psnr = candidate, score
     assert best is not None
     return ClassicalChoice(best, best_psnr, tuple(scores))
+
+
+def tune_on_source(domains: Any, noise: Any, seed: int = 0) -> ClassicalChoice:
+    """:func:`tune_classical` on a run's source-domain validation pairs.
+
+    The pairs are the source validation images under ``noise`` drawn with seed ``seed + 5``: the report's
+    classical baseline (:func:`hfrl.baselines.reference_evaluations`) and the reward's classical estimate
+    (:func:`hfrl.experiments.reward.prepare_reward` with ``reference="classical"``) are one denoiser.
+
+    Args:
+        domains: The run's :class:`~hfrl.data.Domains`.
+        noise: The run's noise model (``noise(clean, torch_generator)``).
+        seed: The run's seed.
+    """
+    pairs = domains.source("val").images
+    return tune_classical(noise(pairs, torch.Generator().manual_seed(seed + 5)), pairs)

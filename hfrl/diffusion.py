@@ -140,8 +140,8 @@ class UNetConfig:
         in_channels: Image channels (1 for grey digits).
         base_width: Channels at full resolution (default 16).
         width_mults: Channel multiplier per resolution; the default ``(1, 2, 4)`` gives 28 -> 14 -> 7 pixels
-            with 16, 32, 64 channels. Most of the cost is at full resolution, so width goes where it is cheap:
-            a training step of 64 images takes ~0.15 s on one CPU core (base width 32: ~4x that).
+            with 16, 32, 64 channels. Most of the cost is at full resolution, so width goes where it is cheap
+            (doubling ``base_width`` roughly quadruples the cost of a step).
         blocks_per_level: Residual blocks per resolution on the way down (one more on the way up).
         attention: One self-attention layer in the middle (at the lowest resolution, 7x7: 49 tokens, cheap).
         time_dim: Width of the timestep embedding.
@@ -729,7 +729,7 @@ def sample(
 class DDPMTrainConfig:
     """How :func:`train_ddpm` trains a noise predictor (Ho et al. 2020's simple loss).
 
-    The defaults fit a 2-core CPU: ~30 minutes for the crossed-7 mix.
+    The defaults are sized for a 2-core CPU; ``scripts/train_ddpm.py`` prints how long a run takes.
     """
 
     steps: int = 4000

@@ -16,9 +16,10 @@ Three families:
 * ``conv`` (default): conv encoder -> dense bottleneck -> conv decoder, plus a one-channel skip at quarter
   resolution. The dense bottleneck memorises what the source domain looks like, which reproduces the seed
   paper's failure: trained on noisy '0's it paints 0-like rings over other digits. Without the skip
-  (``skip_channels=0``) it paints a '0' over almost every digit (evaluator good-rate ~15 % on 1-9); with
-  the 7x7 one-channel skip, the coarse layout of the input gets through and the target outputs become the
-  mix of good and bad the seed paper starts from (~64 % good on 1-9, 100 % on '0's).
+  (``skip_channels=0``) it paints a '0' over almost every digit; with the 7x7 one-channel skip, the
+  coarse layout of the input gets through and the target outputs become the mix of good and bad the seed
+  paper starts from (the shipped source generators' good-rates, every result's lower bound, come from
+  ``scripts/bench_bounds.py``: ``bench-results/bounds.md`` and the README).
 * ``unet``: fully convolutional with skip connections; generalises across digits much better.
 * ``mlp``: a plain MLP auto-encoder.
 """

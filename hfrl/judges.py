@@ -19,11 +19,12 @@ each supplies its verdict and its preference score, and the wrapper adds seeded 
 
 Why these thresholds: the source generator's target outputs are often blends of the right digit and a
 '0', on which two good classifiers of different architecture disagree a lot (on the shipped generator's
-target outputs, "probability >= 0.5" verdicts of the two classifiers agree on only 75 % of images, with or
-without ensembling, longer training or mixup). Leaning on the shared structural test (SSIM 0.65) and
-asking the classifier only to rule out a wrong digit (0.2) raises labeler-evaluator agreement to ~87 %,
-about what two careful people reach on such images, while a generator that games one classifier is still
-caught by the other.
+target outputs, "probability >= 0.5" verdicts of the two classifiers often disagree, with or without
+ensembling, longer training or mixup). Leaning on the shared structural test (SSIM 0.65) and asking the
+classifier only to rule out a wrong digit (0.2) raises labeler-evaluator agreement to about what two
+careful people reach on such images (the labeler's own row in ``scripts/bench_reward.py``'s
+``bench-results/reward.md`` and the README), while a generator that games one classifier is still caught
+by the other.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ DATA_FIELDS = ("dataset", "source_data", "target_data")
 """Config fields that may hold the user's images (turned into ``ImageSet`` once, when the config is made)."""
 FAMILIES = ("conv", "unet", "mlp")
 """Generator architectures (:class:`hfrl.generators.GeneratorConfig` ``family``)."""
+REWARD_REFERENCES = ("n2s", "classical")
+"""Label-free estimates of the clean input the similarity reward can compare outputs with: ``n2s`` (a
+blind-spot denoiser trained on the noisy target images) and ``classical`` (a scikit-image denoiser tuned on
+the source domain's noisy/clean pairs); see :func:`hfrl.experiments.reward.prepare_reward`."""
 
 
 def parse_classes(text: str | Iterable[int]) -> tuple[int, ...]:

@@ -51,8 +51,8 @@ SELECTIONS = ("active", "random")
 class DemoConfig:
     """Everything one ``hfrl demo`` run does: the seed paper's pipeline end to end.
 
-    The defaults take about 90 CPU seconds (1 thread; 140 s of wall-clock time on a 2-core machine shared
-    with other work) and take the evaluator's target good-rate from 52 % to ~85 %.
+    The defaults keep a CPU run to a few minutes. Their time per stage is measured by
+    ``scripts/bench_demo.py`` (``bench-results/demo.md``); their result on each task is in the README.
     """
 
     SECTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -83,6 +83,7 @@ class DemoConfig:
             "human_timeout",
         ),
         "reward": (
+            "reward_reference",
             "denoiser_steps",
             "denoiser_radius",
             "denoiser_stride",
@@ -113,9 +114,9 @@ class DemoConfig:
     device: str = "auto"
     """``auto``, ``cpu`` or ``cuda``."""
     threads: int = 1
-    """torch CPU threads (0 keeps torch's choice). One by default: on a 2-core machine shared with other work,
-    two torch threads wait on each other and ran several times slower than one; on an idle machine two are
-    ~1.4x faster. Results can differ in the last digits between thread counts."""
+    """torch CPU threads (>= 0; 0 keeps torch's choice). One by default: on a machine whose cores are shared
+    with other work, two torch threads wait on each other and can run much slower than one; on an idle
+    machine two are faster. Results can differ in the last digits between thread counts."""
     out: str | None = None
     """Run directory (default ``runs/demo-TIMESTAMP``). Rerunning into a directory replaces its results."""
     progress: bool = True
@@ -172,9 +173,16 @@ class DemoConfig:
     """Most seconds to wait for a person's labels, all rounds together."""
 
     # -- reward ----------------------------------------------------------------------------------------
+    reward_reference: str | None = None
+    """The label-free estimate of the clean input that the similarity reward compares outputs with: ``n2s``
+    (a Noise2Self denoiser trained on the noisy target images; suits white noise) or ``classical`` (a
+    scikit-image denoiser tuned on the source domain's noisy/clean pairs; suits spatially correlated noise,
+    which blind-spot self-supervision cannot learn). Default: the task's."""
     denoiser_steps: int = 400
-    """Noise2Self steps of the label-free denoiser the similarity reward compares outputs with. SSIM of
-    its estimate to the clean digits is ~0.8 by 400 steps; more costs time for little."""
+    """Noise2Self steps of the label-free denoiser the similarity reward compares outputs with (>= 1). More
+    steps give a better estimate and so a better reward, at a proportional cost in time; the default keeps
+    the demo short (``scripts/bench_finetune.py`` uses more: the denoiser's estimate bounds what the reward
+    can teach, see the README's fine-tuning table)."""
     denoiser_radius: int | None = None
     """Half-width of the denoiser's blind spot: 0 hides single pixels (Noise2Self, for white noise), more
     hides a square, for spatially correlated noise (default: the task's)."""
@@ -184,18 +192,17 @@ class DemoConfig:
     reward_steps: int = 150
     """Optimiser steps per reward-model member (a logistic regression on three similarity features)."""
     reward_lr: float = 0.05
-    """Learning rate of each member. The similarity reward has four parameters: at the CNNs' 3e-3 its head
-    hardly leaves its random start in 300 steps (members then disagree even on the sign of a weight, and
-    fine-tuning against one such model drove the good-rate to 0 %); at 0.03-0.1 it converges the same from
+    """Learning rate of each member (> 0). The similarity reward has four parameters: at the CNNs' much
+    lower rate its head hardly leaves its random start (members then disagree even on the sign of a weight,
+    and fine-tuning against one such model destroyed the good-rate); at 0.03-0.1 it converges the same from
     every seed."""
     reward_members: int = 1
-    """Members of the reward the generator is fine-tuned against (1: one model on every label). With the
-    head converged, a mean of 3 scored the same (85.7 vs 85.6 % good after fine-tuning) at twice the
-    fine-tuning cost."""
+    """Members of the reward the generator is fine-tuned against (>= 1; 1: one model on every label). With
+    the head converged, a mean of several scores the same after fine-tuning and multiplies its cost."""
     monotone: bool = True
     """Keep the reward's weights on SSIM, correlation and RMSE to the denoised input at their natural signs,
     so that no output gains by being less alike in one of them (an unconstrained fit on 200 random labels
-    put a negative weight on SSIM, and fine-tuning against it drove the good-rate to 0.5 %)."""
+    put a negative weight on SSIM, and fine-tuning against it drove the good-rate to almost nothing)."""
 
     # -- fine-tuning -----------------------------------------------------------------------------------
     agent: str = "reward-grad"
@@ -243,9 +250,12 @@ class DemoConfig:
         from hfrl.noise import make_noise
 
         make_noise(str(self.noise), 0.0)  # an unknown model or parameter is one line here
+        from hfrl.names import REWARD_REFERENCES
+
         for name, allowed in (
             ("dataset", DATASETS),
             ("device", DEVICE_CHOICES),
+            ("reward_reference", REWARD_REFERENCES),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

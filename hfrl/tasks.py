@@ -7,7 +7,7 @@ the train/val/test split. The environment (``gym.make("hfrl/Denoise-v0", task=NA
 config (``task=``), the demo, the benchmarks and the CLI (``--task NAME``) take a task by name; any of
 its fields can still be set on its own, which overrides the task's value.
 
-The shipped tasks (``scripts/task_bounds.py`` measures each one's four references, listed in the README):
+The shipped tasks (``scripts/bench_bounds.py`` measures each one's four references, listed in the README):
 
 * ``digits-correlated`` (the default): MNIST digits under spatially correlated Gaussian noise. A person
   reads the digit in the noisy input, the source generator (trained on noisy '0's) fails on many other
@@ -56,6 +56,9 @@ class Task:
         denoiser_radius: Blind-spot half-width of the label-free denoiser that suits the noise (0 for
             white noise; wider than the correlation for correlated noise).
         denoiser_stride: Its pixel-shuffle factor (1: whole images).
+        reward_reference: The label-free estimate the similarity reward compares outputs with: ``n2s``
+            (the blind-spot denoiser above) or ``classical`` (a classical denoiser tuned on the source
+            pairs), whichever the noise suits (see :data:`hfrl.experiments.reward.REFERENCES`).
     """
 
     name: str
@@ -72,6 +75,7 @@ class Task:
     split_seed: int = 0
     denoiser_radius: int = 0
     denoiser_stride: int = 1
+    reward_reference: str = "n2s"
 
     def generator_path(self) -> Path:
         """The source generator checkpoint (without suffix): a shipped asset or the path as given."""
@@ -104,6 +108,7 @@ TASKS: dict[str, Task] = {
             noise_level=0.3,
             generator="denoiser_correlated",
             denoiser_radius=2,
+            reward_reference="classical",
         ),
         Task(
             name="digits-white",

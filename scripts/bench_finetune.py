@@ -244,6 +244,7 @@ def run(args: Args) -> dict[str, Any]:
                 n_labels=n,
                 seed=seed,
                 task=task.name,
+                reference=task.reward_reference,
                 denoiser_steps=args.denoiser_steps,
                 denoiser_radius=task.denoiser_radius,
                 denoiser_stride=task.denoiser_stride,

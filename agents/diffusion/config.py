@@ -19,7 +19,8 @@ class OnlineDiffusionConfig:
 
     # -- the task --------------------------------------------------------------------------------------
     target_class: int = DEFAULT_TARGET_CLASS
-    """The digit ``k`` people want (the base model draws it ~10 % of the time)."""
+    """The digit ``k`` people want (0-9; the base model draws it rarely: its rate is the "success before"
+    column of ``scripts/bench_hero.py``'s ``bench-results/hero.md``)."""
     ddpm: str = DDPM_DIGITS
     """DDPM to fine-tune: a shipped asset name or a checkpoint path (default: all digits)."""
     rounds: int = 10
@@ -40,15 +41,14 @@ class OnlineDiffusionConfig:
     its convolutions and linear layers, :mod:`hfrl.lora`; the run directory then also keeps the adapters
     alone, ``adapters.*``: 0.5 MB at rank 8 beside the 2.7 MB model, whose layers are only 16-64 wide)."""
     lora_rank: int = 8
-    """Rank ``r`` of the LoRA adapters (HERO's tuning: rank 4 barely moved at lr 1e-3 to 3e-3, see
+    """Rank ``r`` of the LoRA adapters (>= 1; in HERO's tuning lower ranks barely moved, see
     :class:`~hfrl.agents.hero.HeroConfig`)."""
     lora_alpha: float | None = None
     """LoRA scale numerator: updates are ``alpha / r`` times the low-rank product (default ``r``)."""
     lr: float = 3e-4
-    """AdamW learning rate of the diffusion model (full fine-tune). Tuned on seed 0, digit 7 (success on
-    128 fresh-noise samples, base 7.8 %): after 256 labels HERO (64 a round) 13.3 % at 1e-4 and 31.2 % at
-    3e-4, while 1e-3 collapsed to 0 % after 64; DDPO 33.6 % at 3e-4 (21.1 % after 512 labels at 1e-4).
-    (1e-5 was ten times slower than 1e-4.) RWL and D3PO keep 1e-4 (see theirs)."""
+    """AdamW learning rate of the diffusion model (full fine-tune, > 0). Lower rates learn much more
+    slowly; higher ones collapse the model within a round or two. Chosen with ``scripts/bench_hero.py``
+    (``bench-results/hero.md``); RWL and D3PO keep a lower rate (see theirs)."""
     policy_epochs: int = 2
     """Passes over each round's samples."""
     minibatch_size: int = 32
@@ -58,16 +58,16 @@ class OnlineDiffusionConfig:
     ratios move fast (DDPO clips at 1e-4 for Stable Diffusion)."""
     min_step_std: float = 0.05
     """Steps whose Gaussian is narrower than this (in ``[-1, 1]`` units) are not trained: the last steps of a
-    short chain (std ~0.01) only clean up a finished image, and their log-ratios explode (a step of
-    lr 1e-5 moved them 100x more than the others)."""
+    short chain (std ~0.01) only clean up a finished image, and their log-ratios explode (even a small
+    step moves them far more than the others)."""
     kl: float = 0.0
     """Weight of the per-step KL to the frozen base model (DPOK, Fan et al. 2023); 0 = off."""
     target_kl: float | None = None
     """Early stop of a round's PPO update (as Stable-Baselines3's ``target_kl``): once a minibatch's mean
     per-step approximate KL between the model and the round's sampling policy passes ``1.5 * target_kl``,
     its gradient is dropped and the round's remaining epochs are skipped. ``None``: every epoch runs. The
-    KL sums over the image's pixels, so values near 1 are common here (a round's first Adam step alone moves
-    full fine-tuning by ~1); a blown-up update reads 5 or more."""
+    KL sums over the image's pixels, so values near 1 are common here (a round's first Adam step alone can
+    move full fine-tuning that far); a blown-up update reads several times more."""
     max_grad_norm: float = 1.0
     """Gradient-norm clipping."""
 

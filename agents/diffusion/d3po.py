@@ -23,12 +23,11 @@ class D3POConfig(OnlineDiffusionConfig):
     """D3PO-style preference fine-tuning: pairs of samples, no reward model."""
 
     lr: float = 1e-4
-    """AdamW learning rate. 3e-4 was faster on seed 0 (27.3 % after 256 labels vs 15.6 %) but collapsed on
-    the other seeds (seed 1: 14.8 -> 0.8 % once a round's pairs held no 7 and every answer was a tie; seed
-    2: 14.1 -> 7.0 %); 1e-4 rose on all three. With LoRA rank 8 at lr 3e-3 (3 seeds, 512 labels, 2-core
-    Xeon) 20 % took 299 +- 66 labels against 309 +- 144 here, and one seed ended at 11.7 %; with an unseeded
-    adapter init the same setting took 160 +- 52: no robust gain, so full fine-tuning stays. LoRA at 5e-3
-    collapsed (seed 0: 28.9 % after 128 labels, 0 % from 160 on)."""
+    """AdamW learning rate (> 0). The shared default, a higher one, learnt faster on some seeds but
+    collapsed on others (once a round's pairs held no target digit, every answer was a tie); this rate rose
+    on every seed. LoRA adapters gave no robust gain over full fine-tuning and collapsed at HERO's rate, so
+    full fine-tuning stays. Chosen with ``scripts/bench_hero.py --methods d3po`` (``bench-results/hero.md``
+    and the README's HERO table)."""
     beta: float = 0.1
     """DPO temperature on the per-step log-ratios."""
 

@@ -25,16 +25,16 @@ class RWLDiffusionConfig(OnlineDiffusionConfig):
     """Reward-weighted likelihood for diffusion (Lee et al. 2023, arXiv 2302.12192)."""
 
     lr: float = 1e-4
-    """AdamW learning rate. 3e-4 did not help RWL (seed 0: 15.6 % after 192 labels, 9.4 % after 256; 1e-4
-    reached 14.1 % after 512)."""
+    """AdamW learning rate (> 0). The shared default, a higher one, did not help RWL: its success rate
+    fell back later in the run (``scripts/bench_hero.py --methods rwl``, ``bench-results/hero.md``)."""
     rwl_steps: int = 16
     """Gradient steps per round on the generated samples so far."""
     rwl_batch_size: int = 32
     """Generated samples per step (and as many pre-training images)."""
     beta: float = 0.2
-    """Weight of the pre-training loss (denoising real digits of every class), Lee et al.'s ``beta``. With
-    ``beta = 1``, 8 steps and ``reward`` weighting, 8 rounds moved the success rate only 7.8 -> 10.2 %
-    (seed 0); these defaults reached 14-16 %."""
+    """Weight of the pre-training loss (denoising real digits of every class), Lee et al.'s ``beta`` (>= 0).
+    Higher values keep the base model's skill but slow learning: Lee et al.'s ``beta = 1`` with ``reward``
+    weighting barely moved the success rate here (``scripts/bench_hero.py --methods rwl``)."""
     weighting: str = "filter"
     """``reward``: the reward model's probability of good (Lee et al.); ``filter``: 1 above 0.5, else 0
     (the mass of bad samples at ``P(good) ~ 0.2`` otherwise dilutes the few good ones)."""

@@ -1,6 +1,6 @@
 """``hfrl hero``: online fine-tuning of the digits DDPM from human feedback (HERO and baselines).
 
-The target is "only digit K", which the shipped all-digits DDPM draws about one time in ten. Each round
+The target is "only digit K", which the shipped all-digits DDPM rarely draws. Each round
 samples a batch, asks for feedback through the feedback store — the synthetic labeler headless (default),
 or people on the labelling page with ``--human`` (served by this command) — and updates the model:
 

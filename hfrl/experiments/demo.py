@@ -7,8 +7,9 @@ Stages, each shown as it runs and timed:
 
 1. ``setup``: load the shipped source generator (trained on noisy '0's); its outputs on noisy
    target-domain digits (1-9) form the pool that labels are asked about.
-2. ``denoiser``: a label-free Noise2Self denoiser on those noisy images, which the similarity reward
-   compares outputs with.
+2. ``denoiser``: the label-free estimate of the clean inputs that the similarity reward compares outputs
+   with: a Noise2Self denoiser trained on those noisy images, or (``reward_reference = "classical"``, the
+   default task's choice) a classical denoiser tuned on the source domain's noisy/clean pairs.
 3. ``labels``: N labels in rounds through the feedback queue — the first round at random, later ones
    where a small reward ensemble disagrees most — answered by the synthetic labeler through the same
    store functions as the labelling page, or with ``--human`` by a person on that page.
@@ -44,7 +45,7 @@ from hfrl.tasks import get_task
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("setup", "load the source generator; its outputs on noisy target-domain digits"),
-    ("denoiser", "label-free denoiser behind the similarity reward (Noise2Self)"),
+    ("denoiser", "label-free estimate behind the similarity reward (Noise2Self or classical)"),
     ("labels", "collect labels through the feedback queue"),
     ("reward", "fit the reward model to the labels in the store"),
     ("finetune", "fine-tune the generator against the reward"),
@@ -273,6 +274,7 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
         candidates=config.candidates,
         ensemble=config.ensemble,
         reward_members=config.reward_members,
+        reference=str(config.reward_reference),
         denoiser_steps=config.denoiser_steps,
         denoiser_radius=int(config.denoiser_radius or 0),
         denoiser_stride=int(config.denoiser_stride or 1),
@@ -340,7 +342,8 @@ def run_demo(config: DemoConfig, *, announce: Any = print) -> DemoResult:
             trainer.noise,
             trainer.evaluator,
             task=task if same_task else None,
-            denoiser=getattr(info.model, "denoiser", None),
+            # a classical estimate is the classical row already
+            denoiser=getattr(info.model, "denoiser", None) if config.reward_reference == "n2s" else None,
             denoiser_name=f"self-supervised denoiser (stage 2, {info.denoiser.get('variant', 'n2s')})",
             seed=config.seed,
         )

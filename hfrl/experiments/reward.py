@@ -26,6 +26,7 @@ from hfrl.feedback.collect import label_server
 from hfrl.feedback.engine import DEFAULT_DB_NAME
 from hfrl.feedback.errors import FeedbackError
 from hfrl.feedback.queue import FeedbackQueue
+from hfrl.names import REWARD_REFERENCES
 
 if TYPE_CHECKING:  # reward models pull in torchmetrics: imported where they are used
     from hfrl.rewards import RewardModel
@@ -147,6 +148,45 @@ def _agreement_with_evaluator(
     return binary_report(model.predict_th(pool.noisy[idx], pool.outputs[idx]), verdict.float())
 
 
+REFERENCES = REWARD_REFERENCES
+"""See :data:`hfrl.names.REWARD_REFERENCES`."""
+
+
+def _n2s_reference(
+    noisy: torch.Tensor, steps: int, radius: int, stride: int, seed: int, device: torch.device
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A Noise2Self denoiser trained on ``noisy`` and its training summary."""
+    from hfrl.rewards import DenoiserConfig, train_denoiser
+
+    config = DenoiserConfig(
+        steps=steps, seed=seed, device=str(device), radius=radius, stride=stride, grid=max(4, 2 * radius + 2)
+    )
+    denoiser, info = train_denoiser(noisy, config)
+    return denoiser, {"images": int(noisy.shape[0]), "steps": steps, "variant": config.variant, **info}
+
+
+def classical_reference(domains: Any, noise: Any, seed: int = 0) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The classical denoiser tuned on the source domain's validation pairs, and what was chosen.
+
+    :func:`hfrl.classical.tune_on_source`: the report's classical baseline is the same denoiser.
+
+    Args:
+        domains: The run's :class:`~hfrl.data.Domains`.
+        noise: The run's noise model.
+        seed: The run's seed.
+    """
+    from hfrl.classical import tune_on_source
+
+    start = time.perf_counter()
+    choice = tune_on_source(domains, noise, seed)
+    d = choice.denoiser
+    return d, {
+        "variant": f"classical {d.method} {d.value:g}",
+        "source_psnr": choice.psnr,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 @contextlib.contextmanager
 def _timed(stage: StageHook | None, name: str, seconds: dict[str, float]) -> Iterator[None]:
     start = time.perf_counter()
@@ -175,6 +215,7 @@ def prepare_reward(
     candidates: int = 1000,
     ensemble: int = 3,
     reward_members: int = 1,
+    reference: str = "n2s",
     denoiser_steps: int = 400,
     denoiser_radius: int = 0,
     denoiser_stride: int = 1,
@@ -196,7 +237,11 @@ def prepare_reward(
     """The shipped task's store -> labels -> reward model, written under ``out_dir``.
 
     1. ``setup``: outputs of the generator on ``pool`` noisy target-domain train images.
-    2. ``denoiser``: the label-free Noise2Self denoiser on those noisy images (no labels, no clean images).
+    2. ``denoiser``: the label-free estimate of the clean inputs that the similarity reward compares
+       outputs with (no labels, no clean target image): a Noise2Self denoiser trained on those noisy
+       images (``reference="n2s"``), or the classical denoiser tuned on the source domain's noisy/clean
+       pairs (``reference="classical"``, :func:`hfrl.classical.tune_classical`), which suits noise that
+       blind-spot self-supervision cannot learn (spatially correlated noise).
     3. ``labels``: ``n_labels`` answers in ``rounds`` through ``OUT/feedback.sqlite``: from the synthetic
        labeler, or with ``human`` from a person on the labelling page (served at ``host:port`` from a
        background thread until the labels are in; ``timeout`` bounds the wait).
@@ -226,7 +271,9 @@ def prepare_reward(
         candidates: Outputs scored per active round.
         ensemble: Members of the ensembles whose disagreement picks active queries (>= 2).
         reward_members: Members of the final reward (1: a single model on every label).
-        denoiser_steps: Noise2Self steps.
+        reference: The label-free estimate inside the reward (see :data:`REFERENCES`): ``n2s`` or
+            ``classical``.
+        denoiser_steps: Noise2Self steps (``n2s``).
         denoiser_radius: Half-width of the denoiser's blind spot (0: one pixel; more for correlated noise).
         denoiser_stride: Pixel-shuffle factor of the denoiser (1: whole images).
         reward_steps: Training steps per reward member.
@@ -266,7 +313,7 @@ def prepare_reward(
         require_judge,
     )
     from hfrl.noise import make_noise
-    from hfrl.rewards import DenoiserConfig, RewardTrainingConfig, save_reward_model, train_denoiser
+    from hfrl.rewards import RewardTrainingConfig, save_reward_model
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
     from hfrl.tasks import fill_from_task
 
@@ -293,6 +340,8 @@ def prepare_reward(
     labeler, evaluator = filled["labeler"], filled["evaluator"]
     if generator is None:
         generator = fill_from_task({"generator": None}, task, ("generator",))["generator"]
+    if reference not in REFERENCES:
+        raise ConfigError(f"unknown reward reference {reference!r}; expected one of {', '.join(REFERENCES)}")
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
     data = load_dataset(dataset, data_dir)  # its shape chooses the judges, before any work
@@ -328,21 +377,12 @@ def prepare_reward(
             raise ConfigError(f"cannot ask for {n_labels} labels from a pool of {len(label_pool)} outputs")
 
     with _timed(stage, "denoiser", seconds):
-        den_config = DenoiserConfig(
-            steps=denoiser_steps,
-            seed=seed,
-            device=str(dev),
-            radius=denoiser_radius,
-            stride=denoiser_stride,
-            grid=max(4, 2 * denoiser_radius + 2),
-        )
-        denoiser, den_info = train_denoiser(label_pool.noisy, den_config)
-        den_info = {
-            "images": len(label_pool),
-            "steps": denoiser_steps,
-            "variant": den_config.variant,
-            **den_info,
-        }
+        if reference == "classical":
+            denoiser, den_info = classical_reference(domains, make_noise(noise, noise_level), seed)
+        else:
+            denoiser, den_info = _n2s_reference(
+                label_pool.noisy, denoiser_steps, denoiser_radius, denoiser_stride, seed, dev
+            )
 
     training = RewardTrainingConfig(steps=reward_steps, lr=reward_lr, seed=seed, device=str(dev))
     reward_dir = out / "reward"
@@ -424,8 +464,10 @@ def prepare_reward(
 
 
 __all__ = [
+    "REFERENCES",
     "LabelPool",
     "RewardInfo",
+    "classical_reference",
     "StageHook",
     "make_label_pool",
     "prepare_reward",

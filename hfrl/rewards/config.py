@@ -40,8 +40,8 @@ class DenoiserConfig:
     """How the self-supervised denoiser is trained."""
 
     steps: int = 1000
-    """Optimiser steps. The masked loss levels off after a few hundred, but the estimate keeps improving:
-    SSIM to the clean digits 0.81 after 600 steps, 0.83 after 1500 (target test split, sigma 0.5)."""
+    """Optimiser steps (>= 1). The masked loss levels off after a few hundred, but the estimate's SSIM to
+    the clean images keeps improving slowly beyond that, so more steps still help the reward."""
     batch_size: int = 64
     """Noisy images per step."""
     lr: float = 2e-3
@@ -85,9 +85,9 @@ class RewardTrainingConfig:
     """How a reward model is fitted. Field names are what the CLI and sweeps set."""
 
     steps: int = 500
-    """Optimiser steps. For the output-only CNN at 200 labels, held-out AUC against the labeler rose from
-    0.63 (150 steps) to 0.70 (300) and 0.74 (500), then stayed (1000); augmentation keeps ~150 passes over
-    the labels from overfitting."""
+    """Optimiser steps (>= 0). For the output-only CNN the held-out AUC against the labeler keeps rising
+    up to about the default and then stays; augmentation keeps the many passes over a few hundred labels
+    from overfitting (reward models' agreement: ``scripts/bench_reward.py``, ``bench-results/reward.md``)."""
     batch_size: int = 64
     """Labelled examples (samples, pairs or triplets) per step."""
     lr: float = 3e-3

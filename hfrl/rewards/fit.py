@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, DataError
 from hfrl.rewards.config import COMBINES, KINDS, MODELS
-from hfrl.rewards.denoiser import DenoiserConfig, SelfSupervisedDenoiser, train_denoiser
+from hfrl.rewards.denoiser import DenoiserConfig, train_denoiser
 from hfrl.rewards.ensemble import RewardEnsemble
 from hfrl.rewards.metrics import binary_report, pairwise_report
 from hfrl.rewards.models import RewardModel, RewardModelConfig, SimilarityReward
@@ -58,14 +58,14 @@ class RewardFit:
         checkpoint: ``OUT/model.safetensors``; ``OUT`` itself loads as a reward checkpoint too.
         report: The content of ``report.json`` (rows, validation, denoiser, training settings, seconds).
         results: One training result per member (loss histories).
-        denoiser: The self-supervised denoiser inside the model (``None`` for models without one).
+        denoiser: The label-free estimator inside the model (``None`` for models without one).
     """
 
     model: RewardModel
     checkpoint: Path
     report: dict[str, Any]
     results: list[TrainResult] = field(default_factory=list)
-    denoiser: SelfSupervisedDenoiser | None = None
+    denoiser: nn.Module | None = None
 
 
 def default_model(kind: str) -> str:
@@ -193,7 +193,7 @@ def make_monotone(model: RewardModel) -> RewardModel:
     regression on a few hundred labels often gives one of them the "wrong" sign (e.g. a negative SSIM
     weight beside a large correlation weight). A generator fine-tuned by the reward's gradient then trades
     that feature away: in one run against such a head (fitted on 200 random labels) the evaluator's
-    good-rate fell from 52 % to 0.5 % while PSNR rose. Here the head starts at the label-free prior
+    good-rate fell to almost nothing while PSNR rose. Here the head starts at the label-free prior
     :data:`LABEL_FREE_WEIGHTS` and keeps its signs throughout training (weights ``signs * softplus(raw)``).
     Call :func:`finish_monotone` after training to turn the constraint back into plain weights.
 
@@ -252,7 +252,7 @@ def fit_reward_from_store(
     val_fraction: float = 0.2,
     min_votes: int = 1,
     training: RewardTrainingConfig | None = None,
-    denoiser: SelfSupervisedDenoiser | None = None,
+    denoiser: nn.Module | None = None,
     denoiser_config: DenoiserConfig | None = None,
     extra_denoiser_images: torch.Tensor | None = None,
     evaluator: str | Path | None = None,
@@ -274,8 +274,10 @@ def fit_reward_from_store(
             skips validation.
         min_votes: Leave out rows with fewer votes.
         training: Training settings (default :class:`RewardTrainingConfig` with ``seed`` and ``device``).
-        denoiser: A trained self-supervised denoiser to put inside models that need one; trained here
-            (on the store's noisy inputs plus ``extra_denoiser_images``) when ``None``.
+        denoiser: The label-free estimator to put inside models that need one: a trained
+            self-supervised denoiser or a :class:`~hfrl.classical.ClassicalDenoiser`; a self-supervised
+            denoiser is trained here (on the store's noisy inputs plus ``extra_denoiser_images``) when
+            ``None``.
         denoiser_config: Settings for that training (default :class:`DenoiserConfig` with ``seed``).
         extra_denoiser_images: ``(M, C, H, W)`` further noisy images for the denoiser (no labels, no
             clean images), e.g. target-domain images drawn as the environment draws them.
@@ -436,7 +438,7 @@ def _save(path: Path, model: RewardModel, metadata: dict[str, Any]) -> Path:
 
 
 def ensemble_fitter(
-    denoiser: SelfSupervisedDenoiser,
+    denoiser: nn.Module,
     members: int = 3,
     config: RewardTrainingConfig | None = None,
     combine: str = "mean",
@@ -445,7 +447,8 @@ def ensemble_fitter(
     """A function that trains a similarity-reward ensemble on the labels so far (for active selection).
 
     Args:
-        denoiser: The trained self-supervised denoiser every member holds (shared, frozen).
+        denoiser: The label-free estimator every member holds (shared, frozen): a trained
+            self-supervised denoiser or a classical one.
         members: Ensemble size (2 or more, or the disagreement is always 0).
         config: Training settings of each member (member ``i`` uses ``seed + i``).
         combine: ``mean`` or ``product``.
@@ -472,17 +475,18 @@ def ensemble_fitter(
 
 @torch.no_grad()
 def label_free_similarity_reward(
-    denoiser: SelfSupervisedDenoiser, noisy: torch.Tensor, outputs: torch.Tensor, seed: int = 0
+    denoiser: nn.Module, noisy: torch.Tensor, outputs: torch.Tensor, seed: int = 0
 ) -> SimilarityReward:
     """The similarity reward before any label: a fixed head on features standardised on unlabelled pairs.
 
     ``logit = z_ssim + z_corr - z_rmse`` (:data:`LABEL_FREE_WEIGHTS`, bias 0), with each feature
     standardised over the given (noisy, output) pairs: an output scores 0.5 when it is as alike to the
     denoised input as the average output, more when it is more alike. This is the prior that labels
-    then sharpen; ``scripts/bench_reward.py`` shows SSIM alone ranks outputs at AUC ~0.79.
+    then sharpen; ``scripts/bench_reward.py`` (``bench-results/reward.md``) measures how well SSIM alone
+    ranks outputs.
 
     Args:
-        denoiser: The trained self-supervised denoiser.
+        denoiser: The label-free estimator (a trained self-supervised denoiser or a classical one).
         noisy: ``(N, C, H, W)`` unlabelled noisy inputs (at least 2).
         outputs: ``(N, C, H, W)`` the generator's outputs for them.
         seed: Initialisation seed (the head is overwritten; kept for symmetry with trained models).

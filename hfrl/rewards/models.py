@@ -200,7 +200,7 @@ class RewardModel(nn.Module):
     """
 
     config: RewardModelConfig
-    denoiser: SelfSupervisedDenoiser | None  # set by subclasses (a class default would hide the module)
+    denoiser: nn.Module | None  # set by subclasses (a class default would hide the module)
 
     @property
     def uses_noisy(self) -> bool:
@@ -313,13 +313,45 @@ def check_denoiser_inputs(config: RewardModelConfig) -> None:
         raise ConfigError(f"a {config.arch} reward model needs at least one input channel")
 
 
-def frozen_denoiser(config: RewardModelConfig) -> SelfSupervisedDenoiser | None:
-    """The denoiser a config asks for, untrained and with gradients off.
+CLASSICAL_KEY = "classical"
+"""Key of a reward config's ``denoiser`` dict that holds a classical denoiser's settings instead of a
+network's architecture."""
 
-    Its weights come from a checkpoint or from :func:`hfrl.rewards.training.make_reward_model`.
+
+def denoiser_spec(denoiser: nn.Module) -> dict[str, Any]:
+    """What a reward model's config records of the label-free estimator inside it.
+
+    Args:
+        denoiser: A :class:`~hfrl.rewards.denoiser.SelfSupervisedDenoiser` (its network's architecture is
+            recorded; its weights are saved with the reward model) or a
+            :class:`~hfrl.classical.ClassicalDenoiser` (its settings are recorded: it has no weights).
+
+    Raises:
+        ConfigError: for any other module.
+    """
+    if isinstance(denoiser, SelfSupervisedDenoiser):
+        return denoiser.config.to_dict()
+    from hfrl.classical import ClassicalDenoiser
+
+    if isinstance(denoiser, ClassicalDenoiser):
+        return {CLASSICAL_KEY: denoiser.to_dict()}
+    raise ConfigError(
+        f"a reward model's estimator must be a SelfSupervisedDenoiser or a ClassicalDenoiser, got {type(denoiser).__name__}"
+    )
+
+
+def frozen_denoiser(config: RewardModelConfig) -> nn.Module | None:
+    """The label-free estimator a config asks for, with gradients off.
+
+    A network's weights come from a checkpoint or from :func:`hfrl.rewards.training.make_reward_model`; a
+    classical denoiser (``{"classical": {...}}``) is rebuilt from its settings alone.
     """
     if config.denoiser is None:
         return None
+    if CLASSICAL_KEY in config.denoiser:
+        from hfrl.classical import ClassicalDenoiser
+
+        return ClassicalDenoiser(**config.denoiser[CLASSICAL_KEY]).eval()
     denoiser = SelfSupervisedDenoiser(config.denoiser)
     for p in denoiser.parameters():
         p.requires_grad_(False)

@@ -30,10 +30,9 @@ from hfrl.device import resolve_device
 from hfrl.errors import ConfigError, DataError
 from hfrl.rewards.augment import perturb_inputs
 from hfrl.rewards.config import RESAMPLING, RewardTrainingConfig
-from hfrl.rewards.denoiser import SelfSupervisedDenoiser
 from hfrl.rewards.embedding import EmbeddingReward
 from hfrl.rewards.ensemble import RewardEnsemble
-from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward
+from hfrl.rewards.models import CNNReward, RewardModel, RewardModelConfig, SimilarityReward, denoiser_spec
 from hfrl.rewards.objectives import (
     binary_loss,
     bradley_terry_loss,
@@ -77,19 +76,20 @@ def build_single(config: RewardModelConfig) -> RewardModel:
 
 
 def make_reward_model(
-    config: RewardModelConfig | None = None, seed: int = 0, denoiser: SelfSupervisedDenoiser | None = None
+    config: RewardModelConfig | None = None, seed: int = 0, denoiser: nn.Module | None = None
 ) -> RewardModel:
     """Build a reward model with weights drawn from ``seed`` (the global RNG is left untouched).
 
     Args:
         config: Architecture (default: :class:`RewardModelConfig`'s defaults, an output-only CNN).
         seed: Initialisation seed.
-        denoiser: A trained self-supervised denoiser to put inside (its architecture replaces
-            ``config.denoiser``; its weights are copied).
+        denoiser: The label-free estimator to put inside: a trained self-supervised denoiser (its
+            architecture replaces ``config.denoiser``; its weights are copied) or a classical denoiser
+            (its settings replace ``config.denoiser``).
     """
     config = config or RewardModelConfig()
     if denoiser is not None:
-        config = replace(config, denoiser=denoiser.config.to_dict())
+        config = replace(config, denoiser=denoiser_spec(denoiser))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_single(config)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from hfrl.errors import ConfigError
 from hfrl.experiments.labels import CollectedLabels
 from hfrl.experiments.reward import prepare_reward
 from hfrl.feedback import FeedbackError
@@ -101,3 +102,16 @@ def test_prepare_reward_on_colour_images_no_shipped_judge_reads(tmp_path) -> Non
     with pytest.warns(UserWarning, match="not measured"):
         trainer = make_trainer("reinforce", config, reward=str(path), run_dir=tmp_path / "ft")
     assert trainer.train().final["not_measured"]
+
+
+def test_prepare_reward_with_the_classical_estimate_tunes_it_on_source_pairs(tmp_path) -> None:
+    from hfrl.classical import ClassicalDenoiser
+
+    path, info = prepare_reward(
+        tmp_path / "run", n_labels=12, rounds=2, ensemble=2, seed=0, reference="classical", **TINY
+    )
+    assert info.denoiser["variant"].startswith("classical ") and info.denoiser["source_psnr"] > 15
+    assert isinstance(info.model.denoiser, ClassicalDenoiser)
+    assert isinstance(load_reward_model(path).denoiser, ClassicalDenoiser)
+    with pytest.raises(ConfigError, match="unknown reward reference 'bm3d'"):
+        prepare_reward(tmp_path / "other", n_labels=0, reference="bm3d", **TINY)

@@ -207,3 +207,21 @@ def test_reward_models_score_images_of_their_shape(channels: int, size: tuple[in
     old = config.to_dict()
     old.pop("channels")  # a checkpoint written before colour: grey
     assert RewardModelConfig.from_dict(old).channels == 1
+
+
+def test_similarity_reward_with_a_classical_estimate_saves_its_settings_and_no_weights(tmp_path) -> None:
+    from hfrl.classical import ClassicalDenoiser
+
+    estimate = ClassicalDenoiser("tv", 0.2, gain=1.2, offset=-0.1)
+    model = make_reward_model(RewardModelConfig(arch="similarity"), seed=0, denoiser=estimate)
+    assert model.config.denoiser == {"classical": estimate.to_dict()}
+    noisy, output = _batch(4)
+    torch.testing.assert_close(model.denoise(noisy), estimate(noisy))
+    path = save_reward_model(tmp_path / "rm", model)
+    doc = json.loads((tmp_path / "rm.json").read_text())
+    assert doc["config"]["denoiser"]["classical"]["method"] == "tv"
+    again = load_reward_model(path)
+    assert isinstance(again.denoiser, ClassicalDenoiser) and again.denoiser.to_dict() == estimate.to_dict()
+    torch.testing.assert_close(again.predict_th(noisy, output), model.predict_th(noisy, output))
+    with pytest.raises(ConfigError, match="SelfSupervisedDenoiser or a ClassicalDenoiser"):
+        make_reward_model(RewardModelConfig(arch="similarity"), denoiser=torch.nn.Identity())
