@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,12 +48,19 @@ from hfrl.data import (
     same_data,
 )
 from hfrl.device import resolve_device
-from hfrl.envs.rewards import RewardSpec
+from hfrl.envs.rewards import RewardSpec, call_reward
 from hfrl.envs.vector import BatchedDenoiseEnv
 from hfrl.envs.wrappers import SourceAuxTerm
 from hfrl.errors import CheckpointError, ConfigError, HfrlError
-from hfrl.evaluation import Evaluation, compare, evaluate_generator, evaluate_on
-from hfrl.judges import Evaluator, require_judge
+from hfrl.evaluation import DomainEvaluation, Evaluation, compare, evaluate_generator, evaluate_on
+from hfrl.judges import (
+    Evaluator,
+    NotMeasuredWarning,
+    check_judge_shape,
+    digit_judge_applies,
+    missing_judge_note,
+    require_judge,
+)
 from hfrl.noise import make_noise
 from hfrl.policy import GaussianPolicy
 from hfrl.runs import CSVLogger, atomic_write, make_run_dir, write_json
@@ -192,9 +200,15 @@ class Trainer(ABC):
             max_value=config.max_value,
         )
         target = self.domains.target("train")
-        size = getattr(getattr(self.policy.generator, "config", None), "image_size", None)
-        if size is not None:  # before any work: a generator built for other images fails here, in one line
-            check_image_shape((1, *size), target, "the generator")
+        if self.domains.source_set is not None:  # two sets of images: of one shape
+            source = self.domains.source("train")
+            hint = "give source and target images of one shape"
+            check_image_shape(target.image_shape, source, "the target domain", hint)
+        gen_config = getattr(self.policy.generator, "config", None)
+        if getattr(gen_config, "image_size", None) is not None:
+            # before any work: a generator built for other images fails here, in one line
+            shape = (int(getattr(gen_config, "channels", 1)), *gen_config.image_size)  # type: ignore[union-attr]
+            check_image_shape(shape, target, "the generator")
         self.env = BatchedDenoiseEnv(
             config.batch_size,
             reward=reward,
@@ -221,9 +235,18 @@ class Trainer(ABC):
         )
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
+        self.missing: list[str] = []
+        """One line per thing the run cannot measure (a good-rate without a judge of these images)."""
         if evaluator is None:
-            require_judge(dataset_name(config.dataset), config.evaluator)
-            evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
+            if config.evaluator is None and not digit_judge_applies(target.image_shape):
+                evaluator = Evaluator(None)  # no judge knows these images: PSNR/SSIM and the reward only
+            else:
+                require_judge(dataset_name(config.dataset), config.evaluator)
+                evaluator = Evaluator.from_pretrained(config.evaluator, device=self.device)
+        check_judge_shape(evaluator, target.image_shape, "the evaluator")
+        if not evaluator.has_classifier:
+            self.missing.append(missing_judge_note(target.image_shape))
+            warnings.warn(self.missing[-1], NotMeasuredWarning, stacklevel=2)
         self.evaluator = evaluator
         self.noise = make_noise(config.noise, config.noise_level)
 
@@ -253,7 +276,7 @@ class Trainer(ABC):
     # -- shared pieces of every loss -------------------------------------------------------------------
 
     def observe(self) -> torch.Tensor:
-        """Start a batch of episodes and return their noisy target images ``(N, 1, H, W)``.
+        """Start a batch of episodes and return their noisy target images ``(N, C, H, W)``.
 
         With ``config.group_size = K`` each run of ``K`` consecutive images is one input repeated.
         """
@@ -268,7 +291,7 @@ class Trainer(ABC):
         update costs one batch of episodes.
 
         Returns:
-            ``(actions (N, 1, H, W), rewards (N,))``.
+            ``(actions (N, C, H, W), rewards (N,))``.
         """
         with torch.no_grad():
             actions = self.policy.sample(noisy, generator=self.rng)
@@ -281,7 +304,7 @@ class Trainer(ABC):
         A term whose weight is 0 is computed without gradients, so it is logged but adds nothing.
 
         Args:
-            noisy: ``(N, 1, H, W)`` target observations.
+            noisy: ``(N, C, H, W)`` target observations.
         """
         cfg = self.config
         terms: dict[str, torch.Tensor] = {}
@@ -387,7 +410,7 @@ class Trainer(ABC):
             cfg, ev = self.config, self.evaluator
             key = (
                 _digest(self.reference.generator),
-                _digest(ev.classifier),
+                _digest(ev.classifier) if ev.classifier is not None else "no classifier",
                 ev.prob_threshold,
                 ev.ssim_threshold,
                 ev.corr_threshold,
@@ -404,6 +427,21 @@ class Trainer(ABC):
                 )
             self._initial_eval = _INITIAL_EVALUATIONS[key]
         return self._initial_eval
+
+    def _mean_reward(self, domain: DomainEvaluation) -> float:
+        """Mean reward of a domain evaluation's outputs (the test split's, on fixed noisy inputs)."""
+        scores = [
+            call_reward(
+                self.reward, x.to(self.device), y.to(self.device), c.to(self.device), k.to(self.device)
+            )
+            for x, y, c, k in zip(
+                domain.noisy.split(256),
+                domain.outputs.split(256),
+                domain.clean.split(256),
+                domain.classes.split(256),
+            )
+        ]
+        return float(torch.cat(scores).float().mean())
 
     def finish(self, seconds: float) -> dict[str, Any]:
         """Final test-split evaluation against the initial generator.
@@ -425,6 +463,11 @@ class Trainer(ABC):
             **compare(self.initial_evaluation(), after),
             "per_class": after.rows(),
         }
+        if self.missing:  # no judge: the reward on the same test outputs is what says more than PSNR/SSIM
+            final["not_measured"] = list(self.missing)
+            if self.reward is not None:
+                final["target_reward_before"] = self._mean_reward(self.initial_evaluation().target)
+                final["target_reward_after"] = self._mean_reward(after.target)
         gen = self.policy.generator
         config = gen.config.to_dict() if hasattr(gen, "config") else {}
         save_checkpoint(

@@ -37,7 +37,7 @@ def blindspot_loss(
 
     Args:
         predict: Maps ``(B', 1, h, w)`` masked (sub-)images to predictions of the same shape.
-        noisy: ``(B, 1, H, W)`` noisy observations.
+        noisy: ``(B, C, H, W)`` noisy observations.
         config: ``grid``, ``radius`` and ``stride``.
         generator: Source of the mask's phase.
     """
@@ -95,8 +95,9 @@ class Noise2SelfTrainer(BlindSpotFinetuneTrainer):
 
         source = read_checkpoint_config(str(config.generator), kind="generator")
         size = tuple(source["config"].get("image_size", (28, 28)))
+        channels = int(source["config"].get("channels", 1))  # configs saved before colour are grey
         net_config = GeneratorConfig(
-            family="unet", width=config.width, image_size=size, shuffle=config.stride
+            family="unet", width=config.width, image_size=size, shuffle=config.stride, channels=channels
         )  # type: ignore[arg-type]
         device = resolve_device(config.device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

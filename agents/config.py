@@ -61,7 +61,7 @@ class TrainerConfig:
     """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
     dataset: str | DataSource | None = None
     """Dataset name (default: the task's), or your own images: an ``ImageSet``, a tensor or array
-    ``(N, H, W)``/``(N, 1, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
+    ``(N, H, W)``/``(N, C, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
     ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
     A run directory records them as ``{"dataset": "user", shape, sha256}``, never the images."""
     data_dir: str | None = None

@@ -23,7 +23,7 @@ from hfrl.agents.base import Trainer
 from hfrl.agents.config import DPOConfig
 from hfrl.agents.preferences import PreferenceSource, SyntheticPreferences
 from hfrl.data import dataset_name
-from hfrl.judges import SyntheticLabeler, require_judge
+from hfrl.judges import make_labeler
 
 
 class DPOTrainer(Trainer):
@@ -37,8 +37,9 @@ class DPOTrainer(Trainer):
     def __init__(self, *args: Any, preferences: PreferenceSource | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if preferences is None:
-            require_judge(dataset_name(self.config.dataset), self.config.labeler, "labeler")
-            preferences = SyntheticPreferences(SyntheticLabeler.from_pretrained(self.config.labeler))
+            shape = self.domains.target("train").image_shape
+            labeler = make_labeler(dataset_name(self.config.dataset), self.config.labeler, shape)
+            preferences = SyntheticPreferences(labeler)
         self.preferences = preferences
 
     def update(self) -> dict[str, float]:  # noqa: D102

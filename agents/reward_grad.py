@@ -34,7 +34,7 @@ class RewardGradTrainer(Trainer):
 
     def update(self) -> dict[str, float]:  # noqa: D102
         noisy = self.observe()
-        output = self.policy.mode(noisy)  # (N, 1, H, W), differentiable
+        output = self.policy.mode(noisy)  # (N, C, H, W), differentiable
         # Scored in eval mode, as the environment scores (a CNN reward's dropout would make the gradient a
         # random draw); the reward's own mode is put back afterwards.
         was_training = self.reward.training

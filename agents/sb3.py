@@ -49,7 +49,7 @@ GENERATOR_KEY = "mlp_extractor.generator."
 
 
 class ImagePassthrough(BaseFeaturesExtractor):
-    """Hands the ``(B, 1, H, W)`` observation to the policy unchanged (the generator needs the image)."""
+    """Hands the ``(B, C, H, W)`` observation to the policy unchanged (the generator needs the image)."""
 
     def __init__(self, observation_space: gym.spaces.Box) -> None:
         super().__init__(observation_space, features_dim=int(np.prod(observation_space.shape)))
@@ -67,7 +67,7 @@ class GeneratorExtractor(nn.Module):
         self.latent_dim_pi = int(np.prod(image_shape))
         self.latent_dim_vf = value_width
         self.critic = nn.Sequential(
-            nn.Conv2d(1, 8, 3, stride=2, padding=1),
+            nn.Conv2d(int(image_shape[0]), 8, 3, stride=2, padding=1),  # grey or colour observations
             nn.ReLU(),  # (B, 8, H/2, W/2)
             nn.Conv2d(8, 16, 3, stride=2, padding=1),
             nn.ReLU(),  # (B, 16, H/4, W/4)
@@ -81,7 +81,7 @@ class GeneratorExtractor(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        """The generator's output, ``(B, H*W)``: the mean of SB3's diagonal Gaussian."""
+        """The generator's output, ``(B, C*H*W)``: the mean of SB3's diagonal Gaussian."""
         return self.generator(features).flatten(1)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
@@ -97,10 +97,10 @@ class GeneratorActorCriticPolicy(ActorCriticPolicy):
     (``log_std_init``, default -2 as in :class:`~hfrl.policy.GaussianPolicy`).
 
     Args:
-        observation_space: ``Box(0, 1, (1, H, W))``.
+        observation_space: ``Box(0, 1, (C, H, W))``.
         action_space: ``Box(0, 1, (1, H, W))``.
         lr_schedule: SB3's learning-rate schedule.
-        generator: The generator (``(B, 1, H, W) -> (B, 1, H, W)`` in ``[0, 1]``).
+        generator: The generator (``(B, C, H, W) -> (B, C, H, W)`` in ``[0, 1]``).
         value_width: Width of the critic's last layer.
         **kwargs: Other ``ActorCriticPolicy`` arguments.
     """

@@ -36,9 +36,9 @@ from hfrl.data import (
     to_image_set,
 )
 from hfrl.device import resolve_device
-from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, resolve_reward
+from hfrl.envs.rewards import LabelerReward, RewardSpec, call_reward, check_reward_shape, resolve_reward
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import Evaluator
+from hfrl.judges import Evaluator, check_judge_shape, judge_shape
 from hfrl.metrics import psnr
 from hfrl.noise import DEFAULT_LEVEL, GaussianDriven, NoiseModel, make_noise
 from hfrl.tasks import Task, get_task
@@ -84,7 +84,7 @@ def keyed_normal(keys: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
     Args:
         keys: ``(B,)`` int64 keys.
-        shape: Shape of one sample, e.g. ``(1, H, W)``.
+        shape: Shape of one sample, e.g. ``(C, H, W)``.
 
     Returns:
         ``(B, *shape)`` float32 on ``keys``' device.
@@ -113,12 +113,12 @@ def corrupt(noise: NoiseModel, clean: torch.Tensor, keys: torch.Tensor, levels: 
 
     Args:
         noise: The noise model; its own ``level`` is ignored in favour of ``levels``.
-        clean: ``(B, 1, H, W)`` clean images.
+        clean: ``(B, C, H, W)`` clean images.
         keys: ``(B,)`` int64 keys on ``clean``'s device.
         levels: ``(B,)`` noise levels.
 
     Returns:
-        ``(B, 1, H, W)`` noisy images in ``[0, 1]`` on ``clean``'s device.
+        ``(B, C, H, W)`` noisy images in ``[0, 1]`` on ``clean``'s device.
     """
     if isinstance(noise, GaussianDriven):
         z = keyed_normal(keys, noise.normal_shape(tuple(clean.shape)))
@@ -145,7 +145,7 @@ def resolve_images(dataset: Any, data_dir: str | None = None, labels: Any = None
     Args:
         dataset: A dataset name (see :data:`hfrl.data.DATASETS`; all but ``mnist-embedded`` need
             ``data_dir``), or the user's images in any form :func:`hfrl.data.to_image_set` takes: an
-            :class:`ImageSet`, a tensor or array of grey images ``(N, H, W)`` or ``(N, 1, H, W)`` (uint8, or
+            :class:`ImageSet`, a tensor or array of grey images ``(N, H, W)`` or ``(N, C, H, W)`` (uint8, or
             float in ``[0, 1]``), an ``(images, labels)`` pair, a torchvision-style dataset, or a path.
         data_dir: Folder of torchvision datasets.
         labels: ``(N,)`` classes of a tensor or array ``dataset``; unknown (``-1``) when omitted.
@@ -195,8 +195,8 @@ class Episodes:
         index: ``(B,)`` int64 position of each image in the task's domain images.
         key: ``(B,)`` int64 noise keys.
         level: ``(B,)`` float32 noise levels.
-        noisy: ``(B, 1, H, W)`` the observations.
-        clean: ``(B, 1, H, W)`` the clean images (private to the environment and its oracles).
+        noisy: ``(B, C, H, W)`` the observations.
+        clean: ``(B, C, H, W)`` the clean images (private to the environment and its oracles).
         classes: ``(B,)`` int64 classes (``-1``: unknown).
     """
 
@@ -214,8 +214,8 @@ class Transition:
 
     Attributes:
         episodes: What the episodes started from (observations, clean images, classes, ...).
-        action: ``(B, 1, H, W)`` float32 actions as the agent gave them (checked, not clipped).
-        output: ``(B, 1, H, W)`` the actions clipped to ``[0, 1]``: the images that were scored.
+        action: ``(B, C, H, W)`` float32 actions as the agent gave them (checked, not clipped).
+        output: ``(B, C, H, W)`` the actions clipped to ``[0, 1]``: the images that were scored.
     """
 
     episodes: Episodes
@@ -224,7 +224,7 @@ class Transition:
 
     @property
     def noisy(self) -> torch.Tensor:
-        """``(B, 1, H, W)`` observations."""
+        """``(B, C, H, W)`` observations."""
         return self.episodes.noisy
 
 
@@ -272,7 +272,7 @@ class DenoiseTask:
         domain_set = select_domain(
             self.data, domain, self.source_classes, self.target_classes, split, self.split_seed
         )
-        self.images = domain_set.images.to(self.device)  # (M, 1, H, W)
+        self.images = domain_set.images.to(self.device)  # (M, C, H, W)
         self.labels = domain_set.labels.to(self.device)  # (M,)
         self.image_shape: tuple[int, int, int] = domain_set.image_shape
 
@@ -285,9 +285,10 @@ class DenoiseTask:
             self.noise = make_noise(noise, DEFAULT_LEVEL if noise_level is None else noise_level)
         self.level = float(self.noise.level)
 
-        self.reward = resolve_reward(reward, self.device)
+        self.reward = resolve_reward(reward, self.device, image_shape=self.image_shape)
         if isinstance(self.reward, LabelerReward):
-            self._check_judge_size(self.reward.labeler, "the labeler reward")
+            check_judge_shape(self.reward.labeler, self.image_shape, "the labeler reward")
+        check_reward_shape(self.reward, self.image_shape)
         self.evaluator: Evaluator | None = None
         if evaluate:
             self.evaluator = (
@@ -295,23 +296,23 @@ class DenoiseTask:
                 if evaluator is not None
                 else Evaluator.from_pretrained(self.preset.evaluator, device=self.device)
             )
-            self._check_judge_size(self.evaluator, "evaluate=True")
+            self._check_evaluator_shape(self.evaluator)
         self.expose_clean = bool(expose_clean)
 
-    def _check_judge_size(self, judge: Any, what: str) -> None:
-        size = tuple(getattr(getattr(judge.classifier, "config", None), "image_size", self.image_shape[1:]))
-        if size != self.image_shape[1:]:
-            h, w = self.image_shape[1:]
+    def _check_evaluator_shape(self, judge: Evaluator) -> None:
+        want = judge_shape(judge)
+        if want is not None and want != tuple(self.image_shape):
+            have = "x".join(map(str, self.image_shape))
             raise ConfigError(
-                f"{what} needs {size[0]}x{size[1]} images (its classifier's input) but the domain has "
-                f"{h}x{w}; pass evaluate=False and a reward for {h}x{w} images"
+                f"evaluate=True needs {'x'.join(map(str, want))} images (its classifier's input) but the domain "
+                f"has {have}; pass evaluate=False and a reward for {have} images"
             )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     def source_images(self, split: str = "train") -> torch.Tensor:
-        """Clean source-domain images ``(M, 1, H, W)`` on the CPU (for the source-domain auxiliary term).
+        """Clean source-domain images ``(M, C, H, W)`` on the CPU (for the source-domain auxiliary term).
 
         Raises:
             DataError: when the images have no labels, so there is no source domain.
@@ -398,12 +399,12 @@ class DenoiseTask:
         """Validate actions and return them as float32 on the task's device (not yet clipped).
 
         Args:
-            actions: ``(1, H, W)`` for one episode (``batch=None``) or ``(B, 1, H, W)``; a float NumPy array
+            actions: ``(C, H, W)`` for one episode (``batch=None``) or ``(B, C, H, W)``; a float NumPy array
                 or tensor.
             batch: ``B``, or ``None`` for a single action.
 
         Returns:
-            ``(B, 1, H, W)`` float32 (``B = 1`` for a single action).
+            ``(B, C, H, W)`` float32 (``B = 1`` for a single action).
 
         Raises:
             DataError: for another shape, a non-float dtype, NaN or inf.
@@ -445,7 +446,7 @@ class DenoiseTask:
 
         Args:
             episodes: The episodes the actions answer.
-            actions: ``(B, 1, H, W)`` from :meth:`check_actions`.
+            actions: ``(B, C, H, W)`` from :meth:`check_actions`.
 
         Returns:
             ``(reward, info, transition)``: ``(B,)`` float32 rewards; the step info (tensors, and the
@@ -490,7 +491,7 @@ def _option_values(value: Any, batch: int, name: str, dtype: type) -> np.ndarray
 
 
 def render_frame(panels: Sequence[torch.Tensor | None], scale: int) -> np.ndarray:
-    """Side-by-side grey panels ``(1, H, W)`` (``None``: a dark placeholder) as an RGB frame.
+    """Side-by-side grey panels ``(C, H, W)`` (``None``: a dark placeholder) as an RGB frame.
 
     Returns:
         ``(H * scale, (k * W + k - 1) * scale, 3)`` uint8, panels separated by mid-grey columns.
@@ -558,7 +559,7 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
     * ``good``, ``psnr``, ``ssim``: the evaluator's verdict and PSNR (dB) / SSIM of the output against
       the clean image (only with ``evaluate=True``);
     * ``class``, ``index``, ``noise_level``: the digit, its position in the domain, the noise level;
-    * ``clean``: the clean image ``(1, H, W)``, only with ``expose_clean=True`` (supervised baselines).
+    * ``clean``: the clean image ``(C, H, W)``, only with ``expose_clean=True`` (supervised baselines).
 
     ## Starting State
 
@@ -685,7 +686,7 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
             options: ``{"index": int, "noise_level": float}``, both optional, for this episode only.
 
         Returns:
-            ``(observation, info)``: the noisy image ``(1, H, W)`` float32 and ``{"index", "noise_level"}``
+            ``(observation, info)``: the noisy image ``(C, H, W)`` float32 and ``{"index", "noise_level"}``
             (plus ``"clean"`` when exposed).
         """
         super().reset(seed=seed)
@@ -699,7 +700,7 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
         """Score the output image and end the episode.
 
         Args:
-            action: The output image ``(1, H, W)``, floats (clipped to ``[0, 1]``).
+            action: The output image ``(C, H, W)``, floats (clipped to ``[0, 1]``).
 
         Returns:
             ``(observation, reward, terminated, truncated, info)``: the clipped output, the reward,
@@ -737,12 +738,12 @@ class DenoiseEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 def _image(batch: torch.Tensor) -> np.ndarray:
-    """The only image of a ``(1, 1, H, W)`` batch as a new ``(1, H, W)`` float32 array."""
+    """The only image of a ``(1, 1, H, W)`` batch as a new ``(C, H, W)`` float32 array."""
     return batch[0].detach().cpu().numpy().copy()
 
 
 def _item(value: Any) -> Any:
-    """A batch-of-one info value as a Python scalar (or a ``(1, H, W)`` array for images)."""
+    """A batch-of-one info value as a Python scalar (or a ``(C, H, W)`` array for images)."""
     if isinstance(value, dict):
         return {k: _item(v) for k, v in value.items()}
     if value.ndim > 1:

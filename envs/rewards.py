@@ -2,7 +2,7 @@
 
 A reward is any callable ``reward(noisy, output) -> scores``:
 
-* ``noisy``, ``output``: ``(B, 1, H, W)`` float32 tensors in ``[0, 1]`` on the environment's device
+* ``noisy``, ``output``: ``(B, C, H, W)`` float32 tensors in ``[0, 1]`` on the environment's device
   (for an ``nn.Module`` reward, on the module's device);
 * returns ``(B,)`` scores, higher is better.
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from hfrl.checkpoint import checkpoint_paths, load_checkpoint
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import DigitJudge, SyntheticLabeler
+from hfrl.judges import DigitJudge, SyntheticLabeler, digit_judge_applies
 
 REWARD_MODEL_KIND = "reward_model"
 """Checkpoint kind of learned reward models (registered by :mod:`hfrl.rewards`)."""
@@ -34,7 +34,7 @@ REWARD_MODEL_KIND = "reward_model"
 
 @runtime_checkable
 class RewardFn(Protocol):
-    """Scores outputs: ``(noisy (B, 1, H, W), output (B, 1, H, W)) -> (B,)``, higher is better."""
+    """Scores outputs: ``(noisy (B, C, H, W), output (B, C, H, W)) -> (B,)``, higher is better."""
 
     def __call__(self, noisy: torch.Tensor, output: torch.Tensor) -> torch.Tensor: ...  # noqa: D102
 
@@ -68,6 +68,10 @@ class LabelerReward:
         if score not in ("quality", "prob"):
             raise ConfigError(f"unknown labeler score {score!r}; expected 'quality' or 'prob'")
         self.labeler = labeler if labeler is not None else SyntheticLabeler.from_pretrained(device=device)
+        if score == "prob" and not getattr(self.labeler, "has_classifier", True):
+            raise ConfigError(
+                "labeler score 'prob' needs a labeler with a classifier; this one judges SSIM only"
+            )
         self.score = score
 
     def __call__(
@@ -76,9 +80,9 @@ class LabelerReward:
         """``(B,)`` scores in ``[0, 1]`` on ``output``'s device.
 
         Args:
-            noisy: ``(B, 1, H, W)`` inputs (unused: the oracle looks at the clean image instead).
-            output: ``(B, 1, H, W)`` outputs to judge.
-            clean: ``(B, 1, H, W)`` the clean images.
+            noisy: ``(B, C, H, W)`` inputs (unused: the oracle looks at the clean image instead).
+            output: ``(B, C, H, W)`` outputs to judge.
+            clean: ``(B, C, H, W)`` the clean images.
             classes: ``(B,)`` true classes (``-1``: unknown, SSIM only).
         """
         judgement = self.labeler.judge(output, clean, classes)
@@ -113,7 +117,9 @@ def load_reward_model(path: str | os.PathLike, device: str | torch.device = "cpu
     return module
 
 
-def resolve_reward(spec: RewardSpec, device: str | torch.device = "cpu") -> RewardFn | None:
+def resolve_reward(
+    spec: RewardSpec, device: str | torch.device = "cpu", *, image_shape: tuple[int, ...] | None = None
+) -> RewardFn | None:
     """Turn the environments' ``reward`` argument into a reward callable.
 
     Args:
@@ -121,6 +127,9 @@ def resolve_reward(spec: RewardSpec, device: str | torch.device = "cpu") -> Rewa
             :class:`LabelerReward` oracle); a reward-model checkpoint path; an ``nn.Module`` with
             ``forward(noisy, output)``; or any :class:`RewardFn` callable.
         device: Where the labeler or a checkpoint is loaded. Modules and callables are used as given.
+        image_shape: ``(C, H, W)`` of the images scored; for images the shipped digit labeler cannot read
+            (anything but 1x28x28), ``"labeler"`` is a labeler without a classifier, which judges SSIM and
+            correlation to the clean image only.
 
     Raises:
         ConfigError: for anything else, or a path that does not exist.
@@ -128,6 +137,8 @@ def resolve_reward(spec: RewardSpec, device: str | torch.device = "cpu") -> Rewa
     if spec is None or callable(spec):
         return spec  # type: ignore[return-value]
     if isinstance(spec, str) and spec == "labeler":
+        if image_shape is not None and not digit_judge_applies(image_shape):
+            return LabelerReward(SyntheticLabeler(None))
         return LabelerReward(device=device)
     if isinstance(spec, (str, os.PathLike)):
         _, config = checkpoint_paths(spec)
@@ -140,6 +151,40 @@ def resolve_reward(spec: RewardSpec, device: str | torch.device = "cpu") -> Rewa
     raise ConfigError(
         f"reward must be 'labeler', a checkpoint path, an nn.Module or a callable, got {type(spec).__name__}"
     )
+
+
+def reward_image_shape(reward: object) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` a reward model was built for; ``None`` for callables and models that take any size.
+
+    A CNN or embedding reward's dense layer fixes ``(H, W)``; every model fixes its channels (a similarity
+    reward through its denoiser's).
+    """
+    config = getattr(reward, "config", None)
+    if config is None or not hasattr(config, "image_size") or not hasattr(config, "arch"):
+        return None
+    channels = int(getattr(config, "channels", 1))
+    if config.arch == "similarity":  # its network is the denoiser's (a classical estimate takes any image)
+        denoiser = getattr(config, "denoiser", None) or {}
+        return (int(denoiser.get("channels", 1)), -1, -1) if "family" in denoiser else None
+    return (channels, *(int(v) for v in config.image_size))  # type: ignore[return-value]
+
+
+def check_reward_shape(reward: object, image_shape: tuple[int, ...]) -> None:
+    """Refuse a reward model built for other images than the data's, in one line naming both shapes.
+
+    Raises:
+        DataError: when the channels, or the size of a model with a fixed size, differ.
+    """
+    want = reward_image_shape(reward)
+    if want is None:
+        return
+    have = tuple(int(v) for v in image_shape)
+    if want[0] != have[0] or (want[1] > 0 and want[1:] != have[1:]):
+        text = "x".join(str(v) for v in want) if want[1] > 0 else f"{want[0]}-channel"
+        raise DataError(
+            f"the reward model scores {text} images but the data are {'x'.join(map(str, have))}; train a "
+            "reward model on these images (hfrl reward train)"
+        )
 
 
 def module_device(fn: object) -> torch.device | None:
@@ -168,9 +213,9 @@ def call_reward(
 
     Args:
         reward: The reward callable.
-        noisy: ``(B, 1, H, W)`` observations.
-        output: ``(B, 1, H, W)`` outputs in ``[0, 1]``.
-        clean: ``(B, 1, H, W)`` clean images (passed to privileged rewards only).
+        noisy: ``(B, C, H, W)`` observations.
+        output: ``(B, C, H, W)`` outputs in ``[0, 1]``.
+        clean: ``(B, C, H, W)`` clean images (passed to privileged rewards only).
         classes: ``(B,)`` classes (privileged rewards only).
 
     Returns:

@@ -1,7 +1,7 @@
 """The batched denoising environment: ``N`` one-step episodes held as one tensor on one device.
 
 :class:`BatchedDenoiseEnv` is what ``gymnasium.make_vec("hfrl/Denoise-v0", num_envs=N,
-vectorization_mode="vector_entry_point")`` returns. It keeps the batch as ``(N, 1, H, W)`` tensors on the
+vectorization_mode="vector_entry_point")`` returns. It keeps the batch as ``(N, C, H, W)`` tensors on the
 CPU or a GPU, scores all ``N`` actions with one reward call, and draws the next ``N`` episodes with one
 vectorised noise call. It has two faces over the same state:
 
@@ -51,14 +51,14 @@ class BatchedDenoiseEnv(VectorEnv):
     first observations, and the finished episodes' last observations and infos under ``final_obs`` and
     ``final_info``. No action is ever ignored.
 
-    NumPy face (``reset`` / ``step``): observations ``(N, 1, H, W)`` float32, rewards ``(N,)`` float64,
+    NumPy face (``reset`` / ``step``): observations ``(N, C, H, W)`` float32, rewards ``(N,)`` float64,
     infos as Gymnasium's ``SyncVectorEnv`` builds them — each key holds an ``(N,)`` array with a ``_key``
-    mask; ``final_obs`` is an object array of ``(1, H, W)`` arrays; ``final_info`` holds the step infos
+    mask; ``final_obs`` is an object array of ``(C, H, W)`` arrays; ``final_info`` holds the step infos
     of :class:`~hfrl.envs.denoise.DenoiseEnv` (``score``, ``reward_components``, ``good``, ``psnr``,
     ``ssim``, ``class``, ``index``, ``noise_level``); the new episodes' reset infos sit at the top level.
 
     Torch face (``reset_torch`` / ``step_torch``): the same structure with tensors on the device, no
-    masks (every sub-environment finishes every step) and ``final_obs`` one ``(N, 1, H, W)`` tensor.
+    masks (every sub-environment finishes every step) and ``final_obs`` one ``(N, C, H, W)`` tensor.
 
     Args:
         num_envs: ``N``, the batch size.
@@ -157,7 +157,7 @@ class BatchedDenoiseEnv(VectorEnv):
                 image and noise (see :meth:`DenoiseTask.start <hfrl.envs.denoise.DenoiseTask.start>`).
 
         Returns:
-            ``(obs, info)``: ``(N, 1, H, W)`` noisy images on the device and
+            ``(obs, info)``: ``(N, C, H, W)`` noisy images on the device and
             ``{"index": (N,), "noise_level": (N,)}`` (plus ``"clean"`` when exposed).
         """
         super().reset(seed=int(seed) if isinstance(seed, (int, np.integer)) else None)
@@ -173,7 +173,7 @@ class BatchedDenoiseEnv(VectorEnv):
         """Score ``N`` output images, end every episode and (by default) start the next ``N``.
 
         Args:
-            actions: ``(N, 1, H, W)`` float outputs (clipped to ``[0, 1]``); a tensor on any device.
+            actions: ``(N, C, H, W)`` float outputs (clipped to ``[0, 1]``); a tensor on any device.
             autoreset: Start the next ``N`` episodes in the same step (default, Gymnasium's ``SAME_STEP``).
                 ``False`` ends the episodes only, for a caller that resets next anyway (the trainers'
                 one-step updates, which reset with their own options): no episodes are drawn and
@@ -182,8 +182,8 @@ class BatchedDenoiseEnv(VectorEnv):
 
         Returns:
             ``(obs, reward, terminated, truncated, info)``: the next episodes' observations
-            ``(N, 1, H, W)``, float32 rewards ``(N,)``, all-True / all-False bool ``(N,)``, and
-            ``{"final_obs": (N, 1, H, W), "final_info": {...}, "index": ..., "noise_level": ...}``.
+            ``(N, C, H, W)``, float32 rewards ``(N,)``, all-True / all-False bool ``(N,)``, and
+            ``{"final_obs": (N, C, H, W), "final_info": {...}, "index": ..., "noise_level": ...}``.
             With ``autoreset=False``, ``obs`` is the finished episodes' ``final_obs`` and ``info`` holds
             ``final_obs`` and ``final_info`` only.
 
@@ -211,7 +211,7 @@ class BatchedDenoiseEnv(VectorEnv):
     def reset(
         self, *, seed: SeedSpec = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """NumPy version of :meth:`reset_torch`: ``(N, 1, H, W)`` float32 and infos with ``_key`` masks."""
+        """NumPy version of :meth:`reset_torch`: ``(N, C, H, W)`` float32 and infos with ``_key`` masks."""
         obs, info = self.reset_torch(seed=seed, options=options)
         return _array(obs), to_numpy_info(info, self.num_envs)
 
@@ -221,11 +221,11 @@ class BatchedDenoiseEnv(VectorEnv):
         """NumPy version of :meth:`step_torch`, laid out as Gymnasium's ``SyncVectorEnv`` (``SAME_STEP``).
 
         Args:
-            actions: ``(N, 1, H, W)`` float outputs (clipped to ``[0, 1]``).
+            actions: ``(N, C, H, W)`` float outputs (clipped to ``[0, 1]``).
             autoreset: See :meth:`step_torch` (``False``: end the episodes only; reset next).
 
         Returns:
-            ``(obs, rewards, terminations, truncations, infos)``: float32 ``(N, 1, H, W)``, float64 ``(N,)``,
+            ``(obs, rewards, terminations, truncations, infos)``: float32 ``(N, C, H, W)``, float64 ``(N,)``,
             bool ``(N,)``, bool ``(N,)`` and infos (see the class docstring).
         """
         obs, reward, terminated, truncated, info = self.step_torch(actions, autoreset=autoreset)
@@ -277,7 +277,7 @@ def to_numpy_info(info: dict[str, Any], num_envs: int) -> dict[str, Any]:
 
     Per-episode scalars become ``(N,)`` arrays typed as ``SyncVectorEnv`` types the Python scalars of
     :class:`~hfrl.envs.denoise.DenoiseEnv` (floats as float64, ints as int64, bools as bool); images keep
-    float32; ``final_obs`` becomes an object array of ``(1, H, W)`` arrays.
+    float32; ``final_obs`` becomes an object array of ``(C, H, W)`` arrays.
 
     Args:
         info: Tensors (and nested dicts of tensors) with a leading dimension ``N``.

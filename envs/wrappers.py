@@ -155,7 +155,7 @@ def _check_squashed_actor(policy: nn.Module) -> None:
 
 
 def _sb3_squashed_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and log-std ``(B, 1, H, W)`` of a SAC actor's Gaussian over logits.
+    """Mean and log-std ``(B, C, H, W)`` of a SAC actor's Gaussian over logits.
 
     SB3 maps the actor's ``tanh(u)``, ``u ~ N(m, s^2)``, onto ``[0, 1]`` as ``(1 + tanh(u)) / 2 =
     sigmoid(2u)``: the action's logit ``2u`` is ``N(2m, (2s)^2)``, a logit-space Gaussian.
@@ -167,7 +167,7 @@ def _sb3_squashed_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torc
 
 
 def _sb3_gaussian(policy: nn.Module, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and log-std ``(B, 1, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
+    """Mean and log-std ``(B, C, H, W)`` of an SB3 policy's diagonal Gaussian over actions (no squashing).
 
     Raises:
         ConfigError: for another action distribution (squashed, state-dependent, categorical...).
@@ -328,7 +328,7 @@ class SourceAuxTerm(RewardTerm):
         policy: The acting policy (a :class:`GaussianPolicy`, whose :meth:`~GaussianPolicy.mode` is used, an
             SB3 policy, whose distribution's mode is used, an SB3 SAC actor over ``[0, 1]``, whose
             deterministic action is used, or a generator module); can be set later with :meth:`set_policy`.
-        images: Clean source images ``(M, 1, H, W)``; default: the environment's source-domain train split.
+        images: Clean source images ``(M, C, H, W)``; default: the environment's source-domain train split.
         noise: Noise model; default: the environment's.
         batch_size: Source images per step (default 16).
         seed: Seed of the term's own draws (reseeded by ``reset(seed=...)``).

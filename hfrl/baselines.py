@@ -98,7 +98,7 @@ def reference_evaluations(
     supervised = None
     if task is not None and supervised_asset(task).with_suffix(".json").exists():
         generator, _ = load_checkpoint(supervised_asset(task), kind="generator")
-        if tuple(generator.config.image_size) == tuple(source.target.clean.shape[-2:]):
+        if tuple(generator.config.image_shape) == tuple(source.target.clean.shape[-3:]):
             supervised = evaluate(generator)
     return References(source, label_free, supervised)
 

@@ -1,6 +1,7 @@
 """Image data: the embedded MNIST digits, torchvision datasets from disk, the user's own images, splits and domains.
 
-Images everywhere in hfrl are ``float32`` tensors of shape ``(N, 1, H, W)`` with values in ``[0, 1]``.
+Images everywhere in hfrl are ``float32`` tensors of shape ``(N, C, H, W)`` with values in ``[0, 1]``: C = 1
+(grey) or 3 (RGB), any ``H, W >= 8``.
 :class:`ImageSet` pairs such a tensor with integer class labels. A *domain* is an :class:`ImageSet`
 restricted to a set of classes: by default the source domain is the digit ``0`` and the target domain the
 digits ``1``–``9``, as in the seed paper (arXiv 2308.00307). Images without labels give their two domains
@@ -43,6 +44,10 @@ what benchmarks report on; training on 300 images per class is plenty for the sm
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".pnm")
 """Files read as images in a folder of images."""
+CHANNELS = (1, 3)
+"""Channels an image may have: 1 (grey) or 3 (RGB)."""
+MIN_SIDE = 8
+"""Smallest image height and width hfrl takes."""
 DEFAULT_SOURCE_CLASSES = (0,)
 DEFAULT_TARGET_CLASSES = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 
@@ -74,21 +79,27 @@ def _check_max_value(max_value: Any, name: str) -> float:
     return value
 
 
-def as_images(array: Any, *, name: str = "images", max_value: float | None = None) -> torch.Tensor:
-    """Validate grey images and convert them to ``float32`` ``(N, 1, H, W)`` in ``[0, 1]``.
+def as_images(
+    array: Any, *, name: str = "images", max_value: float | None = None, min_side: int = 4
+) -> torch.Tensor:
+    """Validate grey or colour images and convert them to ``float32`` ``(N, C, H, W)`` in ``[0, 1]``.
 
-    ``uint8`` images are divided by 255 and floats in ``[0, 1]`` are kept. Any other range is never
-    guessed: integer images of another dtype (``uint16``, ``int64``, ...) and floats outside ``[0, 1]`` need
-    ``max_value``, the largest value the data can take (16 for 0-16 digits, 4095 for 12-bit images), and
-    are divided by it. With ``max_value`` every dtype is divided by it and must then lie in ``[0, 1]``.
+    ``C`` is 1 (grey) or 3 (RGB); colour may come channel-first ``(N, 3, H, W)`` or channel-last
+    ``(N, H, W, 3)``, and ``H``, ``W`` must be at least ``min_side``. ``uint8`` images are divided by
+    255 and floats in ``[0, 1]`` are kept. Any other range is never guessed: integer images of another
+    dtype (``uint16``, ``int64``, ...) and floats outside ``[0, 1]`` need ``max_value``, the largest value
+    the data can take (16 for 0-16 digits, 4095 for 12-bit images), and are divided by it. With
+    ``max_value`` every dtype is divided by it and must then lie in ``[0, 1]``.
 
     Args:
-        array: A tensor or array of shape ``(N, H, W)`` or ``(N, 1, H, W)``.
+        array: A tensor or array of shape ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)``, C = 1 or 3.
         name: What to call the input in error messages.
         max_value: The data's maximum (``--max-value`` on the command line); ``None``: uint8 or ``[0, 1]``.
+        min_side: The smallest height and width taken: 4 for any batch of images (samples, rewards'
+            inputs), :data:`MIN_SIDE` for the images a run learns from (:meth:`ImageSet.from_array`).
 
     Returns:
-        A ``float32`` tensor ``(N, 1, H, W)`` on the input's device (it may share memory with a float32
+        A ``float32`` tensor ``(N, C, H, W)`` on the input's device (it may share memory with a float32
         input).
 
     Raises:
@@ -114,19 +125,24 @@ def as_images(array: Any, *, name: str = "images", max_value: float | None = Non
         raise DataError(f"{name}: dtype {tensor.dtype} is not supported; use uint8, or float in [0, 1]")
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(1)
-    if tensor.ndim != 4 or tensor.shape[1] != 1:
+    elif tensor.ndim == 4 and tensor.shape[1] not in CHANNELS and tensor.shape[-1] in CHANNELS:
+        tensor = tensor.permute(0, 3, 1, 2)  # channel-last (N, H, W, C), as image libraries give it
+    if tensor.ndim != 4 or tensor.shape[1] not in CHANNELS:
         raise DataError(
-            f"{name}: expected shape (N, H, W) or (N, 1, H, W) of grey images, got {tuple(array.shape)}"
+            f"{name}: expected shape (N, H, W) of grey images, or (N, C, H, W) / (N, H, W, C) with C = 1 "
+            f"(grey) or 3 (RGB), got {tuple(array.shape)}"
         )
-    if tensor.shape[0] == 0 or tensor.shape[2] < 4 or tensor.shape[3] < 4:
-        raise DataError(f"{name}: need at least one image of at least 4x4 pixels, got {tuple(array.shape)}")
+    if tensor.shape[0] == 0 or tensor.shape[2] < min_side or tensor.shape[3] < min_side:
+        raise DataError(
+            f"{name}: need at least one image of at least {min_side}x{min_side} pixels, got {tuple(array.shape)}"
+        )
     if tensor.is_floating_point() and not torch.isfinite(tensor).all():
         raise DataError(
             f"{name}: contains NaN or inf ({tuple(array.shape)} {str(array.dtype).replace('torch.', '')})"
         )
     if max_value is not None:
         scale = _check_max_value(max_value, name)
-        out = tensor.double().div_(scale).float()
+        out = tensor.double().div_(scale).float().contiguous()
         lo, hi = float(out.min()), float(out.max())
         if lo < 0.0 or hi > 1.0:
             raise DataError(
@@ -135,14 +151,14 @@ def as_images(array: Any, *, name: str = "images", max_value: float | None = Non
             )
         return out
     if tensor.dtype == torch.uint8:
-        return tensor.float().div_(255.0)
+        return tensor.float().div_(255.0).contiguous()
     if not tensor.is_floating_point():
         raise DataError(
             f"{name}: {describe_array(array)}: the scale of integer images other than uint8 is not guessed; "
             "pass max_value (--max-value), the largest value the data can take (e.g. 16 for 0-16, 4095 for "
             "12-bit)"
         )
-    tensor = tensor.float()
+    tensor = tensor.float().contiguous()
     lo, hi = float(tensor.min()), float(tensor.max())
     if lo < 0.0 or hi > 1.0:
         raise DataError(
@@ -154,10 +170,10 @@ def as_images(array: Any, *, name: str = "images", max_value: float | None = Non
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Grey images with integer class labels.
+    """Grey or colour images with integer class labels.
 
     Attributes:
-        images: ``(N, 1, H, W)`` float32 in ``[0, 1]``.
+        images: ``(N, C, H, W)`` float32 in ``[0, 1]``, C = 1 or 3.
         labels: ``(N,)`` int64 class labels; ``-1`` where the class is unknown.
         name: Where the images came from, for reports.
     """
@@ -184,13 +200,13 @@ class ImageSet:
         """Build an image set from any tensor or array of grey images (see :func:`as_images`).
 
         Args:
-            images: ``(N, H, W)`` or ``(N, 1, H, W)``; uint8, float in ``[0, 1]``, or any numbers in
+            images: ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)``; uint8, float in ``[0, 1]``, or any numbers in
                 ``[0, max_value]``.
             labels: Optional ``(N,)`` integer classes; all ``-1`` (unknown) when omitted.
             name: Name used in reports and error messages.
             max_value: The images' maximum, which they are divided by (see :func:`as_images`).
         """
-        tensor = as_images(images, name=name, max_value=max_value)
+        tensor = as_images(images, name=name, max_value=max_value, min_side=MIN_SIDE)
         if labels is None:
             label_tensor = torch.full((tensor.shape[0],), -1, dtype=torch.long)
         else:
@@ -202,7 +218,7 @@ class ImageSet:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """``(1, H, W)`` of one image."""
+        """``(C, H, W)`` of one image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @property
@@ -496,7 +512,7 @@ def to_image_set(
     """Turn the user's images, in any of the forms hfrl accepts, into an :class:`ImageSet`.
 
     Args:
-        value: An :class:`ImageSet` (returned as it is); a tensor or array ``(N, H, W)`` / ``(N, 1, H, W)``;
+        value: An :class:`ImageSet` (returned as it is); a tensor or array ``(N, H, W)`` / ``(N, C, H, W)`` / ``(N, H, W, C)``;
             a pair ``(images, labels)``; a torchvision dataset with ``.data`` and ``.targets`` (e.g.
             ``torchvision.datasets.MNIST``); any dataset with ``__len__`` and ``__getitem__`` returning
             ``(image, label)`` or an image (a PIL image, a tensor ``(1, H, W)``/``(H, W)`` or an array, e.g.
@@ -555,38 +571,49 @@ def _is_image_dataset(dataset: Any) -> bool:
 
 
 def _as_array(item: Any, where: str) -> np.ndarray | torch.Tensor:
+    """One image as ``(C, H, W)``, C = 1 or 3, from a PIL image or an array ``(H, W)``/``(C, H, W)``/``(H, W, C)``."""
     if isinstance(item, (np.ndarray, torch.Tensor)):
         array = item
     elif hasattr(item, "mode") and hasattr(item, "size"):  # a PIL image
         array = _pil_array(item, where)
     else:
         raise DataError(f"{where}: expected an image (PIL image, tensor or array), got {type(item).__name__}")
-    if array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2:
-        raise DataError(f"{where}: expected a grey image (H, W) or (1, H, W), got shape {tuple(array.shape)}")
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3 and array.shape[0] not in CHANNELS and array.shape[-1] in CHANNELS:
+        array = array.permute(2, 0, 1) if isinstance(array, torch.Tensor) else array.transpose(2, 0, 1)
+    if array.ndim != 3 or array.shape[0] not in CHANNELS:
+        raise DataError(
+            f"{where}: expected a grey image (H, W) or (1, H, W), or an RGB image (3, H, W) or (H, W, 3), got "
+            f"shape {tuple(array.shape)}"
+        )
     return array
 
 
 def _pil_array(image: Any, where: str) -> np.ndarray:
+    """A PIL image as an array: ``(H, W)`` for grey modes, ``(H, W, 3)`` for colour ones (alpha dropped)."""
     mode = image.mode
     if mode in ("1", "LA", "La"):
         image = image.convert("L")
+    elif mode in ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("RGB")
     elif mode not in ("L", "I", "I;16", "I;16B", "I;16L", "F"):
-        raise DataError(
-            f"{where}: {mode} images are not supported yet; hfrl takes grey images (mode L, I or F)"
-        )
+        raise DataError(f"{where}: {mode} images are not supported; hfrl takes grey (L, I, F) or RGB images")
     return np.asarray(image)
 
 
 def _stack(arrays: Sequence[Any], where: Sequence[str], name: str) -> np.ndarray | torch.Tensor:
-    first = tuple(arrays[0].shape)
+    """Stack ``(C, H, W)`` images of one size; grey images beside colour ones become colour."""
+    first = tuple(arrays[0].shape[-2:])
     for array, place in zip(arrays, where):
-        if tuple(array.shape) != first:
+        if tuple(array.shape[-2:]) != first:
             raise DataError(
                 f"{name}: images of different sizes: {where[0]} is {first[0]}x{first[1]}, {place} is "
-                f"{array.shape[0]}x{array.shape[1]}; resize them to one size"
+                f"{array.shape[-2]}x{array.shape[-1]}; resize them to one size"
             )
+    if any(a.shape[0] == 3 for a in arrays):
+        arrays = [a if a.shape[0] == 3 else a.repeat(3, 0) if isinstance(a, np.ndarray) else a.expand(3, -1, -1)
+                  for a in arrays]  # fmt: skip
     if all(isinstance(a, torch.Tensor) for a in arrays):
         return torch.stack(list(arrays))
     return np.stack([a.numpy() if isinstance(a, torch.Tensor) else a for a in arrays])
@@ -618,13 +645,13 @@ def load_images(path: str | Path, *, max_value: float | None = None) -> ImageSet
 
     ``path`` may be:
 
-    * a ``.npy`` file of images ``(N, H, W)`` or ``(N, 1, H, W)`` (no labels);
+    * a ``.npy`` file of images ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)``, C = 1 or 3 (no labels);
     * a ``.npz`` file with an array ``images`` and, optionally, ``labels`` ``(N,)``;
     * a folder of MNIST IDX files (``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``, plain or
       ``.gz``; the ``t10k-`` files when there are no training files);
     * a folder of images in torchvision's ``ImageFolder`` layout (one subfolder per class, named classes
-      sorted to labels ``0, 1, ...``), or a flat folder of images (no labels). Images are read with Pillow
-      and grey stays grey.
+      sorted to labels ``0, 1, ...``), or a flat folder of images (no labels). Images are read with Pillow;
+      grey stays grey, and colour (RGB, RGBA, palette) files become 3 channels unless all are grey.
 
     Args:
         path: The file or folder.
@@ -686,7 +713,14 @@ def load_images(path: str | Path, *, max_value: float | None = None) -> ImageSet
     arrays = [_read_image(f) for f, _ in files]
     labels_array = None if classes == [] else np.asarray([label for _, label in files], dtype=np.int64)
     stacked = _stack(arrays, [str(f.relative_to(path)) for f, _ in files], name)
+    if stacked.shape[1] == 3 and _all_grey(stacked):  # colour files that all hold grey pictures stay grey
+        stacked = stacked[:, :1]
     return ImageSet.from_array(stacked, labels_array, name, max_value=max_value)
+
+
+def _all_grey(images: np.ndarray | torch.Tensor) -> bool:
+    """Whether every ``(3, H, W)`` image of a stack ``(N, 3, H, W)`` has equal red, green and blue."""
+    return bool((images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all())
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -771,13 +805,22 @@ def resolve_data_fields(config: Any) -> None:
         setattr(config, name, to_image_set(value, name=label, max_value=max_value))
 
 
-def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the generator") -> None:
-    """Refuse images of another size than a network was built for, in one line naming both shapes.
+GENERATOR_HINT = (
+    "pass a generator built for that shape (generator=, e.g. one 'hfrl pretrain --data PATH' trained)"
+)
+"""What :func:`check_image_shape` suggests by default."""
+
+
+def check_image_shape(
+    expected: Sequence[int], data: ImageSet, what: str = "the generator", hint: str = GENERATOR_HINT
+) -> None:
+    """Refuse images of another shape than a network was built for, in one line naming both shapes.
 
     Args:
         expected: ``(C, H, W)`` or ``(H, W)`` the network takes.
         data: The images.
         what: The network, for the message.
+        hint: What to do instead, ending the message.
 
     Raises:
         DataError: when they differ.
@@ -787,8 +830,7 @@ def check_image_shape(expected: Sequence[int], data: ImageSet, what: str = "the 
     if want != tuple(have):
         raise DataError(
             f"{what} expects images of shape {'x'.join(map(str, want))} but {data.name} are "
-            f"{'x'.join(map(str, have))}; pass a generator built for that size (generator=, e.g. one "
-            "'hfrl pretrain --data PATH' trained)"
+            f"{'x'.join(map(str, have))}; {hint}"
         )
 
 

@@ -6,6 +6,7 @@ compared on identical inputs — which is what the per-image PSNR gain of the se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from hfrl.noise import NoiseModel
 
 @torch.no_grad()
 def generate(generator: nn.Module, noisy: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Run ``generator`` over ``noisy`` ``(N, 1, H, W)`` in batches on its own device; returns CPU outputs.
+    """Run ``generator`` over ``noisy`` ``(N, C, H, W)`` in batches on its own device; returns CPU outputs.
 
     A module without parameters or buffers (a classical denoiser) runs on the CPU.
     """
@@ -42,13 +43,15 @@ class DomainEvaluation:
     Attributes:
         name: ``source`` or ``target``.
         classes: ``(N,)`` class of each image.
-        noisy: ``(N, 1, H, W)`` inputs.
-        outputs: ``(N, 1, H, W)`` generator outputs.
-        clean: ``(N, 1, H, W)`` clean images (used for scoring only).
+        noisy: ``(N, C, H, W)`` inputs.
+        outputs: ``(N, C, H, W)`` generator outputs.
+        clean: ``(N, C, H, W)`` clean images (used for scoring only).
         psnr_noisy: ``(N,)`` PSNR of the noisy input.
         psnr: ``(N,)`` PSNR of the output.
         ssim: ``(N,)`` SSIM of the output.
         good: ``(N,)`` evaluator verdicts.
+        judged: Whether an evaluator with a classifier gave the verdicts; without one (images no shipped
+            judge knows) ``good_rate`` is NaN, written as ``null``: not measured.
     """
 
     name: str
@@ -60,6 +63,7 @@ class DomainEvaluation:
     psnr: torch.Tensor
     ssim: torch.Tensor
     good: torch.Tensor
+    judged: bool = True
 
     def summary(self, mask: torch.Tensor | None = None) -> dict[str, float]:
         """Mean metrics over all images (or those in ``mask``)."""
@@ -69,7 +73,7 @@ class DomainEvaluation:
             "psnr_noisy": float(self.psnr_noisy[m].mean()),
             "psnr": float(self.psnr[m].mean()),
             "ssim": float(self.ssim[m].mean()),
-            "good_rate": float(self.good[m].float().mean()),
+            "good_rate": float(self.good[m].float().mean()) if self.judged else math.nan,
         }
 
     def per_class(self) -> list[dict[str, Any]]:
@@ -120,6 +124,7 @@ def evaluate_on(
         psnr=psnr(outputs, images.images),
         ssim=judgement.ssim,
         good=judgement.good,
+        judged=evaluator.has_classifier,
     )
 
 
@@ -135,7 +140,7 @@ def evaluate_generator(
     """Evaluate a generator on one split of the source and target domains.
 
     Args:
-        generator: Maps ``(B, 1, H, W)`` noisy images to outputs in ``[0, 1]``.
+        generator: Maps ``(B, C, H, W)`` noisy images to outputs in ``[0, 1]``.
         domains: Source/target definition.
         noise: Corruption of the clean images.
         evaluator: The independent judge.

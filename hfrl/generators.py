@@ -1,6 +1,7 @@
 """Small image-to-image generators (denoisers) with outputs in ``[0, 1]``.
 
-Every generator maps ``(B, 1, H, W)`` noisy images to ``(B, 1, H, W)`` outputs. It exposes
+Every generator maps ``(B, C, H, W)`` noisy images to ``(B, C, H, W)`` outputs, C = 1 (grey) or 3 (RGB),
+any ``H, W`` (the convolutional families pad what is not a multiple of 4 and crop it off again). It exposes
 :meth:`Generator.logits` (pre-sigmoid) as well as ``forward`` so that a policy can place its Gaussian
 either in pixel space or in logit space (see :mod:`hfrl.policy`).
 
@@ -30,6 +31,7 @@ import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hfrl.blindspot import shuffle_down, shuffle_up
@@ -68,12 +70,15 @@ class GeneratorConfig:
         family: ``conv``, ``unet`` or ``mlp``.
         width: Channels of the first conv layer (``conv``/``unet``) or hidden units / 4 (``mlp``).
         bottleneck: Size of the dense code (``conv``/``mlp``); 64 reproduces the domain gap.
-        image_size: ``(H, W)``; both must be divisible by 4 for ``conv`` and ``unet``.
+        image_size: ``(H, W)``. ``conv`` and ``unet`` pad other sizes to multiples of 4 (replicating the
+            border) and crop the output; the dense bottleneck's size follows from it.
         skip_channels: Channels of the quarter-resolution skip that bypasses the dense bottleneck
             (``conv`` only; 0 turns it off).
         shuffle: Pixel-shuffle factor: the network sees the ``shuffle**2`` sub-images of every
             ``shuffle``-th pixel (``unet`` only; 1: whole images).
         levels: ``(low, high)`` output levels mapped to 0 and 1 (``(0, 1)``: outputs as they are).
+        channels: Image channels: 1 (grey) or 3 (RGB). Configs saved before colour existed have none
+            and are grey.
     """
 
     family: str = "conv"
@@ -83,6 +88,7 @@ class GeneratorConfig:
     skip_channels: int = 1
     shuffle: int = 1
     levels: tuple[float, float] = (0.0, 1.0)
+    channels: int = 1
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -99,8 +105,10 @@ class GeneratorConfig:
             raise ConfigError(
                 f"shuffle must be 1, or > 1 for the fully convolutional unet, got {self.shuffle} ({self.family})"
             )
-        if self.family != "mlp" and self.shuffle == 1 and (h % 4 or w % 4):
-            raise ConfigError(f"{self.family} generators need H and W divisible by 4, got {h}x{w}")
+        channels = check_int("generator", "channels", self.channels, 1, 3)
+        if channels == 2:
+            raise ConfigError("generator channels must be 1 (grey) or 3 (RGB), got 2")
+        object.__setattr__(self, "channels", channels)
         if not isinstance(self.levels, (tuple, list)) or len(self.levels) != 2:
             raise ConfigError(f"generator levels must be [low, high], got {self.levels!r}")
         low, high = (float(v) for v in self.levels)
@@ -115,15 +123,26 @@ class GeneratorConfig:
                 "check width, bottleneck and image_size"
             )
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the generator takes and makes."""
+        return (self.channels, *self.image_size)
+
+    @property
+    def quarter_size(self) -> tuple[int, int]:
+        """``(H/4, W/4)`` after padding to multiples of 4: the size of the ``conv`` bottleneck's grid."""
+        return (-(-self.image_size[0] // 4), -(-self.image_size[1] // 4))
+
     def parameter_estimate(self) -> int:
         """Roughly how many parameters the described network has (its largest layers), before building it."""
         h, w = self.image_size
         c = self.width
         if self.family == "conv":
-            return 2 * (2 * c * (h // 4) * (w // 4)) * self.bottleneck + 40 * c * c
+            h4, w4 = self.quarter_size
+            return 2 * (2 * c * h4 * w4) * self.bottleneck + 40 * c * c
         if self.family == "mlp":
             hidden = 8 * c
-            return 2 * h * w * hidden + 2 * hidden * self.bottleneck
+            return 2 * self.channels * h * w * hidden + 2 * hidden * self.bottleneck
         return 400 * c * c  # unet: 3x3 convolutions up to 4w channels
 
     def to_dict(self) -> dict:
@@ -136,19 +155,28 @@ class Generator(nn.Module):
 
     config: GeneratorConfig
 
+    multiple: int = 4
+    """What the network's input height and width must be multiples of (1: any size)."""
+
     def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:
         """The network's pre-sigmoid outputs on what it sees (sub-images when ``config.shuffle > 1``)."""
         raise NotImplementedError
 
     def logits(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid outputs ``(B, 1, H, W)`` of whole images."""
+        """Pre-sigmoid outputs ``(B, C, H, W)`` of whole images."""
         s = self.config.shuffle
-        if s == 1:
+        if s > 1:
+            return shuffle_up(self.core_logits(shuffle_down(noisy, s)), s, tuple(noisy.shape[-2:]))
+        h, w = noisy.shape[-2:]
+        m = self.multiple
+        ph, pw = -h % m, -w % m
+        if not ph and not pw:
             return self.core_logits(noisy)
-        return shuffle_up(self.core_logits(shuffle_down(noisy, s)), s, tuple(noisy.shape[-2:]))
+        padded = F.pad(noisy, (0, pw, 0, ph), mode="replicate")  # a size the strided layers halve exactly
+        return self.core_logits(padded)[..., :h, :w]
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Denoised images ``(B, 1, H, W)`` in ``[0, 1]``."""
+        """Denoised images ``(B, C, H, W)`` in ``[0, 1]``."""
         return self.calibrate(torch.sigmoid(self.logits(noisy)))
 
     def calibrate(self, output: torch.Tensor) -> torch.Tensor:
@@ -170,10 +198,10 @@ class ConvEncoderDecoder(Generator):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
-        w, k = config.width, config.skip_channels
-        h4, w4 = config.image_size[0] // 4, config.image_size[1] // 4
+        w, k, c = config.width, config.skip_channels, config.channels
+        h4, w4 = config.quarter_size
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 3, stride=2, padding=1),
+            nn.Conv2d(c, w, 3, stride=2, padding=1),
             nn.ReLU(),  # (B, w, H/2, W/2)
             nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
             nn.ReLU(),  # (B, 2w, H/4, W/4)
@@ -192,7 +220,7 @@ class ConvEncoderDecoder(Generator):
             nn.ReLU(),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),
             nn.ReLU(),  # (B, w, H/2, W/2)
-            nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1),  # (B, 1, H, W)
+            nn.ConvTranspose2d(w, c, 4, stride=2, padding=1),  # (B, C, H, W)
         )
 
     def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -225,14 +253,14 @@ class UNet(Generator):
         super().__init__()
         self.config = config
         w = config.width
-        self.down1 = _block(1, w)  # (B, w, H, W)
+        self.down1 = _block(config.channels, w)  # (B, w, H, W)
         self.down2 = _block(w, 2 * w)  # (B, 2w, H/2, W/2)
         self.mid = _block(2 * w, 4 * w)  # (B, 4w, H/4, W/4)
         self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
         self.dec2 = _block(4 * w, 2 * w)
         self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
         self.dec1 = _block(2 * w, w)
-        self.out = nn.Conv2d(w, 1, 1)
+        self.out = nn.Conv2d(w, config.channels, 1)
         self.pool = nn.AvgPool2d(2)
 
     def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102
@@ -247,21 +275,23 @@ class UNet(Generator):
 class MLPAutoencoder(Generator):
     """Flatten -> MLP encoder -> bottleneck -> MLP decoder."""
 
+    multiple = 1
+
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
-        h, w = config.image_size
+        c, h, w = config.image_shape
         hidden = 4 * config.width * 2
         self.net = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(h * w, hidden),
+            nn.Linear(c * h * w, hidden),
             nn.ReLU(),
             nn.Linear(hidden, config.bottleneck),
             nn.ReLU(),
             nn.Linear(config.bottleneck, hidden),
             nn.ReLU(),
-            nn.Linear(hidden, h * w),
-            nn.Unflatten(1, (1, h, w)),
+            nn.Linear(hidden, c * h * w),
+            nn.Unflatten(1, (c, h, w)),
         )
 
     def core_logits(self, noisy: torch.Tensor) -> torch.Tensor:  # noqa: D102

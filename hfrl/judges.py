@@ -40,7 +40,7 @@ import torch
 
 from hfrl.checkpoint import load_checkpoint
 from hfrl.classifiers import DigitClassifier
-from hfrl.errors import ConfigError
+from hfrl.errors import ConfigError, DataError
 from hfrl.metrics import correlation, ssim
 
 J = TypeVar("J", bound="DigitJudge")
@@ -58,6 +58,55 @@ DEFAULT_CORR_THRESHOLD = 0.5
 
 DIGIT_DATASETS = ("mnist-embedded", "mnist", "emnist")
 """Datasets of handwritten digits, which the shipped judges' classifiers know."""
+DIGIT_SHAPE = (1, 28, 28)
+"""``(C, H, W)`` of the images the shipped judges' classifiers take."""
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``1x28x28`` for ``(1, 28, 28)``."""
+    return "x".join(str(int(v)) for v in shape)
+
+
+def judge_shape(judge: Any) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` a judge's classifier takes, or ``None`` for a judge without one (any images)."""
+    classifier = getattr(judge, "classifier", None)
+    config = getattr(classifier, "config", None)
+    size = getattr(config, "image_size", None)
+    if size is None:
+        return None
+    return (int(getattr(config, "channels", 1)), int(size[0]), int(size[1]))
+
+
+def check_judge_shape(judge: Any, image_shape: Sequence[int], what: str = "the evaluator") -> None:
+    """Refuse a judge whose classifier takes other images than the data's, in one line naming both shapes.
+
+    Raises:
+        DataError: when the shapes differ.
+    """
+    want = judge_shape(judge)
+    if want is not None and want != tuple(int(v) for v in image_shape):
+        raise DataError(
+            f"{what}'s classifier judges {shape_text(want)} images but the data are {shape_text(image_shape)}; "
+            "pass a classifier of these images, or none (then runs report PSNR/SSIM and the reward only)"
+        )
+
+
+def digit_judge_applies(image_shape: Sequence[int]) -> bool:
+    """Whether the shipped digit judges can look at images of this ``(C, H, W)`` (28x28 grey only)."""
+    return tuple(int(v) for v in image_shape) == DIGIT_SHAPE
+
+
+class NotMeasuredWarning(UserWarning):
+    """A run cannot measure something (a good-rate without a judge of its images); the message says what."""
+
+
+def missing_judge_note(image_shape: Sequence[int], role: str = "evaluator") -> str:
+    """The one line a run without a judge says about what it does not measure."""
+    return (
+        f"no {role} for {shape_text(image_shape)} images (the shipped judges take {shape_text(DIGIT_SHAPE)} "
+        f"digits): good-rates are not measured, only PSNR/SSIM against the clean images and the reward; pass "
+        f"a classifier of these images (--{role} PATH, or {role}= from Python) to measure them"
+    )
 
 
 def require_judge(dataset: str, checkpoint: str | Path | None, role: str = "evaluator") -> None:
@@ -108,8 +157,11 @@ class Judgement:
 class DigitJudge:
     """Judges outputs by classifier confidence in the true class and SSIM to the clean image.
 
+    Without a classifier (``classifier=None``, for images no classifier of hfrl knows) a judge checks SSIM
+    and correlation to the clean image only, as it does for images of unknown class.
+
     Args:
-        classifier: A trained :class:`~hfrl.classifiers.DigitClassifier`.
+        classifier: A trained :class:`~hfrl.classifiers.DigitClassifier`, or ``None``.
         prob_threshold: Minimum probability of the true class.
         ssim_threshold: Minimum SSIM to the clean image.
         corr_threshold: Minimum pixel correlation with the clean image.
@@ -117,12 +169,12 @@ class DigitJudge:
 
     def __init__(
         self,
-        classifier: DigitClassifier,
+        classifier: DigitClassifier | None,
         prob_threshold: float = DEFAULT_PROB_THRESHOLD,
         ssim_threshold: float = DEFAULT_SSIM_THRESHOLD,
         corr_threshold: float = DEFAULT_CORR_THRESHOLD,
     ) -> None:
-        self.classifier = classifier.eval()
+        self.classifier = classifier.eval() if classifier is not None else None
         self.prob_threshold = float(prob_threshold)
         self.ssim_threshold = float(ssim_threshold)
         self.corr_threshold = float(corr_threshold)
@@ -147,30 +199,44 @@ class DigitJudge:
         return cls(model, **kwargs)  # type: ignore[arg-type]
 
     @property
+    def has_classifier(self) -> bool:
+        """Whether the judge has a classifier (else it checks SSIM and correlation only)."""
+        return self.classifier is not None
+
+    @property
     def device(self) -> torch.device:
-        """Device of the classifier."""
+        """Device of the classifier (the CPU without one)."""
+        if self.classifier is None:
+            return torch.device("cpu")
         return next(self.classifier.parameters()).device
 
     def to(self, device: torch.device | str) -> DigitJudge:
         """Move the classifier; returns ``self``."""
-        self.classifier.to(device)
+        if self.classifier is not None:
+            self.classifier.to(device)
         return self
 
     @torch.no_grad()
     def judge(
-        self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int]
+        self, outputs: torch.Tensor, clean: torch.Tensor, classes: torch.Tensor | Sequence[int] | None
     ) -> Judgement:
         """Judge a batch.
 
         Args:
-            outputs: ``(B, 1, H, W)`` in ``[0, 1]``.
-            clean: ``(B, 1, H, W)`` the clean images the outputs should show.
-            classes: ``(B,)`` true classes; ``-1`` (unknown) checks SSIM only.
+            outputs: ``(B, C, H, W)`` in ``[0, 1]``.
+            clean: ``(B, C, H, W)`` the clean images the outputs should show.
+            classes: ``(B,)`` true classes; ``-1`` or ``None`` (unknown) checks SSIM only.
         """
-        dev = self.device
+        dev = self.device if self.classifier is not None else outputs.device  # no classifier: where they are
         outputs, clean = outputs.to(dev).float(), clean.to(dev).float()
+        if classes is None:  # unknown classes: SSIM and correlation only
+            classes = torch.full((outputs.shape[0],), -1)
         cls = torch.as_tensor(classes, device=dev).long().reshape(-1)
-        probs = self.classifier.probabilities(outputs)
+        if self.classifier is None:  # no classifier: SSIM and correlation only, as for unknown classes
+            probs = torch.ones(outputs.shape[0], 1, device=dev)
+            cls = torch.full_like(cls, -1)
+        else:
+            probs = self.classifier.probabilities(outputs)
         known = cls >= 0
         p_true = torch.where(
             known,
@@ -182,7 +248,7 @@ class DigitJudge:
         good = (p_true >= self.prob_threshold) & (s >= self.ssim_threshold) & (corr >= self.corr_threshold)
         return Judgement(
             prob=p_true.cpu(),
-            predicted=probs.argmax(1).cpu(),
+            predicted=probs.argmax(1).cpu() if self.classifier is not None else cls.cpu(),
             ssim=s.cpu(),
             correlation=corr.cpu(),
             quality=(p_true * s.clamp(min=0)).cpu(),
@@ -347,3 +413,34 @@ class SyntheticLabeler(DigitJudge, NoisyLabeler):
     ) -> torch.Tensor:
         """``(B,)`` the judgement's ``quality`` (``prob * max(ssim, 0)``)."""
         return self.judge(outputs, clean, classes).quality
+
+
+def make_labeler(
+    dataset: str,
+    checkpoint: str | Path | None,
+    image_shape: Sequence[int],
+    device: torch.device | str = "cpu",
+    **kwargs: Any,
+) -> SyntheticLabeler:
+    """The synthetic labeler of a run's images, checked against them before any work.
+
+    The shipped digit labeler for 1x28x28 digits, the classifier at ``checkpoint`` when given, and for
+    images no shipped classifier can read a labeler without one (SSIM and correlation to the clean image).
+
+    Args:
+        dataset: The run's dataset name (``user`` for the user's images).
+        checkpoint: The labeler's classifier checkpoint, or ``None``.
+        image_shape: ``(C, H, W)`` of the images it labels.
+        device: Where to load the classifier.
+        **kwargs: Other :class:`SyntheticLabeler` arguments (flip rate, seed, ...).
+
+    Raises:
+        ConfigError: for the shipped digit classifier on a named dataset of other 28x28 images.
+        DataError: for a classifier of other images than ``image_shape``.
+    """
+    if checkpoint is None and not digit_judge_applies(image_shape):
+        return SyntheticLabeler(None, **kwargs)
+    require_judge(dataset, checkpoint, "labeler")
+    labeler = SyntheticLabeler.from_pretrained(checkpoint, device=device, **kwargs)
+    check_judge_shape(labeler, image_shape, "the labeler")
+    return labeler

@@ -7,13 +7,30 @@ import math
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+SSIM_WINDOW = 11
+"""SSIM's Gaussian window (pixels) for images of at least that size; smaller images get a smaller one."""
+SSIM_SIGMA = 1.5
+"""Standard deviation of the full-size window; a smaller window's shrinks in proportion."""
+
+
+def ssim_window(height: int, width: int) -> tuple[int, float]:
+    """The SSIM window ``(size, sigma)`` for images of ``height x width``.
+
+    :data:`SSIM_WINDOW` pixels with sigma :data:`SSIM_SIGMA` when the images are at least that large (28x28
+    digits: 11 and 1.5, the usual choice); otherwise the largest odd size that fits, with sigma scaled
+    alike (8x8 images: 7 and 0.95).
+    """
+    side = min(int(height), int(width), SSIM_WINDOW)
+    size = max(side if side % 2 else side - 1, 1)
+    return size, SSIM_SIGMA * size / SSIM_WINDOW
+
 
 def psnr(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in ``[0, 1]``.
 
     Args:
-        outputs: ``(B, 1, H, W)``.
-        clean: ``(B, 1, H, W)``.
+        outputs: ``(B, C, H, W)``.
+        clean: ``(B, C, H, W)``.
 
     Returns:
         ``(B,)`` float32; a perfect reconstruction gives ``inf``.
@@ -24,17 +41,20 @@ def psnr(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (Gaussian window, sigma 1.5) for images in ``[0, 1]``.
+    """Per-image SSIM (Gaussian window, :func:`ssim_window` of the image size) for images in ``[0, 1]``.
+
+    Colour images are averaged over their channels.
 
     Args:
-        outputs: ``(B, 1, H, W)``.
-        clean: ``(B, 1, H, W)``.
+        outputs: ``(B, C, H, W)``.
+        clean: ``(B, C, H, W)``.
 
     Returns:
         ``(B,)`` float32 in ``[-1, 1]``.
     """
+    size, sigma = ssim_window(*outputs.shape[-2:])
     return structural_similarity_index_measure(
-        outputs.float(), clean.float(), data_range=1.0, reduction="none"
+        outputs.float(), clean.float(), data_range=1.0, reduction="none", kernel_size=size, sigma=sigma
     ).reshape(-1)
 
 
@@ -45,8 +65,8 @@ def correlation(outputs: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     windows match perfectly), so the judges also ask for correlation with the clean image.
 
     Args:
-        outputs: ``(B, 1, H, W)``.
-        clean: ``(B, 1, H, W)``.
+        outputs: ``(B, C, H, W)``.
+        clean: ``(B, C, H, W)``.
 
     Returns:
         ``(B,)`` float32 in ``[-1, 1]``.

@@ -47,11 +47,11 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 class GaussianPolicy(nn.Module):
     """A stochastic policy around a generator: ``N(g(x), sigma^2)`` in pixel or logit space.
 
-    All methods take a batch of noisy images ``(B, 1, H, W)`` and reduce over every non-batch dimension,
+    All methods take a batch of noisy images ``(B, C, H, W)`` and reduce over every non-batch dimension,
     so densities, entropies and divergences are per image, shape ``(B,)``.
 
     Args:
-        generator: Any module mapping ``(B, 1, H, W)`` to outputs in ``[0, 1]``; for ``space="logit"`` it
+        generator: Any module mapping ``(B, C, H, W)`` to outputs in ``[0, 1]``; for ``space="logit"`` it
             must also have ``logits(x)`` (every :class:`hfrl.generators.Generator` does).
         space: ``"pixel"`` (Gaussian on pixel values) or ``"logit"`` (Gaussian on logits, then sigmoid).
         log_std: Initial natural log of the standard deviation (pixel units or logit units). Default -2.0.
@@ -135,22 +135,22 @@ class GaussianPolicy(nn.Module):
         return ref.eval()
 
     def loc(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Mean of the Gaussian in the policy's space: pixel outputs or logits, ``(B, 1, H, W)``."""
+        """Mean of the Gaussian in the policy's space: pixel outputs or logits, ``(B, C, H, W)``."""
         return self.generator(noisy) if self.space == "pixel" else self.generator.logits(noisy)
 
     def to_space(self, action: torch.Tensor) -> torch.Tensor:
-        """Map actions ``(B, 1, H, W)`` into the policy's space (identity, or logit of the clamped action)."""
+        """Map actions ``(B, C, H, W)`` into the policy's space (identity, or logit of the clamped action)."""
         if self.space == "pixel":
             return action
         return torch.logit(action.clamp(self.eps, 1.0 - self.eps))
 
     def base_distribution(self, noisy: torch.Tensor) -> Normal:
-        """Element-wise ``Normal(loc, std)`` in the policy's space (batch shape ``(B, 1, H, W)``)."""
+        """Element-wise ``Normal(loc, std)`` in the policy's space (batch shape ``(B, C, H, W)``)."""
         loc = self.loc(noisy)
         return Normal(loc, self.std.to(loc.dtype).expand_as(loc), validate_args=False)
 
     def distribution(self, noisy: torch.Tensor) -> Distribution:
-        """The action distribution as a ``torch.distributions`` object with event shape ``(1, H, W)``.
+        """The action distribution as a ``torch.distributions`` object with event shape ``(C, H, W)``.
 
         Pixel space: ``Independent(Normal)``; logit space: ``Independent(TransformedDistribution(Normal,
         SigmoidTransform))``. Useful for interoperability; the methods below are faster and clamp safely.
@@ -170,11 +170,11 @@ class GaussianPolicy(nn.Module):
         Call it under ``torch.no_grad()`` for rollouts.
 
         Args:
-            noisy: ``(B, 1, H, W)`` observations.
+            noisy: ``(B, C, H, W)`` observations.
             generator: Source of randomness (on the CPU or on ``noisy``'s device); global RNG when ``None``.
 
         Returns:
-            ``(B, 1, H, W)`` actions: unclipped in pixel space (the environment clips), in ``(0, 1)`` in
+            ``(B, C, H, W)`` actions: unclipped in pixel space (the environment clips), in ``(0, 1)`` in
             logit space.
         """
         loc = self.loc(noisy)
@@ -187,8 +187,8 @@ class GaussianPolicy(nn.Module):
         """Log-density of ``action`` under the policy at ``noisy``, summed over pixels.
 
         Args:
-            noisy: ``(B, 1, H, W)`` observations.
-            action: ``(B, 1, H, W)`` actions as sampled (pixel space: before the environment clips them;
+            noisy: ``(B, C, H, W)`` observations.
+            action: ``(B, C, H, W)`` actions as sampled (pixel space: before the environment clips them;
                 logit space: values in ``[0, 1]``, clamped to ``(eps, 1 - eps)``).
 
         Returns:
@@ -220,7 +220,7 @@ class GaussianPolicy(nn.Module):
 
         Args:
             reference: The policy to stay close to (usually a :meth:`frozen_copy` of the initial one).
-            noisy: ``(B, 1, H, W)`` observations.
+            noisy: ``(B, C, H, W)`` observations.
         """
         if reference.space != self.space:
             raise ConfigError(f"KL between a {self.space}-space and a {reference.space}-space policy")
@@ -234,7 +234,7 @@ class GaussianPolicy(nn.Module):
         return per_pixel.flatten(1).sum(1)
 
     def mode(self, noisy: torch.Tensor) -> torch.Tensor:
-        """The deterministic action: the generator's output ``(B, 1, H, W)`` in ``[0, 1]``.
+        """The deterministic action: the generator's output ``(B, C, H, W)`` in ``[0, 1]``.
 
         In pixel space it is the Gaussian's mean; in logit space ``sigmoid(loc)``, the median of the
         logit-normal action distribution.

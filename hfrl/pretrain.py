@@ -90,7 +90,10 @@ def pretrain(
             domains = Domains.from_sets(data, None, config.split_seed)
     train, val = domains.source("train"), domains.source("val")
     noise = make_noise(config.noise, config.noise_level)
-    gen_cfg = GeneratorConfig(config.family, config.width, config.bottleneck, tuple(train.image_shape[1:]))
+    channels, height, width = train.image_shape  # the generator is built for the images it learns from
+    gen_cfg = GeneratorConfig(
+        config.family, config.width, config.bottleneck, (height, width), channels=channels
+    )
     # Initialisation draws from torch's global generator: seed it inside fork_rng, so the caller's global
     # RNG state is left as it was (no hidden global seeding). Training draws from ``rng`` only.
     with torch.random.fork_rng(devices=[]):

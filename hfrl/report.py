@@ -149,7 +149,7 @@ class HtmlPage:
 
 
 def _tile(image: torch.Tensor, rgb: tuple[float, float, float], border: int = 1) -> torch.Tensor:
-    """A ``(1, H, W)`` grey image as ``(3, H + 2b, W + 2b)`` RGB inside a coloured frame."""
+    """A ``(C, H, W)`` grey or RGB image as ``(3, H + 2b, W + 2b)`` RGB inside a coloured frame."""
     grey = image.detach().float().cpu().clamp(0, 1).expand(3, -1, -1)
     h, w = grey.shape[-2:]
     tile = torch.tensor(rgb).view(3, 1, 1).expand(3, h + 2 * border, w + 2 * border).clone()
@@ -197,7 +197,8 @@ def save_class_grids(
     """One PNG per class: rows noisy input, output before, output after, clean image; one column per image.
 
     The two evaluations must come from the same noisy inputs (same split and seed). Outputs are framed
-    green or red by the evaluator's verdict.
+    green or red by the evaluator's verdict (grey without a judge of these images). Grey and colour images
+    alike.
 
     Args:
         before: Evaluation of the initial generator.
@@ -214,8 +215,14 @@ def save_class_grids(
             idx = torch.nonzero(b.classes == c).flatten()[:per_class].tolist()
             rows = [
                 [_tile(b.noisy[i], NEUTRAL_RGB) for i in idx],
-                [_tile(b.outputs[i], _verdict_rgb(bool(b.good[i]))) for i in idx],
-                [_tile(a.outputs[i], _verdict_rgb(bool(a.good[i]))) for i in idx],
+                [
+                    _tile(b.outputs[i], _verdict_rgb(bool(b.good[i])) if b.judged else NEUTRAL_RGB)
+                    for i in idx
+                ],
+                [
+                    _tile(a.outputs[i], _verdict_rgb(bool(a.good[i])) if a.judged else NEUTRAL_RGB)
+                    for i in idx
+                ],
                 [_tile(b.clean[i], NEUTRAL_RGB) for i in idx],
             ]
             path = _save_tiles(
@@ -228,8 +235,8 @@ def save_class_grids(
                     int(c),
                     path,
                     int(mask.sum()),
-                    float(b.good[mask].float().mean()),
-                    float(a.good[mask].float().mean()),
+                    float(b.good[mask].float().mean()) if b.judged else math.nan,
+                    float(a.good[mask].float().mean()) if a.judged else math.nan,
                 )  # fmt: skip
             )
     return grids
@@ -288,7 +295,7 @@ def save_label_grid(
     """The labelled outputs, in the order they were asked about, framed by their label.
 
     Args:
-        outputs: ``(N, 1, H, W)`` outputs.
+        outputs: ``(N, C, H, W)`` outputs.
         values: ``(N,)`` labels: 1 good (green), 0 bad (red), ``nan`` skipped (grey).
         path: The PNG.
         per_row: Images per row.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -110,3 +111,21 @@ def tiny() -> dict:
         "progress": False,
         "checkpoint_every": 0,
     }
+
+
+def shapes_dataset(
+    n: int, channels: int, height: int, width: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 images ``(n, C, H, W)`` of two classes: a bright square (0) or a bright bar (1), coloured
+    at random, on a dark background; and their classes."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, channels, height, width), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    for i in range(n):
+        colour = rng.integers(128, 256, size=(channels, 1, 1))
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        if labels[i] == 0:
+            images[i, :, top : top + height // 2, left : left + width // 2] = colour
+        else:
+            images[i, :, top : top + 2, :] = colour
+    return images, labels

@@ -76,7 +76,7 @@ def test_uint8_is_scaled() -> None:
 @pytest.mark.parametrize(
     ("array", "message"),
     [
-        (torch.rand(2, 3, 8, 8), "expected shape"),
+        (torch.rand(2, 2, 8, 8), "expected shape"),  # two channels: neither grey nor RGB
         (torch.rand(8, 8), "expected shape"),
         (torch.rand(2, 8, 8) * 2, r"must lie in \[0, 1\]"),
         (torch.full((1, 8, 8), float("nan")), "NaN"),
@@ -251,8 +251,8 @@ def test_user_images_in_every_form_become_one_image_set(tmp_path) -> None:
     )
     with pytest.raises(DataError, match="images of different sizes: item 0 is 8x8, item 1 is 4x8"):
         to_image_set([arrays[0], arrays[1][:4]])
-    with pytest.raises(DataError, match="RGB images are not supported yet"):
-        to_image_set([Image.new("RGB", (8, 8))])
+    with pytest.raises(DataError, match="CMYK images are not supported|expected a grey image"):
+        to_image_set([np.zeros((2, 8, 8), dtype=np.uint8)])
     assert "tensor(" not in repr(reference) and "8x8" in repr(reference)
 
 
@@ -266,3 +266,57 @@ def test_a_folder_of_idx_files_is_read_as_user_images(tmp_path) -> None:
     assert data.labels.tolist() == [0, 1, 2, 3, 4] and torch.allclose(
         data.images[:, 0], torch.from_numpy(images) / 255
     )
+
+
+def test_colour_images_channel_first_or_last_from_arrays_files_and_folders(tmp_path) -> None:
+    from PIL import Image
+
+    from hfrl.data import load_images, to_image_set
+
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 256, size=(6, 3, 12, 20), dtype=np.uint8)  # (N, 3, H, W), non-square
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    reference = ImageSet.from_array(first, labels)
+    assert reference.image_shape == (3, 12, 20) and reference.images.is_contiguous()
+    last = first.transpose(0, 2, 3, 1)  # (N, H, W, 3), as image libraries give it
+    assert ImageSet.from_array(last, labels).digest == reference.digest
+    np.save(tmp_path / "last.npy", last)
+    assert torch.equal(load_images(tmp_path / "last.npy").images, reference.images)
+    np.savez(tmp_path / "first.npz", images=first, labels=labels)
+    assert load_images(tmp_path / "first.npz").digest == reference.digest
+    folder = tmp_path / "rgb"
+    for i, (image, label) in enumerate(zip(last, labels)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, mode="RGB").save(folder / str(label) / f"{i}.png")
+    from_folder = load_images(folder)
+    assert from_folder.image_shape == (3, 12, 20) and from_folder.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert torch.equal(from_folder.images, reference.images[[0, 2, 4, 1, 3, 5]])
+    pil = [Image.fromarray(image, mode="RGB") for image in last]
+    assert torch.equal(to_image_set(pil).images, reference.images)  # a torchvision-style list of PIL images
+
+    grey = tmp_path / "grey-in-rgb"  # RGB files that all hold grey pictures stay grey
+    grey.mkdir()
+    for i in range(3):
+        Image.fromarray(np.repeat(first[i, :1], 3, 0).transpose(1, 2, 0), mode="RGB").save(grey / f"{i}.png")
+    assert load_images(grey).image_shape == (1, 12, 20)
+    mixed = tmp_path / "mixed"  # one grey file among colour ones: all become colour
+    mixed.mkdir()
+    Image.fromarray(first[0, 0], mode="L").save(mixed / "0.png")
+    Image.fromarray(last[1], mode="RGB").save(mixed / "1.png")
+    both = load_images(mixed)
+    assert both.image_shape == (3, 12, 20) and torch.equal(both.images[0, 0], both.images[0, 2])
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((4, 2, 8, 8), "C = 1 \\(grey\\) or 3 \\(RGB\\), got \\(4, 2, 8, 8\\)"),
+        ((4, 8, 8, 4), "got \\(4, 8, 8, 4\\)"),
+        ((4, 3, 6, 8), "at least 8x8 pixels, got \\(4, 3, 6, 8\\)"),
+        ((4, 7, 9), "at least 8x8 pixels"),
+    ],
+)
+def test_bad_image_shapes_are_one_line_errors(shape, message) -> None:
+    with pytest.raises(DataError, match=message) as info:
+        ImageSet.from_array(np.zeros(shape, dtype=np.uint8))
+    assert "\n" not in str(info.value)

@@ -158,3 +158,25 @@ def test_the_noisy_labeler_wrapper_adds_seeded_flips_skips_and_ties() -> None:
     assert exact.pick_best(x[[20, 100, 30, 0]])[1] == 1
     with pytest.raises(ConfigError):
         _Brightness(0.6, 0.0, 0.05, 0, "toy")
+
+
+def test_a_judge_without_a_classifier_for_images_no_shipped_one_reads() -> None:
+    from hfrl.errors import DataError
+    from hfrl.judges import check_judge_shape, digit_judge_applies, judge_shape, make_labeler
+
+    assert digit_judge_applies((1, 28, 28)) and not digit_judge_applies((3, 28, 28))
+    labeler = make_labeler("user", None, (3, 12, 20))
+    assert not labeler.has_classifier and judge_shape(labeler) is None
+    clean = torch.rand(4, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    outputs = torch.cat([clean[:2], torch.zeros(2, 3, 12, 20)])
+    judgement = labeler.judge(outputs, clean, torch.tensor([0, 1, 0, 1]))
+    assert judgement.good.tolist() == [True, True, False, False]  # SSIM and correlation to the clean image
+    assert judgement.predicted.tolist() == [-1] * 4 and torch.equal(judgement.prob, torch.ones(4))
+    assert labeler.label(outputs, clean) == ["good", "good", "bad", "bad"]
+    digit = make_labeler("mnist-embedded", None, (1, 28, 28))
+    assert judge_shape(digit) == (1, 28, 28)
+    with pytest.raises(DataError, match="judges 1x28x28 images but the data are 3x12x20") as info:
+        check_judge_shape(digit, (3, 12, 20), "the labeler")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="handwritten digits"):
+        make_labeler("fashion-mnist", None, (1, 28, 28))

@@ -48,3 +48,19 @@ def test_correlation() -> None:
     assert torch.allclose(correlation(x, x), torch.ones(4))
     assert torch.allclose(correlation(1 - x, x), -torch.ones(4))
     assert torch.equal(correlation(torch.zeros_like(x), x), torch.zeros(4))
+
+
+def test_ssim_window_shrinks_for_small_images_and_colour_is_scored() -> None:
+    from hfrl.metrics import ssim_window
+
+    assert ssim_window(28, 28) == (11, 1.5) and ssim_window(64, 12) == (11, 1.5)
+    size, sigma = ssim_window(8, 20)
+    assert size == 7 and abs(sigma - 1.5 * 7 / 11) < 1e-12
+    assert ssim_window(9, 9)[0] == 9
+    g = torch.Generator().manual_seed(0)
+    for shape in [(4, 1, 8, 8), (4, 3, 12, 20), (4, 3, 32, 32)]:
+        clean = torch.rand(shape, generator=g)
+        noisy = (clean + 0.3 * torch.randn(shape, generator=g)).clamp(0, 1)
+        same, worse = ssim(clean, clean), ssim(noisy, clean)
+        assert same.shape == (4,) and torch.allclose(same, torch.ones(4), atol=1e-4)
+        assert bool((worse < 0.9).all()) and psnr(noisy, clean).shape == (4,)

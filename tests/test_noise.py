@@ -7,9 +7,10 @@ from hfrl.errors import ConfigError
 from hfrl.noise import GaussianNoise, PoissonNoise, SaltPepperNoise, make_noise
 
 
+@pytest.mark.parametrize("shape", [(8, 1, 28, 28), (8, 3, 12, 20), (8, 1, 8, 8)])
 @pytest.mark.parametrize("name", ["gaussian", "salt-pepper", "poisson", "correlated", "poisson-gaussian"])
-def test_noise_is_clipped_seeded_and_shaped(name: str) -> None:
-    clean = torch.rand(8, 1, 28, 28)
+def test_noise_is_clipped_seeded_and_shaped(name: str, shape: tuple[int, ...]) -> None:
+    clean = torch.rand(*shape)
     noise = make_noise(name, 0.3)
     a = noise(clean, torch.Generator().manual_seed(1))
     b = noise(clean, torch.Generator().manual_seed(1))
@@ -112,3 +113,13 @@ def test_noise_spec_round_trips_and_rejects_bad_parameters() -> None:
     ]:
         with pytest.raises(ConfigError, match=match):
             make_noise(bad, 0.3)
+
+
+def test_correlated_noise_on_colour_images_is_correlated_within_each_channel_only() -> None:
+    clean = torch.full((64, 3, 16, 16), 0.5)
+    noise = make_noise("correlated", 0.1)
+    residual = noise(clean, torch.Generator().manual_seed(0)) - clean
+    r, g = residual[:, 0], residual[:, 1]
+    across_pixels = torch.corrcoef(torch.stack([r[:, :, :-1].flatten(), r[:, :, 1:].flatten()]))[0, 1]
+    across_channels = torch.corrcoef(torch.stack([r.flatten(), g.flatten()]))[0, 1]
+    assert float(across_pixels) > 0.5 and abs(float(across_channels)) < 0.05

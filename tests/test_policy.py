@@ -135,3 +135,19 @@ def test_from_checkpoint_wraps_the_shipped_generator(noisy: torch.Tensor) -> Non
     with torch.no_grad():
         out = policy.mode(noisy)
     assert out.shape == noisy.shape and policy.space == "logit"
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize(("channels", "size"), [(3, (32, 32)), (1, (8, 8)), (3, (12, 20))])
+def test_the_policy_works_on_any_image_shape(space: str, channels: int, size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    gen = build_generator(GeneratorConfig(width=4, bottleneck=8, image_size=size, channels=channels)).eval()
+    policy = GaussianPolicy(gen, space=space, log_std=-1.5)
+    noisy = torch.rand(3, channels, *size, generator=torch.Generator().manual_seed(1))
+    action = policy.sample(noisy, generator=torch.Generator().manual_seed(2))
+    assert action.shape == noisy.shape and policy.mode(noisy).shape == noisy.shape
+    log_prob = policy.log_prob(noisy, action)
+    reference = Independent(Normal(policy.loc(noisy), policy.std), 3)
+    if space == "pixel":
+        assert torch.allclose(log_prob, reference.log_prob(action), atol=1e-3)
+    assert log_prob.shape == (3,) and torch.allclose(policy.kl(policy.frozen_copy(), noisy), torch.zeros(3))

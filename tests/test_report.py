@@ -9,6 +9,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -178,3 +179,30 @@ def test_write_report_links_only_existing_files(evaluations, tmp_path) -> None:
     assert data["metrics"]["target"]["good_rate"]["after"] == pytest.approx(0.6)
     assert re.search(r"<title>demo &amp; test</title>", page.read_text())
     assert Path(tmp_path / "figures" / "training_curves.png").is_file()
+
+
+def test_grids_and_metrics_of_colour_images_without_a_judge(tmp_path: Path) -> None:
+    from hfrl.data import Domains, ImageSet
+    from hfrl.evaluation import evaluate_generator, save_grid
+    from hfrl.generators import GeneratorConfig, build_generator
+    from hfrl.judges import Evaluator
+    from hfrl.noise import make_noise
+    from tests.conftest import shapes_dataset
+
+    images, labels = shapes_dataset(40, 3, 12, 20)
+    domains = Domains(ImageSet.from_array(images, labels), (0,), (1,))
+    generator = build_generator(GeneratorConfig(width=4, bottleneck=8, image_size=(12, 20), channels=3))
+    noise, judge = make_noise("gaussian", 0.3), Evaluator(None)
+    before = evaluate_generator(generator, domains, noise, judge)
+    after = evaluate_generator(torch.nn.Identity(), domains, noise, judge)  # the noisy input as output
+    assert not before.target.judged and math.isnan(before.target.summary()["good_rate"])
+    grids = save_class_grids(before, after, tmp_path)
+    assert len(grids) == 2 and all(math.isnan(g.good_before) for g in grids)
+    picture = np.asarray(Image.open(grids[0].path).convert("RGB"))
+    assert picture.shape[0] > 4 * 12 and picture.shape[1] > 20
+    assert (picture[..., 0] != picture[..., 1]).any()  # colour survives into the grid
+    assert np.asarray(Image.open(save_grid(after, tmp_path / "grid.png"))).shape[-1] == 3
+    metrics = run_metrics(before, after)
+    rows = {r["metric"]: r for r in metrics_table(metrics)}
+    assert next(r for name, r in rows.items() if "good-rate" in name)["after"] == "–"
+    assert math.isfinite(metrics["target"]["psnr"]["after"])

@@ -186,9 +186,10 @@ def add_data(parser: argparse.ArgumentParser) -> None:
 
 
 USER_DATA_HELP = (
-    "a .npy file of images (N, H, W), a .npz file with arrays 'images' and optional 'labels', a folder of "
-    "images (one subfolder per class, as torchvision's ImageFolder, or a flat folder without labels) or a "
-    "folder of MNIST IDX files; uint8 images are divided by 255, others need --max-value"
+    "a .npy file of images (N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 (grey) or 3 (RGB), any size "
+    "from 8x8, a .npz file with arrays 'images' and optional 'labels', a folder of grey or colour images (one "
+    "subfolder per class, as torchvision's ImageFolder, or a flat folder without labels) or a folder of "
+    "MNIST IDX files; uint8 images are divided by 255, others need --max-value"
 )
 """What ``--data PATH`` (and ``--source-data``/``--target-data``) accept."""
 

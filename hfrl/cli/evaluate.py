@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from hfrl.cli.common import add_data, add_device, add_out, add_seed, resolve_checkpoint, resolve_task_args
-from hfrl.errors import ConfigError
 
 DEFAULT_GENERATOR = "denoiser_source"
 COLUMNS = ["domain", "class", "n", "psnr_noisy", "psnr", "ssim", "good_rate"]
@@ -55,7 +54,7 @@ def resolve_generator_path(path: str | Path | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write JSON and PNG."""
     from hfrl.checkpoint import load_checkpoint
-    from hfrl.data import Domains, load_dataset, parse_classes
+    from hfrl.data import Domains, check_image_shape, load_dataset, parse_classes
     from hfrl.device import resolve_device
     from hfrl.evaluation import evaluate_generator, format_table, save_grid
     from hfrl.judges import Evaluator, require_judge
@@ -76,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     generator, doc = load_checkpoint(generator_path, kind="generator", device=device)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
-    if tuple(data.image_shape[1:]) != tuple(doc["config"]["image_size"]):
-        raise ConfigError(
-            f"generator expects {tuple(doc['config']['image_size'])} images but {args.dataset} has {tuple(data.image_shape[1:])}"
-        )
+    check_image_shape(generator.config.image_shape, data, f"the generator {generator_path}")
     domains = Domains(data, parse_classes(args.source_classes), parse_classes(args.target_classes))
     evaluator = Evaluator.from_pretrained(args.evaluator, device=device)
     noise = make_noise(args.noise, args.noise_level)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the trainer (or restore it), train, print the final evaluation."""
     from hfrl.agents import agent_class
     from hfrl.device import seed_everything
+    from hfrl.judges import NotMeasuredWarning
 
     for spec in args.imports:
         import_user_code(spec)
@@ -187,14 +190,20 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.out
     config = resolve_config_checkpoints(config)
     seed_everything(config.seed)
-    trainer = agent_class(agent)(config, run_dir=run_dir)
+    with warnings.catch_warnings():  # what a run cannot measure is printed once, with its results
+        warnings.simplefilter("ignore", NotMeasuredWarning)
+        trainer = agent_class(agent)(config, run_dir=run_dir)
     if args.resume is not None:
         trainer.load_state()
         print(f"resuming {agent} at step {trainer.step} of {config.steps}")
     result = trainer.train()
     f = result.final
+    before, after = f["target_good_rate_before"], f["target_good_rate_after"]
+    rates = "not measured" if before != before else f"{before:.1%} -> {after:.1%}"  # NaN: no judge
+    for note in f.get("not_measured", []):
+        print(f"note: {note}", file=sys.stderr)
     print(
-        f"{agent}: target good-rate {f['target_good_rate_before']:.1%} -> {f['target_good_rate_after']:.1%}, "
+        f"{agent}: target good-rate {rates}, "
         f"source PSNR change {f['source_psnr_change']:+.2f} dB, target PSNR gain "
         f"{f['target_psnr_gain']['mean']:+.2f} ± {f['target_psnr_gain']['std']:.2f} dB "
         f"({f['target_psnr_gain']['share_improved']:.0%} of images improved), labels used {f['labels_used']}"

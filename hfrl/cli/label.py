@@ -199,17 +199,21 @@ def run_simulate(args: argparse.Namespace) -> int:
     from hfrl.device import resolve_device
     from hfrl.feedback.simulate import simulate
     from hfrl.feedback.store import FeedbackStore
-    from hfrl.judges import SyntheticLabeler
+    from hfrl.judges import SyntheticLabeler, check_judge_shape, digit_judge_applies
 
     device = resolve_device(args.device)
-    labeler = SyntheticLabeler.from_pretrained(
-        args.labeler_checkpoint,
-        device=device,
-        flip_rate=args.flip_rate,
-        skip_rate=args.skip_rate,
-        seed=args.seed,
-        labeler_id=args.labeler_id,
-    )
+    kwargs = {"flip_rate": args.flip_rate, "skip_rate": args.skip_rate, "seed": args.seed,
+              "labeler_id": args.labeler_id}  # fmt: skip
+    with FeedbackStore(args.db, create=False) as store:
+        queries = store.queries()
+        items = store.items(queries[0].id) if queries else []
+        shape = tuple(store.images([items[0].sample_id], "input").shape[1:]) if items else None
+    if args.labeler_checkpoint is None and shape is not None and not digit_judge_applies(shape):
+        labeler = SyntheticLabeler(None, **kwargs)  # no shipped classifier reads these: SSIM and correlation
+    else:
+        labeler = SyntheticLabeler.from_pretrained(args.labeler_checkpoint, device=device, **kwargs)
+        if shape is not None:
+            check_judge_shape(labeler, shape, "the labeler")
     with FeedbackStore(args.db, create=False) as store:
         report = simulate(
             store,

@@ -201,7 +201,7 @@ def _denoiser_images(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.
 
     Args:
         args: The parsed flags.
-        shape: ``(1, H, W)`` of the store's images, which these must match.
+        shape: ``(C, H, W)`` of the store's images, which these must match.
     """
     if args.denoiser_images == 0:
         return None
@@ -221,14 +221,14 @@ def _denoiser_images(args: argparse.Namespace, shape: tuple[int, ...]) -> torch.
     noisy = make_noise(args.noise, args.noise_level)(images.images[idx], g)
     if tuple(noisy.shape[1:]) != tuple(shape):
         raise DataError(
-            f"{args.dataset} images are {tuple(noisy.shape[2:])} but the store's are "
-            f"{tuple(shape[1:])}; pass --denoiser-images 0 or the matching --dataset"
+            f"{args.dataset} images are {'x'.join(map(str, noisy.shape[1:]))} but the store's are "
+            f"{'x'.join(map(str, shape))}; pass --denoiser-images 0 or the matching --dataset"
         )
     return noisy
 
 
 def _store_image_shape(db: Path) -> tuple[int, ...] | None:
-    """``(1, H, W)`` of the store's first sample, or ``None`` for an empty store."""
+    """``(C, H, W)`` of the store's first sample, or ``None`` for an empty store."""
     from hfrl.feedback import FeedbackStore
 
     with FeedbackStore(db, readonly=True) as store:

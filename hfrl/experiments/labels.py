@@ -125,7 +125,7 @@ class CollectedLabels:
         return int(self.values.numel())
 
     def samples(self, noisy: torch.Tensor, outputs: torch.Tensor) -> LabelledSamples:
-        """The labelled rows as :class:`~hfrl.rewards.LabelledSamples` (the pool's ``(N, 1, H, W)`` tensors)."""
+        """The labelled rows as :class:`~hfrl.rewards.LabelledSamples` (the pool's ``(N, C, H, W)`` tensors)."""
         from hfrl.rewards.records import LabelledSamples
 
         idx = self.indices
@@ -242,10 +242,10 @@ def collect_labels(
 
     Args:
         queue: The feedback queue (or a store, or the path of its database, created when missing).
-        noisy: ``(N, 1, H, W)`` noisy inputs of the pool.
-        outputs: ``(N, 1, H, W)`` the generator's outputs for them.
+        noisy: ``(N, C, H, W)`` noisy inputs of the pool.
+        outputs: ``(N, C, H, W)`` the generator's outputs for them.
         n_labels: Outputs to ask about in all (at most ``N``).
-        clean: ``(N, 1, H, W)`` clean images, stored for the synthetic labeler only (required with
+        clean: ``(N, C, H, W)`` clean images, stored for the synthetic labeler only (required with
             ``labeler``; never served to people).
         classes: ``(N,)`` classes.
         selection: ``active`` or ``random``.

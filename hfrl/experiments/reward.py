@@ -41,9 +41,9 @@ class LabelPool:
     """Outputs that may be put to labelers, with what only the synthetic labeler and benchmarks see.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` noisy target-domain train images.
-        outputs: ``(N, 1, H, W)`` the generator's outputs for them.
-        clean: ``(N, 1, H, W)`` clean images (synthetic labeler and benchmark numbers only).
+        noisy: ``(N, C, H, W)`` noisy target-domain train images.
+        outputs: ``(N, C, H, W)`` the generator's outputs for them.
+        clean: ``(N, C, H, W)`` clean images (synthetic labeler and benchmark numbers only).
         classes: ``(N,)`` int64 classes.
     """
 
@@ -302,9 +302,16 @@ def prepare_reward(
         FeedbackTimeoutError: when people do not answer in time.
     """
     from hfrl.checkpoint import load_checkpoint
-    from hfrl.data import Domains, load_dataset
+    from hfrl.data import Domains, check_image_shape, dataset_name, load_dataset
     from hfrl.device import resolve_device
-    from hfrl.judges import DIGIT_DATASETS, SyntheticLabeler, require_judge
+    from hfrl.judges import (
+        DIGIT_DATASETS,
+        Evaluator,
+        check_judge_shape,
+        digit_judge_applies,
+        make_labeler,
+        require_judge,
+    )
     from hfrl.noise import make_noise
     from hfrl.rewards import RewardTrainingConfig, save_reward_model
     from hfrl.rewards.fit import ensemble_fitter, fit_reward_from_store, label_free_similarity_reward
@@ -337,9 +344,14 @@ def prepare_reward(
         raise ConfigError(f"unknown reward reference {reference!r}; expected one of {', '.join(REFERENCES)}")
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
-    if not human and n_labels > 0:
-        require_judge(dataset, labeler, "labeler")
-    scored = evaluator is not None or dataset in DIGIT_DATASETS  # else no judge for the agreement figure
+    data = load_dataset(dataset, data_dir)  # its shape chooses the judges, before any work
+    shape, name = data.image_shape, dataset_name(dataset)
+    if not human and n_labels > 0 and (labeler is not None or digit_judge_applies(shape)):
+        require_judge(name, labeler, "labeler")  # images no shipped judge reads get a classifier-free one
+    # else no judge for the agreement figure
+    scored = evaluator is not None or (name in DIGIT_DATASETS and digit_judge_applies(shape))
+    if evaluator is not None:  # a judge of other images than these fails here, in one line
+        check_judge_shape(Evaluator.from_pretrained(evaluator), shape, "the evaluator")
     out = Path(out_dir)
     if n_labels > 0 and (out / DEFAULT_DB_NAME).exists():
         raise FeedbackError(
@@ -355,13 +367,11 @@ def prepare_reward(
         else:
             gen, _ = load_checkpoint(generator, kind="generator", device=dev)
             gen_name = str(generator)
-        domains = Domains(load_dataset(dataset, data_dir), tuple(source_classes), tuple(target_classes))
+        domains = Domains(data, tuple(source_classes), tuple(target_classes))
         images = domains.target("train")
-        size = tuple(gen.config.image_size) if hasattr(gen, "config") else None
-        if size is not None and tuple(images.image_shape[1:]) != size:
-            raise DataError(
-                f"the generator expects {size} images but {dataset} has {tuple(images.image_shape[1:])}"
-            )
+        if hasattr(gen, "config"):  # a generator built for other images fails here, in one line
+            shape = (int(getattr(gen.config, "channels", 1)), *gen.config.image_size)
+            check_image_shape(shape, images, "the generator")
         label_pool = make_label_pool(gen, images, make_noise(noise, noise_level), size=pool, seed=seed + 1000)
         if n_labels > len(label_pool):
             raise ConfigError(f"cannot ask for {n_labels} labels from a pool of {len(label_pool)} outputs")
@@ -415,8 +425,8 @@ def prepare_reward(
                     )
             else:
                 labeler_name = "synthetic"
-                judge = SyntheticLabeler.from_pretrained(
-                    labeler, device=dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
+                judge = make_labeler(
+                    name, labeler, shape, dev, flip_rate=flip_rate, seed=seed, labeler_id="synthetic"
                 )
                 collected = collect_labels(
                     queue, label_pool.noisy, label_pool.outputs, labeler=judge, **common

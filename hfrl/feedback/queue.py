@@ -61,10 +61,10 @@ class FeedbackQueue:
         """Put a batch of outputs to labelers: good/bad each (``single``) or good/bad plus best (``hero``).
 
         Args:
-            inputs: ``(B, 1, H, W)`` noisy inputs in ``[0, 1]``.
-            outputs: ``(B, 1, H, W)`` generator outputs in ``[0, 1]``.
+            inputs: ``(B, C, H, W)`` noisy inputs in ``[0, 1]``.
+            outputs: ``(B, C, H, W)`` generator outputs in ``[0, 1]``.
             kind: ``single`` (default) or ``hero``.
-            clean: Optional ``(B, 1, H, W)`` clean images, for the synthetic labeler only.
+            clean: Optional ``(B, C, H, W)`` clean images, for the synthetic labeler only.
             classes: Optional ``(B,)`` classes.
             checkpoint: Generator checkpoint that produced the outputs.
             round: Training round.
@@ -101,10 +101,10 @@ class FeedbackQueue:
         """Put pairs of outputs of the same inputs to labelers (``left``/``right``/``tie``).
 
         Args:
-            inputs: ``(B, 1, H, W)`` noisy inputs.
-            left: ``(B, 1, H, W)`` first outputs.
-            right: ``(B, 1, H, W)`` second outputs.
-            clean: Optional ``(B, 1, H, W)`` clean images, for the synthetic labeler only.
+            inputs: ``(B, C, H, W)`` noisy inputs.
+            left: ``(B, C, H, W)`` first outputs.
+            right: ``(B, C, H, W)`` second outputs.
+            clean: Optional ``(B, C, H, W)`` clean images, for the synthetic labeler only.
             classes: Optional ``(B,)`` classes.
             checkpoint: Generator checkpoint.
             round: Training round.

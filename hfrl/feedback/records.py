@@ -1,6 +1,6 @@
 """The records a feedback store returns and takes: samples, queries, items, labels and their summaries.
 
-All are frozen dataclasses; tensors are ``float32`` images shaped ``(1, H, W)`` unless said otherwise.
+All are frozen dataclasses; tensors are ``float32`` images shaped ``(C, H, W)`` unless said otherwise.
 The tensor bundles for reward training are in :mod:`hfrl.feedback.tensors`.
 """
 
@@ -21,8 +21,8 @@ class SampleRecord:
 
     Attributes:
         id: Sample id.
-        input: ``(1, H, W)`` float32 noisy input.
-        output: ``(1, H, W)`` float32 generator output.
+        input: ``(C, H, W)`` float32 noisy input.
+        output: ``(C, H, W)`` float32 generator output.
         checkpoint: Generator checkpoint that produced it.
         round: Training round that produced it.
         domain: Domain name (e.g. ``target``).

@@ -32,12 +32,18 @@ def _blob(image: torch.Tensor) -> bytes:
 
 
 def _array(blob: bytes, height: int, width: int) -> np.ndarray:
-    """``(H, W)`` float32 from stored bytes."""
-    if len(blob) != 4 * height * width:
-        raise FeedbackError(
-            f"stored image has {len(blob)} bytes, expected {4 * height * width} for {height}x{width}"
-        )
-    return np.frombuffer(blob, dtype=np.float32).reshape(height, width)
+    """``(H, W)`` float32 (grey) or ``(3, H, W)`` (colour) from stored bytes.
+
+    The bytes say which: a colour image stores three planes, so its blob is three times a grey one's.
+    """
+    plane = 4 * height * width
+    if len(blob) == plane:
+        return np.frombuffer(blob, dtype=np.float32).reshape(height, width)
+    if len(blob) == 3 * plane:
+        return np.frombuffer(blob, dtype=np.float32).reshape(3, height, width)
+    raise FeedbackError(
+        f"stored image has {len(blob)} bytes, expected {plane} (grey) or {3 * plane} (RGB) for {height}x{width}"
+    )
 
 
 def row_id(value: int, what: str) -> int:
@@ -98,9 +104,9 @@ class SampleMixin(StoreEngine):
         """Store samples; returns their ids.
 
         Args:
-            inputs: ``(N, 1, H, W)`` (or ``(N, H, W)``) noisy inputs in ``[0, 1]``.
-            outputs: ``(N, 1, H, W)`` generator outputs.
-            clean: Optional ``(N, 1, H, W)`` clean images, read only by the synthetic labeler.
+            inputs: ``(N, C, H, W)`` (or ``(N, H, W)``) noisy inputs in ``[0, 1]``.
+            outputs: ``(N, C, H, W)`` generator outputs.
+            clean: Optional ``(N, C, H, W)`` clean images, read only by the synthetic labeler.
             classes: Optional ``(N,)`` classes (``-1`` unknown).
             checkpoint: Generator checkpoint that produced the outputs.
             round: Training round that produced them.
@@ -145,10 +151,10 @@ class SampleMixin(StoreEngine):
 
         Args:
             kind: ``single``, ``pair`` or ``hero``.
-            inputs: ``(N, 1, H, W)`` noisy inputs.
-            outputs: ``(N, 1, H, W)`` outputs (the left ones for ``pair``).
-            others: ``(N, 1, H, W)`` right outputs of the same inputs (``pair`` only).
-            clean: Optional ``(N, 1, H, W)`` clean images for the synthetic labeler.
+            inputs: ``(N, C, H, W)`` noisy inputs.
+            outputs: ``(N, C, H, W)`` outputs (the left ones for ``pair``).
+            others: ``(N, C, H, W)`` right outputs of the same inputs (``pair`` only).
+            clean: Optional ``(N, C, H, W)`` clean images for the synthetic labeler.
             classes: Optional ``(N,)`` classes.
             checkpoint: Generator checkpoint that produced the outputs.
             round: Training round.
@@ -357,7 +363,7 @@ class SampleMixin(StoreEngine):
         )
 
     def sample_arrays(self, sample_ids: Sequence[int], which: str = "output") -> list[np.ndarray]:
-        """``(H, W)`` float32 arrays of the ``input`` or ``output`` image of each sample, in order.
+        """``(H, W)`` (grey) or ``(3, H, W)`` (RGB) float32 arrays of each sample's ``input`` or ``output``, in order.
 
         Raises:
             UnknownIdError: for an unknown id.
@@ -394,14 +400,15 @@ class SampleMixin(StoreEngine):
             return torch.zeros(0, 1, 0, 0)
         if len({a.shape for a in arrays}) > 1:
             raise FeedbackError(f"samples have different image sizes: {sorted({a.shape for a in arrays})}")
-        return torch.from_numpy(np.stack(arrays))[:, None]
+        stacked = torch.from_numpy(np.stack(arrays))
+        return stacked[:, None] if stacked.ndim == 3 else stacked  # grey (H, W) arrays gain their channel
 
     def images(self, sample_ids: Sequence[int], which: str = "output") -> torch.Tensor:
-        """``(N, 1, H, W)`` float32 ``input`` or ``output`` images, exactly as stored."""
+        """``(N, C, H, W)`` float32 ``input`` or ``output`` images, exactly as stored."""
         return self._stack(self.sample_arrays(sample_ids, which))
 
     def clean_images(self, sample_ids: Sequence[int]) -> torch.Tensor:
-        """``(N, 1, H, W)`` clean reference images: for the synthetic labeler only, never sent to clients.
+        """``(N, C, H, W)`` clean reference images: for the synthetic labeler only, never sent to clients.
 
         Raises:
             FeedbackError: when a sample has no clean image.

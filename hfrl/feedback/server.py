@@ -419,15 +419,22 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """A ``(H, W)`` float image in ``[0, 1]`` as an 8-bit grey PNG (for display only; storage stays float32).
+    """A float image in ``[0, 1]`` as an 8-bit PNG (for display only; storage stays float32).
 
-    Written directly with zlib: a page renders 32 of these, and Pillow's encoder costs several times more.
+    ``(H, W)`` or ``(C, H, W)`` becomes a grey PNG, ``(3, H, W)`` an RGB one. Written directly with zlib: a
+    page renders 32 of these, and Pillow's encoder costs several times more.
     """
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    height, width = pixels.shape
-    rows = np.zeros((height, width + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
+    if pixels.ndim == 3 and pixels.shape[0] == 1:
+        pixels = pixels[0]
+    colour = pixels.ndim == 3
+    if colour:
+        pixels = pixels.transpose(1, 2, 0).reshape(pixels.shape[1], -1)  # rows of interleaved R, G, B
+    height, row_bytes = pixels.shape
+    width = row_bytes // 3 if colour else row_bytes
+    rows = np.zeros((height, row_bytes + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
     rows[:, 1:] = pixels
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale, no interlace
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if colour else 0, 0, 0, 0)  # 8-bit, no interlace
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", header)
@@ -437,7 +444,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """A ``(H, W)`` float image in ``[0, 1]`` as a PNG data URL (see :func:`png_bytes`)."""
+    """A grey ``(H, W)`` or RGB ``(3, H, W)`` float image in ``[0, 1]`` as a PNG data URL (see :func:`png_bytes`)."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 

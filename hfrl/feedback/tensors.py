@@ -17,8 +17,8 @@ class RatingTensors:
     """Good/bad feedback as tensors for reward training, one row per labelled sample.
 
     Attributes:
-        inputs: ``(N, 1, H, W)`` float32 noisy inputs.
-        outputs: ``(N, 1, H, W)`` float32 outputs that were labelled.
+        inputs: ``(N, C, H, W)`` float32 noisy inputs.
+        outputs: ``(N, C, H, W)`` float32 outputs that were labelled.
         targets: ``(N,)`` float32 majority vote (1 good, 0 bad, 0.5 tie).
         mean: ``(N,)`` float32 mean vote.
         agreement: ``(N,)`` float32 share of votes agreeing with the majority.
@@ -47,9 +47,9 @@ class PairTensors:
     """Pairwise feedback as tensors, one row per labelled pair.
 
     Attributes:
-        inputs: ``(N, 1, H, W)`` float32 noisy input of the left sample.
-        left: ``(N, 1, H, W)`` float32 left outputs.
-        right: ``(N, 1, H, W)`` float32 right outputs.
+        inputs: ``(N, C, H, W)`` float32 noisy input of the left sample.
+        left: ``(N, C, H, W)`` float32 left outputs.
+        right: ``(N, C, H, W)`` float32 right outputs.
         preference: ``(N,)`` float32 majority preference for left (1 left, 0 right, 0.5 tie).
         mean: ``(N,)`` float32 mean preference for left.
         agreement: ``(N,)`` float32 share of votes agreeing with the majority.
@@ -80,8 +80,8 @@ class HeroBatch:
 
     Attributes:
         query_id: The query.
-        inputs: ``(B, 1, H, W)`` float32 noisy inputs.
-        outputs: ``(B, 1, H, W)`` float32 outputs, in the order shown.
+        inputs: ``(B, C, H, W)`` float32 noisy inputs.
+        outputs: ``(B, C, H, W)`` float32 outputs, in the order shown.
         targets: ``(B,)`` float32 majority good (1) / bad (0), 0.5 on a tie, ``nan`` where all skipped.
         best: Position most often marked best, or ``None``.
         classes: ``(B,)`` int64 classes (``-1`` unknown).

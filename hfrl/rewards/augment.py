@@ -58,10 +58,10 @@ class PairAugment:
 
         Args:
             generator: CPU generator (all randomness comes from it).
-            noisy: ``(B, 1, H, W)`` noisy inputs; resampled with nearest neighbours, which keeps the
+            noisy: ``(B, C, H, W)`` noisy inputs; resampled with nearest neighbours, which keeps the
                 statistics of the pixel noise (bilinear resampling would smooth it).
-            *outputs: ``(B, 1, H, W)`` outputs of the same inputs; resampled bilinearly, then perturbed.
-            denoised: ``(B, 1, H, W)`` denoised inputs, moved like the outputs but not perturbed (a
+            *outputs: ``(B, C, H, W)`` outputs of the same inputs; resampled bilinearly, then perturbed.
+            denoised: ``(B, C, H, W)`` denoised inputs, moved like the outputs but not perturbed (a
                 denoiser's estimate moves with its input).
 
         Returns:
@@ -104,16 +104,16 @@ def perturb_inputs(
     """Wrong inputs for the auxiliary task, one per row of ``noisy``.
 
     Args:
-        noisy: ``(B, 1, H, W)`` true inputs.
+        noisy: ``(B, C, H, W)`` true inputs.
         kind: One of :data:`NEGATIVE_KINDS`.
         generator: CPU generator.
-        pool: ``(M, 1, H, W)`` inputs to draw ``other`` from (default: ``noisy`` itself, shifted by a
+        pool: ``(M, C, H, W)`` inputs to draw ``other`` from (default: ``noisy`` itself, shifted by a
             random non-zero offset so that no row gets its own input back when ``B > 1``).
-        denoised: ``(B, 1, H, W)`` denoised ``noisy``, perturbed the same way (optional).
-        pool_denoised: ``(M, 1, H, W)`` denoised ``pool`` (needed with ``pool`` and ``denoised``).
+        denoised: ``(B, C, H, W)`` denoised ``noisy``, perturbed the same way (optional).
+        pool_denoised: ``(M, C, H, W)`` denoised ``pool`` (needed with ``pool`` and ``denoised``).
 
     Returns:
-        ``(wrong inputs, their denoised versions or None)``, ``(B, 1, H, W)`` on ``noisy``'s device.
+        ``(wrong inputs, their denoised versions or None)``, ``(B, C, H, W)`` on ``noisy``'s device.
     """
     b = noisy.shape[0]
     if kind == "other":

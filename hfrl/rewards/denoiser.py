@@ -39,7 +39,7 @@ STATS = ("ssim", "corr", "rmse")
 class SelfSupervisedDenoiser(nn.Module):
     """A generator network trained by Noise2Self, with the affine map from its output to a clean scale.
 
-    ``forward(noisy) = clamp((net(noisy) - low) / (high - low), 0, 1)``, ``(B, 1, H, W)``.
+    ``forward(noisy) = clamp((net(noisy) - low) / (high - low), 0, 1)``, ``(B, C, H, W)``.
 
     Args:
         config: Architecture of the network (a :class:`~hfrl.generators.GeneratorConfig` or its dict);
@@ -74,7 +74,7 @@ class SelfSupervisedDenoiser(nn.Module):
         return self.net.config
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        """Clean-scale estimates ``(B, 1, H, W)`` in ``[0, 1]`` of ``(B, 1, H, W)`` noisy images."""
+        """Clean-scale estimates ``(B, C, H, W)`` in ``[0, 1]`` of ``(B, C, H, W)`` noisy images."""
         span = (self.high - self.low).clamp(min=1e-3)
         return ((self.raw(noisy) - self.low) / span).clamp(0.0, 1.0)
 
@@ -85,7 +85,7 @@ def train_denoiser(
     """Train a :class:`SelfSupervisedDenoiser` by Noise2Self on noisy images only.
 
     Args:
-        noisy: ``(N, 1, H, W)`` noisy inputs (no clean images, no labels).
+        noisy: ``(N, C, H, W)`` noisy inputs (no clean images, no labels).
         config: Training settings.
 
     Returns:
@@ -97,7 +97,7 @@ def train_denoiser(
     config = config or DenoiserConfig()
     if noisy.ndim != 4 or noisy.shape[0] < 8:
         raise DataError(
-            f"the self-supervised denoiser needs at least 8 noisy images (N, 1, H, W), got {tuple(noisy.shape)}"
+            f"the self-supervised denoiser needs at least 8 noisy images (N, C, H, W), got {tuple(noisy.shape)}"
         )
     device = resolve_device(config.device)
     start = time.perf_counter()
@@ -106,7 +106,10 @@ def train_denoiser(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         model = SelfSupervisedDenoiser(
-            GeneratorConfig(family="unet", width=config.width, image_size=(h, w)), stride=config.stride
+            GeneratorConfig(
+                family="unet", width=config.width, image_size=(h, w), channels=int(data.shape[1])
+            ),
+            stride=config.stride,
         ).to(device)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.Adam(model.net.parameters(), lr=config.lr)
@@ -148,8 +151,8 @@ def similarity_features(output: torch.Tensor, denoised: torch.Tensor) -> torch.T
     Differentiable in ``output`` (agents backpropagate through the reward).
 
     Args:
-        output: ``(B, 1, H, W)`` outputs.
-        denoised: ``(B, 1, H, W)`` estimates from :class:`SelfSupervisedDenoiser`.
+        output: ``(B, C, H, W)`` outputs.
+        denoised: ``(B, C, H, W)`` estimates from :class:`SelfSupervisedDenoiser`.
     """
     s = ssim(output, denoised)  # (B,)
     oc = output.flatten(1) - output.flatten(1).mean(1, keepdim=True)

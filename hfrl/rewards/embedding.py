@@ -44,7 +44,7 @@ class EmbeddingReward(RewardModel):
         check_denoiser_inputs(self.config)
         self.denoiser = frozen_denoiser(self.config)
         self.features = PairFeatures(self.config.inputs, self.config.residual_sigma)
-        self.trunk = ConvTrunk(len(self.config.inputs), self.config)
+        self.trunk = ConvTrunk(len(self.config.inputs) * self.config.channels, self.config)
         self.project = nn.Linear(self.config.hidden, self.config.embed_dim)
         self.register_buffer("references", torch.zeros(self.config.num_references, self.config.embed_dim))
 
@@ -55,7 +55,7 @@ class EmbeddingReward(RewardModel):
     def embed(
         self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Unit embeddings ``(B, embed_dim)`` of ``(B, 1, H, W)`` pairs (``denoised``: see :meth:`logits`)."""
+        """Unit embeddings ``(B, embed_dim)`` of ``(B, C, H, W)`` pairs (``denoised``: see :meth:`logits`)."""
         if self.denoiser is not None and denoised is None:
             denoised = self.denoise(noisy)
         return F.normalize(self.project(self.trunk(self.features(noisy, output, denoised))), dim=1)
@@ -83,7 +83,7 @@ class EmbeddingReward(RewardModel):
 
     @torch.no_grad()
     def set_references(self, noisy: torch.Tensor, output: torch.Tensor) -> None:
-        """Embed reference pairs ``(M, 1, H, W)`` and store them (resizing the buffer and the config).
+        """Embed reference pairs ``(M, C, H, W)`` and store them (resizing the buffer and the config).
 
         Args:
             noisy: Noisy inputs of the reference samples (the best ones, or all good ones).

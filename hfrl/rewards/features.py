@@ -31,10 +31,11 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, 1, H, W)`` images with a 1-D ``kernel`` ``(k,)``; same shape out."""
+    """Separable Gaussian blur of ``(B, C, H, W)`` images with a 1-D ``kernel`` ``(k,)``; same shape out."""
     k = kernel.shape[0]
-    out = F.conv2d(images, kernel.view(1, 1, 1, k), padding=(0, k // 2))
-    return F.conv2d(out, kernel.view(1, 1, k, 1), padding=(k // 2, 0))
+    c = images.shape[1]  # every channel on its own
+    out = F.conv2d(images, kernel.view(1, 1, 1, k).expand(c, 1, 1, k), padding=(0, k // 2), groups=c)
+    return F.conv2d(out, kernel.view(1, 1, k, 1).expand(c, 1, k, 1), padding=(k // 2, 0), groups=c)
 
 
 class PairFeatures(nn.Module):
@@ -77,7 +78,7 @@ class PairFeatures(nn.Module):
     def forward(
         self, noisy: torch.Tensor, output: torch.Tensor, denoised: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``(B, C, H, W)`` stacked channels for ``(B, 1, H, W)`` inputs, outputs and denoised inputs."""
+        """``(B, C, H, W)`` stacked channels for ``(B, C, H, W)`` inputs, outputs and denoised inputs."""
         if denoised is None and self.uses_denoised:
             raise ConfigError(
                 "'denoised' channels need the estimate of a self-supervised denoiser; none given"

@@ -12,6 +12,7 @@ reward before any label (what a run with 0 labels fine-tunes against).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -72,6 +73,15 @@ def default_model(kind: str) -> str:
     return "denoised" if kind == "triplet" else "similarity"
 
 
+def records_image_shape(records: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the images in a record of feedback (its first batch of images)."""
+    for f in dataclasses.fields(records):
+        value = getattr(records, f.name)
+        if isinstance(value, torch.Tensor) and value.ndim == 4:
+            return tuple(int(v) for v in value.shape[1:])  # type: ignore[return-value]
+    raise DataError(f"{type(records).__name__} holds no images")
+
+
 def split_rows(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(train, val)`` row indices: a seeded random split with at least one row on each side.
 
@@ -105,7 +115,7 @@ def evaluator_verdicts(
 
 
 def store_inputs(store: Any) -> torch.Tensor:
-    """Every noisy input the store holds, labelled or not: ``(N, 1, H, W)``."""
+    """Every noisy input the store holds, labelled or not: ``(N, C, H, W)``."""
     ids = sorted(
         {
             i
@@ -269,7 +279,7 @@ def fit_reward_from_store(
             denoiser is trained here (on the store's noisy inputs plus ``extra_denoiser_images``) when
             ``None``.
         denoiser_config: Settings for that training (default :class:`DenoiserConfig` with ``seed``).
-        extra_denoiser_images: ``(M, 1, H, W)`` further noisy images for the denoiser (no labels, no
+        extra_denoiser_images: ``(M, C, H, W)`` further noisy images for the denoiser (no labels, no
             clean images), e.g. target-domain images drawn as the environment draws them.
         evaluator: Evaluator classifier checkpoint for validation (default: the shipped one).
         seed: Seeds the split, the initialisation and training.
@@ -338,7 +348,8 @@ def fit_reward_from_store(
     arch, channels = MODELS[model]
     if kind == "triplet":
         arch = "embedding"
-    model_config = RewardModelConfig(arch=arch, inputs=channels)
+    c, h, w = records_image_shape(data)  # the model is built for the store's images
+    model_config = RewardModelConfig(arch=arch, inputs=channels, image_size=(h, w), channels=c)
     config = training or RewardTrainingConfig(seed=seed, device=str(device))
     member_denoiser = denoiser if model in NEEDS_DENOISER else None
 
@@ -476,8 +487,8 @@ def label_free_similarity_reward(
 
     Args:
         denoiser: The label-free estimator (a trained self-supervised denoiser or a classical one).
-        noisy: ``(N, 1, H, W)`` unlabelled noisy inputs (at least 2).
-        outputs: ``(N, 1, H, W)`` the generator's outputs for them.
+        noisy: ``(N, C, H, W)`` unlabelled noisy inputs (at least 2).
+        outputs: ``(N, C, H, W)`` the generator's outputs for them.
         seed: Initialisation seed (the head is overwritten; kept for symmetry with trained models).
 
     Returns:

@@ -52,12 +52,13 @@ class RewardModelConfig:
         hidden: Units of the dense layer after the conv trunk.
         dropout: Dropout before the dense layer; a little regularisation for a few hundred labels.
         residual_sigma: Blur of the ``residual`` channel, in pixels.
-        image_size: ``(H, W)``; both divisible by 4.
+        image_size: ``(H, W)`` of the images scored, both >= 8; the conv trunk's dense layer follows from it.
         embed_dim: Embedding size (``embedding`` only).
         num_references: Reference embeddings stored with the model (``embedding`` only).
         reference_reduce: ``max`` (similarity to the closest reference, e.g. the best sample) or ``mean``
             (to the mean reference direction), ``embedding`` only.
-                denoiser: Architecture (:class:`~hfrl.generators.GeneratorConfig` dict) of a frozen
+        channels: Channels of each image: 1 (grey) or 3 (RGB); every input in ``inputs`` brings that many.
+        denoiser: Architecture (:class:`~hfrl.generators.GeneratorConfig` dict) of a frozen
             self-supervised denoiser held inside the model, its weights saved with the model; needed by
             the ``denoised`` channels and by ``similarity``. ``None``: no denoiser.
     """
@@ -73,6 +74,7 @@ class RewardModelConfig:
     num_references: int = 1
     reference_reduce: str = "max"
     denoiser: dict[str, Any] | None = None
+    channels: int = 1
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -88,15 +90,23 @@ class RewardModelConfig:
                 f"'denoiser' must be a generator config dict, got {type(self.denoiser).__name__}"
             )
         h, w = (int(v) for v in self.image_size)
-        if h % 4 or w % 4 or h < 8 or w < 8:
-            raise ConfigError(f"reward models need H and W divisible by 4 (and >= 8), got {h}x{w}")
+        if h < 8 or w < 8:
+            raise ConfigError(f"reward models need images of at least 8x8 pixels, got {h}x{w}")
         object.__setattr__(self, "image_size", (h, w))
+        if isinstance(self.channels, bool) or self.channels not in (1, 3):
+            raise ConfigError(f"reward model channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        object.__setattr__(self, "channels", int(self.channels))
         if self.width < 1 or self.hidden < 1 or self.embed_dim < 1 or self.num_references < 1:
             raise ConfigError("reward model width, hidden, embed_dim and num_references must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.reference_reduce not in ("max", "mean"):
             raise ConfigError(f"reference_reduce must be 'max' or 'mean', got {self.reference_reduce!r}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images the model scores."""
+        return (self.channels, *self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (what checkpoints store)."""
@@ -136,7 +146,7 @@ class ConvTrunk(nn.Module):
     def __init__(self, in_channels: int, config: RewardModelConfig) -> None:
         super().__init__()
         w = config.width
-        h4, w4 = config.image_size[0] // 4, config.image_size[1] // 4
+        h4, w4 = (-(-side // 4) for side in config.image_size)  # two stride-2 convolutions round up
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1),
             nn.SiLU(),  # (B, w, H, W)
@@ -160,7 +170,7 @@ def as_pair(
     """Validate and convert a batch of (noisy, output) images for :meth:`RewardModel.predict`.
 
     Args:
-        noisy: ``(B, 1, H, W)`` or ``(B, H, W)`` tensor or array in ``[0, 1]`` (uint8 allowed); may be
+        noisy: ``(B, C, H, W)`` or ``(B, H, W)`` tensor or array in ``[0, 1]`` (uint8 allowed); may be
             ``None`` when ``needs_noisy`` is False.
         output: Same shape as ``noisy``.
         needs_noisy: Whether the model reads the noisy input.
@@ -208,7 +218,7 @@ class RewardModel(nn.Module):
 
     @torch.no_grad()
     def denoise(self, noisy: torch.Tensor) -> torch.Tensor | None:
-        """The frozen denoiser's estimate ``(B, 1, H, W)`` of the clean inputs, or ``None`` without one.
+        """The frozen denoiser's estimate ``(B, C, H, W)`` of the clean inputs, or ``None`` without one.
 
         Trainers compute it once per image and pass it to :meth:`logits` as ``denoised``: it depends on the
         noisy input only, and the denoiser is much larger than the reward network.
@@ -230,9 +240,9 @@ class RewardModel(nn.Module):
         """Scores ``(B,)`` in logit units; higher is better.
 
         Args:
-            noisy: ``(B, 1, H, W)`` noisy inputs.
-            output: ``(B, 1, H, W)`` outputs.
-            denoised: ``(B, 1, H, W)`` :meth:`denoise` of ``noisy`` if already computed (models with a
+            noisy: ``(B, C, H, W)`` noisy inputs.
+            output: ``(B, C, H, W)`` outputs.
+            denoised: ``(B, C, H, W)`` :meth:`denoise` of ``noisy`` if already computed (models with a
                 denoiser compute it otherwise; others ignore it).
         """
         raise NotImplementedError
@@ -241,8 +251,8 @@ class RewardModel(nn.Module):
         """Rewards ``(B,)`` in ``[0, 1]`` (``sigmoid(logits)``), with gradients.
 
         Args:
-            noisy: ``(B, 1, H, W)`` noisy inputs on the model's device.
-            output: ``(B, 1, H, W)`` outputs to score.
+            noisy: ``(B, C, H, W)`` noisy inputs on the model's device.
+            output: ``(B, C, H, W)`` outputs to score.
         """
         return torch.sigmoid(self.logits(noisy, output))
 
@@ -253,7 +263,7 @@ class RewardModel(nn.Module):
         """Rewards as a CPU tensor, without gradients, in eval mode, batched.
 
         Args:
-            noisy: ``(B, 1, H, W)`` or ``(B, H, W)`` tensor or array (``None`` for output-only models).
+            noisy: ``(B, C, H, W)`` or ``(B, H, W)`` tensor or array (``None`` for output-only models).
             output: Outputs of the same shape.
             batch_size: Images per forward pass.
             logits: Return logit-unit scores instead of rewards in ``[0, 1]``.
@@ -363,7 +373,7 @@ class CNNReward(RewardModel):
         check_denoiser_inputs(c)
         self.denoiser = frozen_denoiser(c)
         self.features = PairFeatures(c.inputs, c.residual_sigma)
-        self.trunk = ConvTrunk(len(c.inputs), c)
+        self.trunk = ConvTrunk(len(c.inputs) * c.channels, c)
         self.head = nn.Linear(c.hidden, 1)
 
     @property
@@ -415,7 +425,7 @@ class SimilarityReward(RewardModel):
 
     @torch.no_grad()
     def fit_stats(self, output: torch.Tensor, denoised: torch.Tensor) -> None:
-        """Fit the standardisation to ``(N, 1, H, W)`` training outputs and their denoised inputs."""
+        """Fit the standardisation to ``(N, C, H, W)`` training outputs and their denoised inputs."""
         f = torch.cat([similarity_features(o, d) for o, d in zip(output.split(512), denoised.split(512))])
         self.stats_mean.copy_(f.mean(0))
         self.stats_std.copy_(f.std(0).clamp(min=1e-3) if f.shape[0] > 1 else torch.ones_like(f[0]))

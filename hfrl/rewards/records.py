@@ -73,8 +73,8 @@ class LabelledSamples(_Record):
     """Outputs labelled good or bad.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` float32 noisy inputs in ``[0, 1]``.
-        output: ``(N, 1, H, W)`` float32 generator outputs in ``[0, 1]``.
+        noisy: ``(N, C, H, W)`` float32 noisy inputs in ``[0, 1]``.
+        output: ``(N, C, H, W)`` float32 generator outputs in ``[0, 1]``.
         label: ``(N,)`` float32 in ``[0, 1]``: 1 good, 0 bad, 0.5 when labelers tied (a soft target).
     """
 
@@ -104,9 +104,9 @@ class PreferencePairs(_Record):
     """Two outputs of the same noisy input and which is better.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` noisy inputs.
-        left: ``(N, 1, H, W)`` first outputs.
-        right: ``(N, 1, H, W)`` second outputs.
+        noisy: ``(N, C, H, W)`` noisy inputs.
+        left: ``(N, C, H, W)`` first outputs.
+        right: ``(N, C, H, W)`` second outputs.
         preference: ``(N,)`` probability that ``left`` is better: 1 left, 0 right, 0.5 tie
             (:func:`hfrl.feedback.labels.preference_value`).
     """
@@ -138,8 +138,8 @@ class TripletFeedback(_Record):
     negative = a bad one.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` noisy inputs.
-        output: ``(N, 1, H, W)`` outputs.
+        noisy: ``(N, C, H, W)`` noisy inputs.
+        output: ``(N, C, H, W)`` outputs.
         label: ``(N,)`` 1 good, 0 bad.
         best: ``(N,)`` bool, marked best of its batch.
     """
@@ -194,8 +194,8 @@ class UnlabelledPairs(_Record):
     """Generated (noisy input, output) pairs nobody labelled: food for the label-free auxiliary task.
 
     Attributes:
-        noisy: ``(N, 1, H, W)`` noisy inputs.
-        output: ``(N, 1, H, W)`` the generator's outputs for them.
+        noisy: ``(N, C, H, W)`` noisy inputs.
+        output: ``(N, C, H, W)`` the generator's outputs for them.
     """
 
     noisy: torch.Tensor

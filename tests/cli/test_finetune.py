@@ -165,3 +165,56 @@ def test_sb3_sac_runs_from_the_command_line(tmp_path: Path, capsys) -> None:
     header, *rows = (run / "train.csv").read_text().splitlines()
     column = header.split(",").index("sb3/critic_loss")
     assert len(rows) == 2 and all(np.isfinite(float(row.split(",")[column])) for row in rows)  # SAC trained
+
+
+def test_a_folder_of_colour_pngs_through_pretrain_and_finetune(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    from tests.conftest import shapes_dataset
+
+    images, labels = shapes_dataset(48, 3, 12, 16)
+    for i, (image, label) in enumerate(zip(images, labels)):  # ImageFolder layout, RGB PNGs
+        (tmp_path / "shapes" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0), mode="RGB").save(
+            tmp_path / "shapes" / str(label) / f"{i:02d}.png"
+        )
+    data = ["--data", str(tmp_path / "shapes")]
+    pre = ["pretrain", *data, "--source-classes", "0", "--epochs", "1", "--width", "4", "--bottleneck", "8"]
+    assert main([*pre, "--device", "cpu", "--quiet", "--out", str(tmp_path / "pre")]) == 0
+    saved = json.loads((tmp_path / "pre" / "generator.json").read_text())["config"]
+    assert saved["channels"] == 3 and saved["image_size"] == [12, 16]
+
+    run = tmp_path / "run"
+    argv = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(run), *data]
+    generator = [
+        "--generator",
+        str(tmp_path / "pre" / "generator"),
+        "--source-classes",
+        "0",
+        "--target-classes",
+        "1",
+    ]
+    assert main([*argv, *generator, "--eval-size", "8", *TINY]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "target good-rate not measured" in captured.out and "no evaluator for 3x12x16 images" in captured.err
+    )
+    record = json.loads((run / "config.json").read_text())["dataset"]
+    assert record["shape"] == [48, 3, 12, 16] and record["labelled"]
+    assert (run / "evaluation.json").is_file() and (run / "generator.safetensors").is_file()
+
+    from hfrl.rewards import RewardModelConfig, make_reward_model, save_reward_model
+
+    grey_reward = make_reward_model(RewardModelConfig(width=4, hidden=8, image_size=(12, 16)))
+    save_reward_model(tmp_path / "grey_reward" / "model", grey_reward)
+    wrong = [*argv[:-4], "--out", str(tmp_path / "wrong"), *data, *generator, *TINY, "--reward"]
+    assert main([*wrong, str(tmp_path / "grey_reward" / "model")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "scores 1x12x16 images but the data are 3x12x16" in err
+    assert not (tmp_path / "wrong" / "train.csv").exists()
+
+    grey = ["finetune", "--agent", "reinforce", "--steps", "1", "--out", str(tmp_path / "bad"), *generator]
+    np.savez(tmp_path / "grey.npz", images=images[:, 0], labels=labels)
+    assert main([*grey, "--data", str(tmp_path / "grey.npz"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "3x12x16" in err and "1x12x16" in err

@@ -308,3 +308,27 @@ def test_a_module_reward_scores_in_eval_mode_and_keeps_its_mode(env_kwargs: dict
     action = np.full((1, 28, 28), 0.5, np.float32)
     rewards = [(env.reset(seed=0), env.step(action)[1])[1] for _ in range(3)]
     assert rewards == [0.5] * 3 and reward.training
+
+
+def test_colour_and_small_images_give_their_spaces_and_the_labeler_reward_scores_them() -> None:
+    from tests.conftest import shapes_dataset
+
+    for channels, h, w in [(3, 32, 32), (1, 8, 8), (3, 12, 20)]:
+        images, labels = shapes_dataset(16, channels, h, w)
+        env = gym.make(
+            ENV_ID, reward="labeler", dataset=(images, labels), split="all", evaluate=False, expose_clean=True
+        )
+        obs, info = env.reset(seed=0)
+        assert obs.shape == (channels, h, w) and env.action_space.shape == (channels, h, w)
+        _, perfect, *_ = env.step(np.asarray(info["clean"]))
+        env.reset(seed=0)
+        _, blank, *_ = env.step(np.zeros_like(obs))
+        assert perfect > 0.99 and blank < perfect  # the classifier-free labeler: SSIM to the clean image
+        vector = BatchedDenoiseEnv(
+            4, reward="labeler", dataset=(images, labels), domain="all", split="all", evaluate=False
+        )
+        assert vector.single_observation_space.shape == (channels, h, w)
+    with pytest.raises(
+        DataError, match="labeler reward's classifier judges 1x28x28 images but the data are 3x8x8"
+    ):
+        DenoiseEnv(reward=LabelerReward(), dataset=torch.rand(8, 3, 8, 8), evaluate=False)

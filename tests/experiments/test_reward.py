@@ -66,6 +66,44 @@ def test_prepare_reward_with_labels_and_without(tmp_path) -> None:
     assert not math.isnan(info0.agreement["accuracy"])
 
 
+def test_prepare_reward_on_colour_images_no_shipped_judge_reads(tmp_path) -> None:
+    """12x16 RGB images: the synthetic labeler judges SSIM/correlation, the reward scores colour pairs."""
+    import torch
+
+    from hfrl.agents import make_config, make_trainer
+    from hfrl.data import ImageSet
+    from hfrl.pretrain import pretrain
+    from hfrl.pretrain_config import PretrainConfig
+    from tests.conftest import shapes_dataset
+
+    images, labels = shapes_dataset(96, 3, 12, 16)
+    data = ImageSet.from_array(images, labels, "shapes")
+    (tmp_path / "pre").mkdir()
+    pretrain(
+        PretrainConfig(epochs=1, width=4, bottleneck=8, device="cpu", source_classes=(0,)),
+        data,
+        tmp_path / "pre",
+        progress=False,
+    )
+    generator = str(tmp_path / "pre" / "generator")
+    fields = {k: v for k, v in TINY.items() if k != "task"}
+    path, info = prepare_reward(
+        tmp_path / "run", n_labels=12, rounds=1, selection="random", seed=0, dataset=data, source_classes=(0,),
+        target_classes=(1,), generator=generator, flip_rate=0.25, **fields,
+    )  # fmt: skip
+    assert info.labeler == "synthetic" and len(info.labels) == 12 and info.agreement == {}
+    model = load_reward_model(path)
+    x = torch.rand(3, 3, 12, 16)
+    assert model.predict_th(x, x).shape == (3,)
+    config = make_config(
+        "reinforce", dataset=data, source_classes=(0,), target_classes=(1,), generator=generator, steps=1,
+        batch_size=8, eval_size=8, device="cpu", progress=False, checkpoint_every=0,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="not measured"):
+        trainer = make_trainer("reinforce", config, reward=str(path), run_dir=tmp_path / "ft")
+    assert trainer.train().final["not_measured"]
+
+
 def test_prepare_reward_with_the_classical_estimate_tunes_it_on_source_pairs(tmp_path) -> None:
     from hfrl.classical import ClassicalDenoiser
 

@@ -302,3 +302,27 @@ def test_label_commands_take_no_device_or_seed_except_simulate(capsys: pytest.Ca
         main(["label", "simulate", "--help"])
     out = capsys.readouterr().out
     assert "--device" in out and "--seed" in out
+
+
+def test_simulate_labels_colour_samples_without_a_classifier(
+    tmp_path: Path, classifier_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    from tests.conftest import shapes_dataset
+
+    images, _ = shapes_dataset(6, 3, 12, 20)
+    clean = images.astype(np.float32) / 255
+    outputs = np.concatenate([clean[:3], np.zeros_like(clean[3:])])  # three right, three blank
+    db = tmp_path / "colour.sqlite"
+    with FeedbackStore(db) as store:
+        store.add_query("single", clean, outputs, clean=clean)
+    assert main(["label", "simulate", "--db", str(db), "--device", "cpu"]) == 0
+    assert "6 labels" in capsys.readouterr().out
+    with FeedbackStore(db, create=False) as store:
+        values = sorted(lab.value for lab in store.labels())
+    assert values == ["bad"] * 3 + ["good"] * 3  # SSIM and correlation to the clean image
+    digit = ["label", "simulate", "--db", str(db), "--labeler-checkpoint", str(classifier_checkpoint)]
+    assert main([*digit, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "3x12x20" in err

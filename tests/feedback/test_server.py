@@ -393,3 +393,23 @@ def test_app_owning_its_store_closes_it(tmp_path: Path) -> None:
         assert c.get("/api/progress").json()["labels_total"] == 0
     with pytest.raises(FeedbackError, match="closed"):
         app.state.store.progress()
+
+
+def test_the_page_serves_colour_samples_as_rgb_pngs(client: TestClient, store: FeedbackStore) -> None:
+    from tests.conftest import shapes_dataset
+
+    images, _ = shapes_dataset(4, 3, 12, 20)
+    clean = images.astype(np.float32) / 255
+    outputs = np.clip(clean + 0.1 * np.random.default_rng(0).standard_normal(clean.shape), 0, 1).astype(
+        np.float32
+    )
+    store.add_query("single", clean, outputs, clean=clean)
+    page = client.get(
+        "/api/next", params={"kind": "single", "limit": 4}, headers=as_labeler(client, "alice")
+    ).json()
+    assert len(page["items"]) == 4
+    shown = np.stack([decode(item["output"]) for item in page["items"]])  # (4, H, W, 3) RGB PNGs
+    expected = (np.clip(outputs, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert shown.shape == (4, 12, 20, 3)
+    assert sorted(map(bytes, shown)) == sorted(map(bytes, expected))  # the same images, in colour
+    assert not np.array_equal(shown[..., 0], shown[..., 1])

@@ -144,7 +144,8 @@ def test_checkpoint_with_a_bad_config_is_one_clear_error(tmp_path) -> None:
         {"arch": "mlp"},
         {"inputs": ("clean",)},
         {"inputs": ()},
-        {"image_size": (30, 30)},
+        {"image_size": (6, 30)},  # any size from 8x8 on (30x30 is fine)
+        {"channels": 2},
         {"dropout": 1.0},
         {"color": 1},
     ],
@@ -189,6 +190,23 @@ def test_ensemble_computes_a_shared_denoiser_estimate_once() -> None:
         config, denoiser=SelfSupervisedDenoiser(GeneratorConfig(family="unet", width=4))
     )
     assert RewardEnsemble([shared.members[0], other]).denoise(x) is None  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(("channels", "size"), [(3, (32, 32)), (1, (8, 8)), (3, (12, 20)), (1, (30, 30))])
+def test_reward_models_score_images_of_their_shape(channels: int, size: tuple[int, int]) -> None:
+    from hfrl.rewards import RewardModelConfig, make_reward_model
+
+    for inputs in (("output",), ("noisy", "output", "residual")):
+        config = RewardModelConfig(inputs=inputs, width=4, hidden=8, image_size=size, channels=channels)
+        model = make_reward_model(config, seed=0)
+        x = torch.rand(5, channels, *size, generator=torch.Generator().manual_seed(1))
+        scores = model(x, x.flip(0))
+        assert scores.shape == (5,) and bool(((scores > 0) & (scores < 1)).all())
+        scores.sum().backward()
+        assert RewardModelConfig.from_dict(config.to_dict()) == config
+    old = config.to_dict()
+    old.pop("channels")  # a checkpoint written before colour: grey
+    assert RewardModelConfig.from_dict(old).channels == 1
 
 
 def test_similarity_reward_with_a_classical_estimate_saves_its_settings_and_no_weights(tmp_path) -> None:
