@@ -15,23 +15,24 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from hfrl.errors import ConfigError
 from hfrl.fields import field_docs, field_types
 from hfrl.names import DATA_FIELDS, USER_DATASET, DataSource
 from hfrl.noise import make_noise
-from hfrl.tasks import DEFAULT_TASK, fill_from_task, task_fields_of
+from hfrl.tasks import TaskConfig, task_fields_of
 
 C = TypeVar("C", bound="TrainerConfig")
 
 
 @dataclass
-class TrainerConfig:
-    """Settings every agent shares: the task, the objective's weights, optimisation and bookkeeping."""
+class TrainerConfig(TaskConfig):
+    """Settings every agent shares.
 
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
-    """Settings the task fills when they are left unset (set below, from the fields' names)."""
+    The task's (:class:`~hfrl.tasks.TaskConfig`), the objective's weights, your own images, optimisation
+    and bookkeeping.
+    """
 
     # -- the objective: reward - kl * KL(pi || pi_ref) - aux * L_aux - consistency * L_cons -------------
     kl: float = 0.1
@@ -47,8 +48,6 @@ class TrainerConfig:
     pass a reward object to the trainer instead."""
 
     # -- the policy ------------------------------------------------------------------------------------
-    generator: str | None = None
-    """Generator checkpoint to start from (default: the task's shipped source generator)."""
     policy_space: str = "pixel"
     """Where the Gaussian policy lives: ``pixel`` or ``logit``."""
     log_std: float = -2.0
@@ -56,16 +55,7 @@ class TrainerConfig:
     learn_std: bool = False
     """Train the log standard deviation too."""
 
-    # -- the task (every field left unset takes the named task's value, see hfrl.tasks) ------------------
-    task: str = DEFAULT_TASK
-    """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
-    dataset: str | DataSource | None = None
-    """Dataset name (default: the task's), or your own images: an ``ImageSet``, a tensor or array
-    ``(N, H, W)``/``(N, 1, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
-    ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
-    A run directory records them as ``{"dataset": "user", shape, sha256}``, never the images."""
-    data_dir: str | None = None
-    """Folder of torchvision datasets (default: the task's)."""
+    # -- your own images (the task's settings, from TaskConfig, come first) --------------------------------
     source_data: str | DataSource | None = None
     """Source-domain images of their own (with ``target_data``; replaces ``dataset`` and the classes), in
     any form ``dataset`` takes or a path (``--source-data PATH``): how unlabelled images give two domains."""
@@ -74,18 +64,6 @@ class TrainerConfig:
     max_value: float | None = None
     """The largest value your images can take (e.g. 16 for 0-16 integers, 4095 for 12-bit): they are
     divided by it. Needed for integers other than uint8 and floats outside [0, 1]; never guessed."""
-    source_classes: tuple[int, ...] | None = None
-    """Source-domain classes, the auxiliary loss's data (default: the task's)."""
-    target_classes: tuple[int, ...] | None = None
-    """Target-domain classes, where the policy acts (default: the task's)."""
-    noise: str | None = None
-    """Noise spec, e.g. ``gaussian`` or ``correlated:length=1`` (default: the task's)."""
-    noise_level: float | None = None
-    """Noise strength (default: the task's)."""
-    evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator that scores the results (default: the task's;
-    the shipped digit classifier for the digit tasks; another dataset needs its own, e.g.
-    ``scripts/bench_fashion.py`` trains one)."""
 
     # -- optimisation ----------------------------------------------------------------------------------
     steps: int = 200
@@ -132,11 +110,7 @@ class TrainerConfig:
                     "target_data leave them unset"
                 )
             self.dataset, self.source_classes, self.target_classes = USER_DATASET, (), ()
-        filled = fill_from_task(
-            {name: getattr(self, name) for name in self.TASK_FIELDS}, self.task, self.TASK_FIELDS
-        )
-        for name, value in filled.items():
-            setattr(self, name, value)
+        self.fill_task()
         make_noise(str(self.noise), float(self.noise_level))  # a bad spec or level fails here, not mid-run
         for name in ("kl", "aux", "consistency", "lr", "max_grad_norm"):
             value = getattr(self, name)

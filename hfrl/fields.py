@@ -146,7 +146,7 @@ def read_value(hint: Any, value: Any, label: str, *, text: bool | None = None) -
     if hasattr(value, "item") and type(value).__module__ == "numpy":  # numpy scalar from a grid
         value = value.item()
     kinds = (hint, *typing.get_args(hint))
-    if Any in kinds and not isinstance(value, str):  # a field that also takes your own images
+    if Any in kinds and not (isinstance(value, str) and text is not False):  # also takes your own images
         return value
     if isinstance(value, str) and text is False and str not in kinds:
         raise _bad(label, base, value)

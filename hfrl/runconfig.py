@@ -32,7 +32,7 @@ from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
 from hfrl.fields import base_type, field_docs, field_types, read_field, type_name
-from hfrl.tasks import DEFAULT_TASK, replace_with_task, task_fields_of
+from hfrl.tasks import TaskConfig, replace_with_task, task_fields_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,7 +46,7 @@ SELECTIONS = ("active", "random")
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(TaskConfig):
     """Everything one ``hfrl demo`` run does: the seed paper's pipeline end to end.
 
     The defaults keep a CPU run to a few minutes. Their time per stage is measured by
@@ -102,8 +102,6 @@ class DemoConfig:
         ),
     }
     """TOML tables and the fields each holds; the other fields are top-level keys."""
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
-    """Settings the task fills when they are left unset (set below, from the fields' names)."""
 
     # -- the run ---------------------------------------------------------------------------------------
     seed: int = 0
@@ -119,30 +117,12 @@ class DemoConfig:
     progress: bool = True
     """Show progress bars and live timers within stages (a line per stage start and end is always printed)."""
 
-    # -- data (every setting left unset takes the task's value) ------------------------------------------
-    task: str = DEFAULT_TASK
-    """Named task (hfrl.tasks.TASKS): dataset, domains, noise, source generator and judges."""
-    dataset: str | None = None
-    """Dataset: the 5,000 embedded MNIST digits, or a torchvision one read from ``data_dir``."""
-    data_dir: str | None = None
-    """Folder of torchvision datasets (not needed for ``mnist-embedded``)."""
-    source_classes: tuple[int, ...] | None = None
-    """Classes the source generator was trained on (the auxiliary loss keeps this skill)."""
-    target_classes: tuple[int, ...] | None = None
-    """Classes the generator is adapted to."""
-    noise: str | None = None
-    """Noise spec (``correlated:length=1``, ``gaussian``, ``poisson-gaussian``, ``salt-pepper``, ``poisson``)."""
-    noise_level: float | None = None
-    """Noise strength (the task's keeps the digit readable to a person)."""
-    generator: str | None = None
-    """Source generator checkpoint (default: the task's shipped one, trained on noisy '0's)."""
+    # -- data (with the task's settings of TaskConfig: every one left unset takes the task's value) -------
     pool: int = 0
     """Noisy target-domain train images whose outputs may be put to labelers (0: all of them, 2,700 for
     the embedded digits). They also train the label-free denoiser inside the reward."""
     labeler: str | None = None
     """Classifier checkpoint of the synthetic labeler (default: the task's; the shipped one judges digits)."""
-    evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator (default: the task's; the shipped one judges digits)."""
 
     # -- feedback --------------------------------------------------------------------------------------
     labels: int = 200
@@ -217,11 +197,7 @@ class DemoConfig:
     """Validation target images per periodic evaluation."""
 
     def __post_init__(self) -> None:
-        from hfrl.tasks import fill_from_task
-
-        names = self.TASK_FIELDS
-        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
-            setattr(self, name, value)
+        self.fill_task()
         for name in ("seed", "threads", "pool", "labels", "candidates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
