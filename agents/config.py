@@ -12,26 +12,27 @@ torch, so ``hfrl finetune --help`` lists every field without loading the trainer
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from hfrl.errors import ConfigError
+from hfrl.fields import field_docs, field_types
 from hfrl.names import DATA_FIELDS, USER_DATASET, DataSource
 from hfrl.noise import make_noise
-from hfrl.tasks import DEFAULT_TASK, fill_from_task, task_fields_of
+from hfrl.tasks import TaskConfig, task_fields_of
 
 C = TypeVar("C", bound="TrainerConfig")
 
 
 @dataclass
-class TrainerConfig:
-    """Settings every agent shares: the task, the objective's weights, optimisation and bookkeeping."""
+class TrainerConfig(TaskConfig):
+    """Settings every agent shares.
 
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
-    """Settings the task fills when they are left unset (set below, from the fields' names)."""
+    The task's (:class:`~hfrl.tasks.TaskConfig`), the objective's weights, your own images, optimisation
+    and bookkeeping.
+    """
 
     # -- the objective: reward - kl * KL(pi || pi_ref) - aux * L_aux - consistency * L_cons -------------
     kl: float = 0.1
@@ -47,8 +48,6 @@ class TrainerConfig:
     pass a reward object to the trainer instead."""
 
     # -- the policy ------------------------------------------------------------------------------------
-    generator: str | None = None
-    """Generator checkpoint to start from (default: the task's shipped source generator)."""
     policy_space: str = "pixel"
     """Where the Gaussian policy lives: ``pixel`` or ``logit``."""
     log_std: float = -2.0
@@ -56,16 +55,7 @@ class TrainerConfig:
     learn_std: bool = False
     """Train the log standard deviation too."""
 
-    # -- the task (every field left unset takes the named task's value, see hfrl.tasks) ------------------
-    task: str = DEFAULT_TASK
-    """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
-    dataset: str | DataSource | None = None
-    """Dataset name (default: the task's), or your own images: an ``ImageSet``, a tensor or array
-    ``(N, H, W)``/``(N, C, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
-    ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
-    A run directory records them as ``{"dataset": "user", shape, sha256}``, never the images."""
-    data_dir: str | None = None
-    """Folder of torchvision datasets (default: the task's)."""
+    # -- your own images (the task's settings, from TaskConfig, come first) --------------------------------
     source_data: str | DataSource | None = None
     """Source-domain images of their own (with ``target_data``; replaces ``dataset`` and the classes), in
     any form ``dataset`` takes or a path (``--source-data PATH``): how unlabelled images give two domains."""
@@ -74,18 +64,6 @@ class TrainerConfig:
     max_value: float | None = None
     """The largest value your images can take (e.g. 16 for 0-16 integers, 4095 for 12-bit): they are
     divided by it. Needed for integers other than uint8 and floats outside [0, 1]; never guessed."""
-    source_classes: tuple[int, ...] | None = None
-    """Source-domain classes, the auxiliary loss's data (default: the task's)."""
-    target_classes: tuple[int, ...] | None = None
-    """Target-domain classes, where the policy acts (default: the task's)."""
-    noise: str | None = None
-    """Noise spec, e.g. ``gaussian`` or ``correlated:length=1`` (default: the task's)."""
-    noise_level: float | None = None
-    """Noise strength (default: the task's)."""
-    evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator that scores the results (default: the task's;
-    the shipped digit classifier for the digit tasks; another dataset needs its own, e.g.
-    ``scripts/bench_fashion.py`` trains one)."""
 
     # -- optimisation ----------------------------------------------------------------------------------
     steps: int = 200
@@ -132,11 +110,7 @@ class TrainerConfig:
                     "target_data leave them unset"
                 )
             self.dataset, self.source_classes, self.target_classes = USER_DATASET, (), ()
-        filled = fill_from_task(
-            {name: getattr(self, name) for name in self.TASK_FIELDS}, self.task, self.TASK_FIELDS
-        )
-        for name, value in filled.items():
-            setattr(self, name, value)
+        self.fill_task()
         make_noise(str(self.noise), float(self.noise_level))  # a bad spec or level fails here, not mid-run
         for name in ("kl", "aux", "consistency", "lr", "max_grad_norm"):
             value = getattr(self, name)
@@ -500,122 +474,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings of a config dataclass's fields (the string literal under each field), for ``--help``."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(klass):
-            docs.update(_own_field_docs(klass))
-    return docs
-
-
-@functools.cache
-def _own_field_docs(klass: type) -> dict[str, str]:
-    """The field docstrings written in ``klass``'s own body.
-
-    Cached per class: ``hfrl finetune --help`` reads every agent's config, and each shares
-    :class:`TrainerConfig`.
-    """
-    import ast
-
-    body = _class_body(klass)
-    docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def _class_body(klass: type) -> list[Any]:
-    """The statements of ``klass``'s body.
-
-    A top-level class is found in its file, parsed once per version of the file (``inspect.getsource``
-    parses the whole file again for every class); any other class is read from its own source.
-    """
-    import ast
-    import inspect
-    import os
-    import textwrap
-
-    path = inspect.getsourcefile(klass)
-    if path is not None and "." not in klass.__qualname__:
-        stat = os.stat(path)
-        found = [
-            node
-            for node in _parsed_file(path, stat.st_mtime_ns, stat.st_size).body
-            if isinstance(node, ast.ClassDef) and node.name == klass.__name__
-        ]
-        if len(found) == 1:
-            return found[0].body
-    return ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-
-
-@functools.lru_cache(maxsize=32)
-def _parsed_file(path: str, mtime_ns: int, size: int) -> Any:
-    """The syntax tree of a source file (``mtime_ns`` and ``size`` key the cache to its version)."""
-    import ast
-
-    with open(path, encoding="utf-8") as f:
-        return ast.parse(f.read())
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved type hints of a config dataclass's fields."""
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def coerce_field(cls: type, name: str, text: str) -> Any:
-    """Parse the text ``text`` into the type of field ``name`` of config class ``cls``.
-
-    Handles ``int``, ``float``, ``bool`` (``true/false/1/0/yes/no``), ``str``, optional values (``none``)
-    and class tuples (``"1-9"``, ``"0,1"``).
-
-    Raises:
-        ConfigError: for an unknown field or a value of the wrong type.
-    """
-    import types
-    import typing
-
-    types_ = field_types(cls)
-    if name not in types_:
-        raise ConfigError(
-            f"{name!r} is not a setting of {cls.__name__}; settings: {', '.join(sorted(types_))}"
-        )
-    hint = types_[name]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if optional and text.strip().lower() in ("none", "null", ""):
-        return None
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        hint = next(a for a in args if a is not type(None))
-    try:
-        if hint is bool:
-            lowered = text.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return lowered in ("true", "1", "yes")
-        if hint is int:
-            return int(text)
-        if hint is float:
-            return float(text)
-        if typing.get_origin(hint) is tuple:
-            from hfrl.data import parse_classes
-
-            return parse_classes(text)
-        return str(text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{name}: cannot read {text!r} as {getattr(hint, '__name__', hint)}") from None
-
-
 BUILTIN_CONFIGS: dict[str, type[TrainerConfig]] = {
     "reinforce": ReinforceConfig,
     "ppo": PPOConfig,
@@ -674,7 +532,6 @@ __all__ = [
     "DATA_FIELDS",
     "config_values",
     "with_images",
-    "coerce_field",
     "field",
     "field_docs",
     "field_types",

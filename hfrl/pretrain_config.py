@@ -13,11 +13,11 @@ from typing import Any
 
 from hfrl.errors import ConfigError
 from hfrl.names import DataSource
-from hfrl.tasks import DEFAULT_TASK, fill_from_task
+from hfrl.tasks import DataConfig
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(DataConfig):
     """Settings of source-domain pre-training.
 
     The defaults reproduce the seed paper's situation on the embedded MNIST digits: trained on noisy
@@ -25,24 +25,10 @@ class PretrainConfig:
     many other digits.
     """
 
-    task: str = DEFAULT_TASK
-    """Named task (``hfrl.tasks.TASKS``) whose data, source classes and noise fill the fields left unset."""
-    dataset: str | DataSource | None = None
-    """Dataset name (see :data:`hfrl.data.DATASETS`; default: the task's), or your own images in any form
-    :func:`hfrl.data.to_image_set` takes (``--data PATH``): with labels, ``source_classes`` choose the
-    source domain; without, every image is the source domain."""
-    data_dir: str | None = None
-    """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
-    source_classes: tuple[int, ...] | None = None
-    """Classes of the source domain (default: the task's)."""
     source_data: str | DataSource | None = None
     """The source domain's own images (replaces ``dataset``; ``--source-data PATH``): all of them are used."""
     max_value: float | None = None
     """The largest value your images can take; they are divided by it (see :func:`hfrl.data.as_images`)."""
-    noise: str | None = None
-    """Noise spec (see :func:`hfrl.noise.make_noise`; default: the task's)."""
-    noise_level: float | None = None
-    """Noise strength (Gaussian sigma; salt-pepper probability; Poisson relative noise; default: the task's)."""
     family: str = "conv"
     """Generator family: ``conv``, ``unet`` or ``mlp``."""
     width: int = 32
@@ -73,9 +59,7 @@ class PretrainConfig:
             ConfigError: for an unknown task, a non-positive or non-finite learning rate, sizes below 1,
                 a negative or non-finite noise level, or a negative seed.
         """
-        names = ("dataset", "data_dir", "source_classes", "noise", "noise_level")
-        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
-            setattr(self, name, value)
+        self.fill_task()
         if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
             raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
         for name in ("width", "bottleneck", "epochs", "batch_size", "patience"):

@@ -20,13 +20,10 @@ and simple field types (``int``, ``float``, ``bool``, ``str``, their optional fo
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 import math
 import sys
 import textwrap
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
-from hfrl.tasks import DEFAULT_TASK, replace_with_task, task_fields_of
+from hfrl.fields import base_type, field_docs, field_types, read_field, type_name
+from hfrl.tasks import TaskConfig, replace_with_task, task_fields_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +46,7 @@ SELECTIONS = ("active", "random")
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(TaskConfig):
     """Everything one ``hfrl demo`` run does: the seed paper's pipeline end to end.
 
     The defaults keep a CPU run to a few minutes. Their time per stage is measured by
@@ -105,8 +103,6 @@ class DemoConfig:
         ),
     }
     """TOML tables and the fields each holds; the other fields are top-level keys."""
-    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
-    """Settings the task fills when they are left unset (set below, from the fields' names)."""
 
     # -- the run ---------------------------------------------------------------------------------------
     seed: int = 0
@@ -122,30 +118,12 @@ class DemoConfig:
     progress: bool = True
     """Show progress bars and live timers within stages (a line per stage start and end is always printed)."""
 
-    # -- data (every setting left unset takes the task's value) ------------------------------------------
-    task: str = DEFAULT_TASK
-    """Named task (hfrl.tasks.TASKS): dataset, domains, noise, source generator and judges."""
-    dataset: str | None = None
-    """Dataset: the 5,000 embedded MNIST digits, or a torchvision one read from ``data_dir``."""
-    data_dir: str | None = None
-    """Folder of torchvision datasets (not needed for ``mnist-embedded``)."""
-    source_classes: tuple[int, ...] | None = None
-    """Classes the source generator was trained on (the auxiliary loss keeps this skill)."""
-    target_classes: tuple[int, ...] | None = None
-    """Classes the generator is adapted to."""
-    noise: str | None = None
-    """Noise spec (``correlated:length=1``, ``gaussian``, ``poisson-gaussian``, ``salt-pepper``, ``poisson``)."""
-    noise_level: float | None = None
-    """Noise strength (the task's keeps the digit readable to a person)."""
-    generator: str | None = None
-    """Source generator checkpoint (default: the task's shipped one, trained on noisy '0's)."""
+    # -- data (with the task's settings of TaskConfig: every one left unset takes the task's value) -------
     pool: int = 0
     """Noisy target-domain train images whose outputs may be put to labelers (0: all of them, 2,700 for
     the embedded digits). They also train the label-free denoiser inside the reward."""
     labeler: str | None = None
     """Classifier checkpoint of the synthetic labeler (default: the task's; the shipped one judges digits)."""
-    evaluator: str | None = None
-    """Classifier checkpoint of the independent evaluator (default: the task's; the shipped one judges digits)."""
 
     # -- feedback --------------------------------------------------------------------------------------
     labels: int = 200
@@ -225,11 +203,7 @@ class DemoConfig:
     """Validation target images per periodic evaluation."""
 
     def __post_init__(self) -> None:
-        from hfrl.tasks import fill_from_task
-
-        names = self.TASK_FIELDS
-        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
-            setattr(self, name, value)
+        self.fill_task()
         for name in ("seed", "threads", "pool", "labels", "candidates", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -293,32 +267,6 @@ DemoConfig.TASK_FIELDS = task_fields_of(DemoConfig)
 # ------------------------------------------------------------------------------------------ field facts
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings of a dataclass's fields (the string literal under each field), as plain one-line text."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    names = {f.name for f in dataclasses.fields(cls)}
-    # reST literals read as plain text in --help and TOML comments
-    return {k: v.replace("``", "") for k, v in docs.items() if k in names}
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
 def _sections(cls: type) -> dict[str, tuple[str, ...]]:
     return dict(getattr(cls, "SECTIONS", {}))
 
@@ -332,41 +280,6 @@ def _section_of(cls: type) -> dict[str, str | None]:
                 raise ConfigError(f"{cls.__name__}.SECTIONS names {name!r}, which is not a field")
             where[name] = section
     return where
-
-
-def _base_type(hint: Any) -> tuple[Any, bool]:
-    """``(type without None, optional?)`` of a field's type hint."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return args[0], True
-    return hint, False
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        return "a list of integers"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
-
-
-def _check_value(hint: Any, value: Any, key: str, where: str) -> Any:
-    """A TOML value converted to the field's type, or a :class:`ConfigError` naming the key."""
-    base, _ = _base_type(hint)
-    ok = False
-    if base is bool:
-        ok = isinstance(value, bool)
-    elif base is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif base is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        value = float(value) if ok else value
-    elif base is str:
-        ok = isinstance(value, str)
-    elif typing.get_origin(base) is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        value = tuple(value) if ok else value
-    if not ok:
-        raise ConfigError(f"{where}: {key} must be {_type_name(base)}, got {value!r}")
-    return value
 
 
 # ------------------------------------------------------------------------------------------ TOML in
@@ -385,7 +298,6 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], where: str = "conf
     """
     section_of = _section_of(cls)
     sections = _sections(cls)
-    hints = _field_types(cls)
     flat: dict[str, Any] = {}
 
     def take(key: str, value: Any, table: str | None) -> None:
@@ -395,7 +307,10 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], where: str = "conf
         if section_of[key] != table:
             home = section_of[key]
             raise ConfigError(f"{where}: {label!r} belongs {f'in [{home}]' if home else 'at the top level'}")
-        flat[key] = _check_value(hints[key], value, label, where)
+        try:
+            flat[key] = read_field(cls, key, value, label, text=False)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
     for key, value in values.items():
         if key in sections:
@@ -434,40 +349,18 @@ def load_config(path: str | Path, cls: type[C] = DemoConfig) -> C:  # type: igno
 # ------------------------------------------------------------------------------------------ TOML out
 
 
-def _toml_string(text: str) -> str:
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch in "\b\t\n\f\r":
-            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
 def toml_value(value: Any) -> str:
-    """One value in TOML syntax (booleans, integers, finite floats, strings, lists of these)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"TOML cannot hold the non-finite number {value}")
-        text = repr(value)
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)):
+    """One value in TOML syntax, written by tomli-w (booleans, integers, finite floats, strings, lists)."""
+    import tomli_w
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"TOML cannot hold the non-finite number {value}")
+    if isinstance(value, (list, tuple)):  # on one line (tomli-w writes one item a line)
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    raise ConfigError(f"TOML cannot hold a {type(value).__name__}")
+    try:
+        return tomli_w.dumps({"x": value}).partition(" = ")[2].rstrip("\n")
+    except TypeError:
+        raise ConfigError(f"TOML cannot hold a {type(value).__name__}") from None
 
 
 def dumps_config(config: Any, header: str | None = None) -> str:
@@ -516,35 +409,20 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def _text_parser(hint: Any, name: str) -> Any:
-    base, optional = _base_type(hint)
+def _text_parser(cls: type, name: str) -> Any:
+    """An argparse ``type`` that reads a flag's text with :func:`hfrl.fields.read_field`."""
 
     def parse(text: str) -> Any:
-        if optional and text.strip().lower() in ("", "none"):
-            return None
         try:
-            if base is int:
-                return int(text)
-            if base is float:
-                value = float(text)
-                if not math.isfinite(value):
-                    raise ValueError
-                return value
-            if typing.get_origin(base) is tuple:
-                from hfrl.data import parse_classes
-                from hfrl.errors import DataError
+            return read_field(cls, name, text, flag_name(name))
+        except ConfigError as exc:
+            if typing.get_origin(base) is tuple:  # the class list's own message says what to write
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(f"{flag_name(name)} expects {kind}, got {text!r}") from None
 
-                try:
-                    return parse_classes(text)
-                except DataError as exc:
-                    raise argparse.ArgumentTypeError(str(exc)) from None
-            return text
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{flag_name(name)} expects {_type_name(base)}, got {text!r}"
-            ) from None
-
-    parse.__name__ = _type_name(base)
+    base, _ = base_type(field_types(cls)[name])
+    kind = type_name(base)
+    parse.__name__ = kind
     return parse
 
 
@@ -554,13 +432,13 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type = DemoConfig) ->
     Flags the user does not give stay out of the namespace, so a config file's values survive them.
     """
     docs = field_docs(cls)
-    hints = _field_types(cls)
+    hints = field_types(cls)
     section_of = _section_of(cls)
     groups: dict[str | None, Any] = {None: parser.add_argument_group("run")}
     for section in _sections(cls):
         groups[section] = parser.add_argument_group(section)
     for f in dataclasses.fields(cls):
-        base, _ = _base_type(hints[f.name])
+        base, _ = base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
@@ -577,7 +455,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type = DemoConfig) ->
             group.add_argument(
                 flag_name(f.name),
                 dest=f"cfg_{f.name}",
-                type=_text_parser(hints[f.name], f.name),
+                type=_text_parser(cls, f.name),
                 default=argparse.SUPPRESS,
                 metavar=f.name.upper(),
                 help=help_text,

@@ -5,7 +5,8 @@ trained on and which it must adapt to, how the images are corrupted (a noise spe
 :func:`hfrl.noise.make_noise`), the shipped source generator, the judges' classifiers and the seed of
 the train/val/test split. The environment (``gym.make("hfrl/Denoise-v0", task=NAME)``), every agent's
 config (``task=``), the demo, the benchmarks and the CLI (``--task NAME``) take a task by name; any of
-its fields can still be set on its own, which overrides the task's value.
+its fields can still be set on its own, which overrides the task's value. Those fields are declared once,
+here: :class:`DataConfig` and :class:`TaskConfig` are the dataclasses every run config extends.
 
 The shipped tasks (``scripts/bench_bounds.py`` measures each one's four references, listed in the README):
 
@@ -26,9 +27,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from hfrl.errors import ConfigError
+from hfrl.names import DataSource
 
 C = TypeVar("C")
 
@@ -176,6 +178,61 @@ def fill_from_task(values: dict[str, Any], task: str | Task | None, names: tuple
     return out
 
 
+@dataclass
+class DataConfig:
+    """A task's data settings, declared once and shared by every run config.
+
+    Pre-training's config extends this dataclass, and :class:`TaskConfig` (the demo's, every agent's). Run configs extend this dataclass, so these fields have the same names, types and docstrings in every
+    command's flags, TOML file and sweep grid. Each one left unset (``None``) takes the named task's value
+    when the config is built (:meth:`fill_task`); set, it overrides the task's.
+    """
+
+    TASK_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Settings the task fills when they are left unset (each subclass sets it with :func:`task_fields_of`)."""
+
+    task: str = DEFAULT_TASK
+    """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
+    dataset: str | DataSource | None = None
+    """Dataset name (default: the task's): the 5,000 embedded MNIST digits, or a torchvision one read from
+    ``data_dir``. The agents also take your own images: an ``ImageSet``, a tensor or array
+    ``(N, H, W)``/``(N, C, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
+    ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
+    Pre-training takes every image as the source domain when they have no labels. A run directory records
+    them as ``{"dataset": "user", shape, sha256}``, never the images."""
+    data_dir: str | None = None
+    """Folder of torchvision datasets (not needed for ``mnist-embedded``; default: the task's)."""
+    source_classes: tuple[int, ...] | None = None
+    """Classes the source generator was trained on, the auxiliary loss's data (default: the task's)."""
+    noise: str | None = None
+    """Noise spec (``correlated:length=1``, ``gaussian``, ``poisson-gaussian``, ``salt-pepper``, ``poisson``;
+    default: the task's)."""
+    noise_level: float | None = None
+    """Noise strength (default: the task's, which keeps the digit readable to a person)."""
+
+    def fill_task(self) -> None:
+        """Set every task setting left unset (``None``) to the named task's value."""
+        names = self.TASK_FIELDS
+        for name, value in fill_from_task({n: getattr(self, n) for n in names}, self.task, names).items():
+            setattr(self, name, value)
+
+
+@dataclass
+class TaskConfig(DataConfig):
+    """The settings of a whole task, shared by the demo's config and every agent's.
+
+    :class:`DataConfig`'s, and the target domain, the source generator and the evaluator.
+    """
+
+    target_classes: tuple[int, ...] | None = None
+    """Classes the generator is adapted to, where the policy acts (default: the task's)."""
+    generator: str | None = None
+    """Source generator checkpoint to start from (default: the task's shipped one, trained on noisy '0's)."""
+    evaluator: str | None = None
+    """Classifier checkpoint of the independent evaluator that scores the results (default: the task's;
+    the shipped digit classifier for the digit tasks; another dataset needs its own, e.g.
+    ``scripts/bench_fashion.py`` trains one)."""
+
+
 def replace_with_task(config: C, names: tuple[str, ...], **changes: Any) -> C:
     """``dataclasses.replace`` for a config whose ``names`` settings come from its ``task``.
 
@@ -187,11 +244,17 @@ def replace_with_task(config: C, names: tuple[str, ...], **changes: Any) -> C:
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 
+DataConfig.TASK_FIELDS = task_fields_of(DataConfig)
+TaskConfig.TASK_FIELDS = task_fields_of(TaskConfig)
+
+
 __all__ = [
     "DEFAULT_TASK",
     "TASKS",
     "TASK_FIELDS",
+    "DataConfig",
     "Task",
+    "TaskConfig",
     "fill_from_task",
     "get_task",
     "replace_with_task",

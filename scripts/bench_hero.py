@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hfrl.agents.config import coerce_field
 from hfrl.agents.hero import METHODS, make_online_config, make_online_trainer
 from hfrl.device import machine_description
 from hfrl.errors import ConfigError
+from hfrl.fields import read_field
 
 GOAL_RATIO = 4.0
 RECYCLED = "success_rate_recycled"
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> str:
                 f"--set takes METHOD.FIELD=VALUE with METHOD one of {', '.join(METHODS)}, got {item!r}"
             )
         try:
-            args.overrides.setdefault(method, {})[name] = coerce_field(
+            args.overrides.setdefault(method, {})[name] = read_field(
                 METHODS[method].config_class, name, value
             )
         except ConfigError as exc:

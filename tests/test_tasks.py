@@ -57,3 +57,17 @@ def test_environment_takes_a_task_by_name() -> None:
     explicit = gym.make("hfrl/Denoise-v0", task="digits-white", noise_level=0.2, reward=None, evaluate=False)
     assert explicit.unwrapped.task.noise.level == 0.2
     assert dataclasses.asdict(get_task("digits-white"))["target_classes"] == tuple(range(1, 10))
+
+
+def test_task_fields_are_declared_once_and_shared_by_every_run_config() -> None:
+    from hfrl.agents.config import PPOConfig, TrainerConfig
+    from hfrl.fields import field_docs, field_types
+    from hfrl.tasks import DataConfig, TaskConfig
+
+    for base, users in ((DataConfig, (PretrainConfig, DemoConfig, TrainerConfig, PPOConfig)),
+                        (TaskConfig, (DemoConfig, TrainerConfig, PPOConfig))):  # fmt: skip
+        for f in dataclasses.fields(base):
+            for cls in users:
+                assert issubclass(cls, base)
+                assert field_docs(cls)[f.name] == field_docs(base)[f.name], (cls, f.name)
+                assert field_types(cls)[f.name] == field_types(base)[f.name], (cls, f.name)

@@ -115,7 +115,7 @@ def parse_settings(
     import dataclasses
 
     from hfrl.agents import agent_class
-    from hfrl.agents.config import coerce_field
+    from hfrl.fields import read_field
 
     base: dict[str, Any] = {}
     overrides: dict[str, dict[str, Any]] = {}
@@ -131,16 +131,14 @@ def parse_settings(
         if agent:
             if agent not in agents:
                 raise ConfigError(f"--set {setting!r}: agent {agent!r} is not compared ({', '.join(agents)})")
-            overrides.setdefault(agent, {})[field] = coerce_field(
-                agent_class(agent).config_class, field, text
-            )
+            overrides.setdefault(agent, {})[field] = read_field(agent_class(agent).config_class, field, text)
             continue
         owners = [
             a for a in agents if field in {f.name for f in dataclasses.fields(agent_class(a).config_class)}
         ]
         if not owners:
             raise ConfigError(f"--set {setting!r}: no compared agent has a setting {field!r}")
-        base[field] = coerce_field(agent_class(owners[0]).config_class, field, text)
+        base[field] = read_field(agent_class(owners[0]).config_class, field, text)
     return base, overrides
 
 

@@ -95,12 +95,12 @@ def config_overrides(args: argparse.Namespace) -> dict[str, str]:
 def build_config(agent: str, overrides: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
     """The agent's config from a base dict (a config file) and textual overrides."""
     from hfrl.agents import agent_class
-    from hfrl.agents.config import coerce_field
+    from hfrl.fields import read_field
 
     cls = agent_class(agent).config_class
     values = dict(base or {})
     for name, text in overrides.items():
-        values[name] = coerce_field(cls, name, text) if isinstance(text, str) else text
+        values[name] = read_field(cls, name, text) if isinstance(text, str) else text
     return cls.from_dict(values)
 
 

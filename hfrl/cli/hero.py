@@ -125,14 +125,14 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
         "best_share": args.best_share, "eval_samples": args.eval_samples, "label_timeout": args.label_timeout,
     }  # fmt: skip
     fields.update({k: v for k, v in optional.items() if v is not None})
-    from hfrl.agents.config import coerce_field
     from hfrl.agents.hero import METHODS
+    from hfrl.fields import read_field
 
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ConfigError(f"--set takes FIELD=VALUE, got {item!r}")
-        fields[name.strip()] = coerce_field(METHODS[args.method].config_class, name.strip(), value)
+        fields[name.strip()] = read_field(METHODS[args.method].config_class, name.strip(), value)
     if "lora_rank" in fields and fields.get("adapter", _default_adapter(args.method)) != "lora":
         raise ConfigError("--lora-rank sets the LoRA adapters' rank; add --adapter lora")
     if args.method != "hero":

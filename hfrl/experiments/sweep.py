@@ -60,9 +60,7 @@ from hfrl.agents.base import Trainer
 from hfrl.agents.config import (
     DATA_FIELDS,
     TrainerConfig,
-    coerce_field,
     config_values,
-    field_types,
     with_images,
 )
 from hfrl.agents.registry import agent_class
@@ -80,6 +78,7 @@ from hfrl.experiments.summary import (
     summarise,
     write_results,
 )
+from hfrl.fields import base_type, field_types, read_field
 from hfrl.plugins import import_user_code
 from hfrl.runs import make_run_dir, to_jsonable, write_json
 
@@ -122,13 +121,14 @@ def parse_grid(agent: str, specs: Sequence[str]) -> dict[str, list[Any]]:
         name = name.strip().replace("-", "_")
         if not sep or not name or not text.strip():
             raise ConfigError(f"grid axis {spec!r} is not NAME=VALUE1,VALUE2,...")
-        tuple_field = typing.get_origin(_field_hint(cls, name)) is tuple
+        hint = field_types(cls).get(name)
+        tuple_field = hint is not None and typing.get_origin(base_type(hint)[0]) is tuple
         texts = [t.strip() for t in text.split(";" if tuple_field else ",")]
         if any(not t for t in texts):
             raise ConfigError(f"grid axis {spec!r} has an empty value")
         if name in grid:
             raise ConfigError(f"grid axis {name!r} is given twice")
-        grid[name] = [coerce_field(cls, name, t) for t in texts]
+        grid[name] = [read_field(cls, name, t) for t in texts]
     return normalise_grid(cls, grid)
 
 
@@ -152,7 +152,7 @@ def normalise_grid(cls: type[TrainerConfig], grid: Mapping[str, Sequence[Any]]) 
             values = [values]
         if len(values) == 0:
             raise ConfigError(f"grid axis {name!r} has no values")
-        typed = [_typed(cls, name, v) for v in values]
+        typed = [read_field(cls, name, v) for v in values]
         if name in DATA_FIELDS and not all(isinstance(v, str) or v is None for v in typed):
             raise ConfigError(
                 f"grid axis {name!r}: your own images cannot be a grid axis; run one sweep per dataset"
@@ -193,7 +193,7 @@ def plan_sweep(
     trainer = agent_class(agent)
     cls = trainer.config_class
     grid = normalise_grid(cls, grid)
-    fixed = {k: _typed(cls, k, v) for k, v in (base or {}).items()}
+    fixed = {k: read_field(cls, k, v) for k, v in (base or {}).items()}
     clash = sorted(set(fixed) & set(grid))
     if clash:
         raise ConfigError(f"{', '.join(clash)}: set both as a grid axis and as a fixed value")
@@ -342,35 +342,6 @@ def run_sweep(
     df.attrs["grid"] = grid_fields
     df.attrs["files"] = [str(p) for p in write_results(df, out, plots=plots)]
     return df
-
-
-def _field_hint(cls: type, name: str) -> Any:
-    hints = field_types(cls)
-    if name not in hints:
-        raise ConfigError(
-            f"{name!r} is not a setting of {cls.__name__}; settings: {', '.join(sorted(hints))}"
-        )
-    hint = hints[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if type(None) in typing.get_args(hint) and len(args) == 1:
-        return args[0]
-    return hint
-
-
-def _typed(cls: type, name: str, value: Any) -> Any:
-    """A grid or base value as the field's type (strings parsed, ints widened to float)."""
-    hint = _field_hint(cls, name)
-    if isinstance(value, str):
-        return coerce_field(cls, name, value)
-    if hint is float and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if typing.get_origin(hint) is tuple and value is not None:
-        from hfrl.data import parse_classes
-
-        return parse_classes(value)
-    return value
 
 
 def _check_reward(trainer: type[Trainer], spec: Any, reward_object: Any) -> None:
