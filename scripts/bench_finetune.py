@@ -64,6 +64,11 @@ class Args:
     """Named task (:mod:`hfrl.tasks`)."""
     seeds: int = 3
     """Seeds per cell (labels asked, reward fit, fine-tuning)."""
+    first_seed: int = 0
+    """The first seed (seeds ``first_seed .. first_seed + seeds - 1``): e.g. 1 to measure on seeds other than
+    the one a setting was chosen on."""
+    overrides: tuple[str, ...] = ()
+    """Per-agent settings ``AGENT.FIELD=VALUE`` (``--set``, repeatable), e.g. ``reward-grad.kl=0.002``."""
     labels: tuple[int, ...] = (0, 50, 100, 200, 500)
     """Label budgets of the reward model."""
     agents: tuple[str, ...] = ("reward-grad", "reinforce", "rwl", "ppo")
@@ -98,11 +103,34 @@ class Args:
     """Tiny budgets, for tests."""
 
 
+def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``AGENT.FIELD=VALUE`` strings -> ``{agent: {field: value}}``, each value read as the field's type.
+
+    Raises:
+        ConfigError: for a malformed item, an unknown agent or field, or a value of the wrong type.
+    """
+    from hfrl.agents import agent_class
+    from hfrl.errors import ConfigError
+    from hfrl.fields import read_field
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        agent, dot, name = key.partition(".")
+        if not sep or not dot or not agent or not name:
+            raise ConfigError(f"--set expects AGENT.FIELD=VALUE (e.g. reward-grad.kl=0.002), got {item!r}")
+        cls = agent_class(agent).config_class
+        out.setdefault(agent, {})[name] = read_field(cls, name, value, label=key)
+    return out
+
+
 def parse(argv: list[str] | None = None) -> Args:
     """Command-line flags -> :class:`Args`."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default=Args.task)
     p.add_argument("--seeds", type=int, default=Args.seeds)
+    p.add_argument("--first-seed", type=int, default=Args.first_seed)
+    p.add_argument("--set", action="append", default=[], metavar="AGENT.FIELD=VALUE", dest="overrides")
     p.add_argument("--labels", default=",".join(map(str, Args.labels)))
     p.add_argument("--agents", default=",".join(Args.agents))
     p.add_argument("--steps", type=int, default=Args.steps)
@@ -113,11 +141,14 @@ def parse(argv: list[str] | None = None) -> Args:
     p.add_argument("--quick", action="store_true")
     a = p.parse_args(argv)
     get_task(a.task)  # an unknown task is one line before any work
+    parse_overrides(tuple(a.overrides))  # so is a bad --set
     args = Args(
         task=a.task,
         label_free=tuple(x for x in a.label_free.split(",") if x),
         label_free_steps=a.label_free_steps,
         seeds=a.seeds,
+        first_seed=a.first_seed,
+        overrides=tuple(a.overrides),
         labels=tuple(int(x) for x in a.labels.split(",")),
         agents=tuple(a.agents.split(",")),
         steps=a.steps,
@@ -230,7 +261,8 @@ def run(args: Args) -> dict[str, Any]:
     shutil.rmtree(runs, ignore_errors=True)  # a rerun starts afresh (feedback stores refuse to be reused)
     task = get_task(args.task)
     evaluator = Evaluator.from_pretrained(task.evaluator)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    overrides = parse_overrides(args.overrides)
     base = {"task": task.name, "steps": args.steps, "eval_every": 0, "checkpoint_every": 0, "progress": False}
     stage_seconds: dict[str, list[float]] = {}
     agreement: dict[int, list[float]] = {}
@@ -262,7 +294,13 @@ def run(args: Args) -> dict[str, Any]:
 
         print(f"== {n} labels", flush=True)
         df = compare_agents(
-            list(args.agents), reward=reward_for, seeds=seeds, base=base, out=runs / f"n{n}", labels_used=n
+            list(args.agents),
+            reward=reward_for,
+            seeds=seeds,
+            base=base,
+            overrides=overrides,
+            out=runs / f"n{n}",
+            labels_used=n,
         )
         frames.append(df.assign(labels=n))
     curves = pd.concat(frames, ignore_index=True)
