@@ -109,9 +109,7 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
             perm = torch.randperm(batch, generator=self.rng).to(self.device)
             for idx in perm.split(cfg.minibatch_size):
 
-                def loss_fn(
-                    idx: torch.Tensor = idx, first: bool = updates == 0
-                ) -> torch.Tensor:
+                def loss_fn(idx: torch.Tensor = idx, first: bool = updates == 0) -> torch.Tensor:
                     total = torch.zeros((), device=self.device)
                     for j in steps:
                         t = int(traj.timesteps[j])
