@@ -3,7 +3,8 @@
 Every round's samples are labelled good/bad as for ``ddpo``, and a reward model is learned from all the
 labels so far (:class:`~hfrl.agents.diffusion.binary_reward.BinaryRewardMixin`), as HERO learns its reward.
 The model's weights never change; what improves is how it is sampled: each output is the one the learned
-reward scores highest among ``best_of`` chains. The evaluator judges those outputs, so its rates are what a
+reward scores highest among ``best_of`` chains (or, with ``steering="fk"``, among ``best_of`` particles of
+Feynman-Kac steering, :mod:`.fk_steering`). The evaluator judges those outputs, so its rates are what a
 user of the sampler gets, paid in ``best_of`` times the sampling time.
 """
 
@@ -16,6 +17,7 @@ import torch
 
 from hfrl.agents.diffusion.binary_reward import BinaryRewardMixin
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
+from hfrl.agents.diffusion.fk_steering import fk_steer
 from hfrl.agents.diffusion.trainer import OnlineDiffusionTrainer, Trajectories
 from hfrl.diffusion import initial_noise
 from hfrl.errors import ConfigError
@@ -42,11 +44,25 @@ class BestOfNConfig(OnlineDiffusionConfig):
 
     best_of: int = 8
     """``N``: chains sampled per output; the learned reward's best is kept."""
+    steering: str = "none"
+    """``none``: best of ``N`` finished chains; ``fk``: the ``N`` chains are particles of Feynman-Kac
+    steering (:mod:`~hfrl.agents.diffusion.fk_steering`), resampled on the way by the learned reward of
+    their predicted clean images, and the best finished one is kept."""
+    fk_lambda: float = 10.0
+    """``steering="fk"``: temperature of the potentials ``exp(lambda * (r_t - r_{t+1}))`` (rewards in [0, 1])."""
+    fk_every: int = 2
+    """``steering="fk"``: resample after every this many sampler steps."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.best_of < 1:
             raise ConfigError(f"best_of must be at least 1, got {self.best_of}")
+        if self.steering not in ("none", "fk"):
+            raise ConfigError(f"steering must be 'none' or 'fk', got {self.steering!r}")
+        if self.fk_lambda < 0 or self.fk_every < 1:
+            raise ConfigError(
+                f"fk_lambda must be >= 0 and fk_every >= 1, got {self.fk_lambda}, {self.fk_every}"
+            )
 
 
 class BestOfNTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
@@ -85,6 +101,14 @@ class BestOfNTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         gen = torch.Generator().manual_seed(seed + 1)
         more = initial_noise(noise.shape[0] * (n - 1), self.image_shape, gen)
         noises = torch.cat([noise[:, None].cpu(), more.view(noise.shape[0], n - 1, *self.image_shape)], dim=1)
+        if self.config.steering == "fk":
+            self.model.eval()
+            gen = torch.Generator().manual_seed(seed)
+            return torch.cat([
+                fk_steer(self.model, self.scheduler, self.reward, chunk.flatten(0, 1), n,
+                         lam=self.config.fk_lambda, resample_every=self.config.fk_every, generator=gen)
+                for chunk in noises.split(max(1, 256 // n))
+            ])  # fmt: skip
         images = super().sample(noises.flatten(0, 1), seed).view(noise.shape[0], n, *self.image_shape)
         scores = self.reward(images.flatten(0, 1).to(self.device)).view(noise.shape[0], n).cpu()
         return best_of(images, scores)[0]
