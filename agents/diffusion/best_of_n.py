@@ -48,8 +48,11 @@ class BestOfNConfig(OnlineDiffusionConfig):
     """``none``: best of ``N`` finished chains; ``fk``: the ``N`` chains are particles of Feynman-Kac
     steering (:mod:`~hfrl.agents.diffusion.fk_steering`), resampled on the way by the learned reward of
     their predicted clean images, and the best finished one is kept."""
-    fk_lambda: float = 10.0
-    """``steering="fk"``: temperature of the potentials ``exp(lambda * (r_t - r_{t+1}))`` (rewards in [0, 1])."""
+    fk_lambda: float = 30.0
+    """``steering="fk"``: temperature of the potentials ``exp(lambda * (r_t - r_{t+1}))`` (rewards in [0, 1]).
+    Seed 0, digit 7, the reward model of one round's 64 labels, 8 chains per output (success on 128
+    fresh-noise samples): best of 8 35.9 %, FK at lambda 10 40.6 %, at 30 46.1 %. One seed and 128 samples
+    (a standard error of about 4 points): a hint, not a ranking."""
     fk_every: int = 2
     """``steering="fk"``: resample after every this many sampler steps."""
 

@@ -50,9 +50,10 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) 
 class FlowGRPOConfig(LearnedRewardPPOConfig):
     """Flow-GRPO: groups of chains from one initial noise, group-relative advantages, PPO-clip and KL."""
 
-    group_size: int = 4
+    group_size: int = 8
     """``K``: chains per group (sharing one initial noise). ``batch_size`` and ``extra_samples`` must be
-    multiples of it."""
+    multiples of it. Seed 0, digit 7, 64 labels a round (success on 128 fresh-noise samples, base 7.8 %):
+    after 256 labels 28.1 % with 8, 17.2 % with 4 (21.9 % with 4 and ``kl`` 0). One seed: not tuned further."""
     kl: float = 0.01
     """Weight of the per-step KL to the base model (the paper's ``beta``; as ``ddpo``'s)."""
     eps: float = 1e-4

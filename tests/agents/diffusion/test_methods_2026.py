@@ -94,7 +94,7 @@ def test_a_round_runs_headless_and_writes_the_run(method: str, tmp_path: Path) -
         ("flow-grpo", {"group_size": 1}), ("flow-grpo", {"batch_size": 6, "group_size": 4}),
         ("flow-grpo", {"batch_size": 8, "extra_samples": 2}), ("nft", {"reward": "stars"}), ("nft", {"beta": 0.0}),
         ("nft", {"extra_samples": 4}), ("awm", {"awm_timesteps": 0}), ("awm", {"adv_clip_max": 0.0}),
-        ("best-of-n", {"best_of": 0}),
+        ("best-of-n", {"best_of": 0}), ("best-of-n", {"steering": "smc"}), ("best-of-n", {"fk_every": 0}),
     ],
 )  # fmt: skip
 def test_config_validation(method: str, fields: dict) -> None:
@@ -248,11 +248,11 @@ def test_best_of_n_samples_keep_the_learned_rewards_best(tmp_path: Path) -> None
 
 SLOW_ROUNDS = {"flow-grpo": 4, "nft": 4, "awm": 2, "best-of-n": 1}
 """Rounds each method gets with its defaults (64 labels a round), seed 0. Measured on a 2-core CPU shared
-with other work (1 torch thread), success on 128 fresh-noise samples from 7.8 %: flow-grpo 17.2 % after 4
+with other work (1 torch thread), success on 128 fresh-noise samples from 7.8 %: flow-grpo 28.1 % after 4
 rounds (256 labels), nft 30.5 % after 4 (256), awm 28.9 % after 2 (128; 68.0 % after 4), best-of-n 30.5 %
 after 1 (64). A few minutes each."""
-MIN_GAIN = {"flow-grpo": 0.05, "nft": 0.13, "awm": 0.12, "best-of-n": 0.13}
-"""Success-rate gain each method must show: about 60 % of the measured gain above (flow-grpo +9.4 points,
+MIN_GAIN = {"flow-grpo": 0.12, "nft": 0.13, "awm": 0.12, "best-of-n": 0.13}
+"""Success-rate gain each method must show: about 60 % of the measured gain above (flow-grpo +20.3 points,
 nft +22.7, awm +21.1, best-of-n +22.7), so that the test fails when a method stops learning and 128
 samples' noise (a standard error of about 3 points) does not make it fail."""
 
