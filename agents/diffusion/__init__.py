@@ -10,27 +10,29 @@ same store calls), and updates the model. Success is judged by
 :class:`~hfrl.agents.diffusion.trainer.OnlineDiffusionTrainer` owns the loop (:mod:`.trainer`, its
 settings in :mod:`.config`), and each method writes what it asks and how it updates, one module each:
 
-=========== ============ ==========================================================================
-method      feedback     update
-=========== ============ ==========================================================================
-``hero``    good + best  PPO on similarity to the best in a triplet-trained embedding; noise recycling
-                         (:mod:`hfrl.agents.hero`)
-``rwl``     good/bad     reward-weighted denoising loss + ``beta`` x pre-training loss (Lee et al. 2023;
-                         :mod:`.rwl`)
-``ddpo``    good/bad     PPO (DDPO, Black et al. 2023) on a reward model, KL to the base model (DPOK;
-                         :mod:`.ddpo`, its PPO in :mod:`.ppo`, its reward model in :mod:`.binary_reward`)
-``d3po``    pairs        DPO on the reverse-chain steps of preferred / rejected samples (D3PO, Yang et
-                         al. 2024, arXiv 2311.13231), no reward model (:mod:`.d3po`)
-``flow-grpo`` good/bad   PPO-clip on groups of chains from one initial noise, group-relative
-                         advantages of a reward model, per-step KL (Flow-GRPO, arXiv 2505.05470;
-                         :mod:`.flow_grpo`)
-``nft``     good/bad     positive / negative implicit policies trained with the model's own matching
-                         loss on finished samples, no likelihoods (DiffusionNFT, arXiv 2509.16117;
-                         :mod:`.nft`, the loss per model kind in :mod:`.matching`)
-``awm``     good/bad     the matching loss weighted by a reward model's advantages, KL to the base
-                         (Advantage Weighted Matching, arXiv 2509.25050; :mod:`.awm`)
-``best-of-n`` good/bad   no fine-tuning: sample N, keep the learned reward's best (:mod:`.best_of_n`)
-=========== ============ ==========================================================================
+=============== ============ ===============================================================================
+method          feedback     update
+=============== ============ ===============================================================================
+``hero``        good + best  PPO on similarity to the best in a triplet-trained embedding; noise recycling
+                             (:mod:`hfrl.agents.hero`)
+``rwl``         good/bad     reward-weighted denoising loss + ``beta`` x pre-training loss (Lee et al. 2023;
+                             :mod:`.rwl`)
+``ddpo``        good/bad     PPO (DDPO, Black et al. 2023) on a reward model, KL to the base model (DPOK;
+                             :mod:`.ddpo`, its PPO in :mod:`.ppo`, its reward model in :mod:`.binary_reward`)
+``d3po``        pairs        DPO on the reverse-chain steps of preferred / rejected samples (D3PO, Yang et
+                             al. 2024, arXiv 2311.13231), no reward model (:mod:`.d3po`)
+``flow-grpo``   good/bad     PPO-clip on groups of chains from one initial noise, group-relative
+                             advantages of a reward model, per-step KL (Flow-GRPO, arXiv 2505.05470;
+                             :mod:`.flow_grpo`)
+``nft``         good/bad     positive / negative implicit policies trained with the model's own matching
+                             loss on finished samples, no likelihoods (DiffusionNFT, arXiv 2509.16117;
+                             :mod:`.nft`, the loss per model kind in :mod:`.matching`)
+``awm``         good/bad     the matching loss weighted by a reward model's advantages, KL to the base
+                             (Advantage Weighted Matching, arXiv 2509.25050; :mod:`.awm`)
+``best-of-n``   good/bad     no fine-tuning: sample N, keep the learned reward's best, or steer N
+                             particles by it on the way (Feynman-Kac steering; :mod:`.best_of_n`,
+                             :mod:`.fk_steering`)
+=============== ============ ===============================================================================
 
 Every label counts once: a good/bad mark (every method but ``d3po``; HERO's best mark comes free with
 them) or a pair comparison (``d3po``), so "labels used" is the same human effort across methods.
