@@ -20,8 +20,8 @@ loop):
    model already turns into a good image.
 
 ``METHODS`` maps the ``hfrl hero --method`` names to trainers: ``hero`` and the baselines of
-:mod:`hfrl.agents.diffusion` (``rwl``, ``ddpo``, ``d3po``), which share the loop, the feedback path
-and the label count.
+:mod:`hfrl.agents.diffusion` (``rwl``, ``ddpo``, ``d3po``, ``flow-grpo``, ``nft``, ``awm``, ``best-of-n``),
+which share the loop, the feedback path and the label count.
 """
 
 from __future__ import annotations
@@ -278,7 +278,8 @@ class HeroTrainer(LearnedRewardPPOTrainer):
 
 
 METHODS: dict[str, type[OnlineDiffusionTrainer]] = {HeroTrainer.name: HeroTrainer, **BASELINES}
-"""``hfrl hero --method`` names: ``hero``, ``rwl``, ``ddpo``, ``d3po``."""
+"""``hfrl hero --method`` names: ``hero``, ``rwl``, ``ddpo``, ``d3po``, ``flow-grpo``, ``nft``, ``awm``,
+``best-of-n``."""
 
 
 def make_online_config(method: str, **fields: Any) -> OnlineDiffusionConfig:

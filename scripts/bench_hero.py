@@ -1,6 +1,6 @@
-"""Benchmark online diffusion fine-tuning from feedback: HERO against RWL, DDPO/DPOK and D3PO.
+"""Benchmark online diffusion fine-tuning from feedback: HERO against RWL, DDPO/DPOK, D3PO and the 2026 methods.
 
-    python scripts/bench_hero.py [--methods hero,rwl,ddpo,d3po] [--seeds 0,1,2] [--rounds 10 | --labels 512]
+    python scripts/bench_hero.py [--methods hero,rwl,ddpo,d3po,flow-grpo,nft,awm,best-of-n] [--seeds 0,1,2] [--rounds 10 | --labels 512]
         [--batch-size N] [--set hero.eta=0.5] [--target-class 7] [--reach 0.2,0.3] [--out bench-results/hero.md]
         [--quick]
     python scripts/bench_hero.py --merge a.json b.json --out bench-results/hero.md   # runs split by seed
@@ -48,6 +48,15 @@ from hfrl.device import machine_description
 from hfrl.errors import ConfigError
 from hfrl.fields import read_field
 
+DEFAULT_METHODS = "hero,rwl,ddpo,d3po,flow-grpo,nft,awm,best-of-n"
+QUICK: dict[str, dict[str, Any]] = {
+    "rwl": {"rwl_steps": 1, "rwl_batch_size": 4},
+    "flow-grpo": {"group_size": 2},
+    "nft": {"nft_steps": 1, "nft_batch_size": 4},
+    "awm": {"awm_steps": 1, "awm_batch_size": 4},
+    "best-of-n": {"best_of": 2},
+}
+"""``--quick``'s tiny budgets per method (beside ``reward_steps`` 2 and ``policy_epochs`` 1 for all)."""
 GOAL_RATIO = 4.0
 RECYCLED = "success_rate_recycled"
 
@@ -73,8 +82,7 @@ def run_one(method: str, seed: int, args: argparse.Namespace, root: Path) -> dic
         fields["rounds"] = args.rounds
     if args.quick:
         fields |= {"reward_steps": 2, "policy_epochs": 1}
-        if method == "rwl":
-            fields |= {"rwl_steps": 1, "rwl_batch_size": 4}
+        fields |= QUICK.get(method, {})
     config = make_online_config(method, **fields)
     start = time.perf_counter()
     trainer = make_online_trainer(method, config, run_dir=root / f"{method}-{seed}")
@@ -368,7 +376,7 @@ def merge(paths: list[str], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark (or merge earlier ones); returns the markdown it wrote."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="hero,rwl,ddpo,d3po", help="comma-separated (default: all four)")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated (default: all eight)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--rounds", type=int, default=10, help="rounds per method (unless --labels)")
     parser.add_argument(

@@ -95,6 +95,7 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
         approx_kls: list[float] = []
         kls: list[float] = []
         losses: list[float] = []
+        first_dev: list[float] = []
         limit = math.inf if cfg.target_kl is None else 1.5 * cfg.target_kl
         updates, stopped = 0, False
 
@@ -108,7 +109,7 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
             perm = torch.randperm(batch, generator=self.rng).to(self.device)
             for idx in perm.split(cfg.minibatch_size):
 
-                def loss_fn(idx: torch.Tensor = idx) -> torch.Tensor:
+                def loss_fn(idx: torch.Tensor = idx, first: bool = updates == 0) -> torch.Tensor:
                     total = torch.zeros((), device=self.device)
                     for j in steps:
                         t = int(traj.timesteps[j])
@@ -128,6 +129,8 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
                         (loss / n_steps).backward()
                         total = total + loss.detach() / n_steps
                         with torch.no_grad():
+                            if first:  # the first minibatch, measured on the policy that sampled
+                                first_dev.append(float((ratio - 1).abs().max()))
                             approx_kls.append(float(((ratio - 1) - log_ratio).mean()))
                             clip_fracs.append(float(((ratio - 1).abs() > cfg.clip_range).float().mean()))
                     losses.append(float(total))
@@ -144,10 +147,18 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
             "charts/ppo_stopped": float(stopped),
             "charts/approx_kl": mean_or_nan(approx_kls),
             "charts/clip_fraction": mean_or_nan(clip_fracs),
+            "charts/first_ratio_deviation": max(first_dev, default=float("nan")),
         }
         if kls:
             out["charts/kl_ref"] = mean_or_nan(kls)
         return out
+
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` PPO advantages of a batch's learned rewards ``(B,)``.
+
+        Normalised over the batch, with the ``min_reward_std`` floor (Flow-GRPO: within groups).
+        """
+        return normalised(rewards, self.config.min_reward_std)
 
     def learned_reward_ppo(
         self, traj: Trajectories, score: Callable[[torch.Tensor], torch.Tensor]
@@ -174,7 +185,7 @@ class LearnedRewardPPOTrainer(OnlineDiffusionTrainer):
             with torch.no_grad():
                 r = score(batch.images).to(self.device).float()
             rewards.append(r)
-            runs.append(self.ppo_update(batch, normalised(r, cfg.min_reward_std)))
+            runs.append(self.ppo_update(batch, self.advantages(r)))
         summed = ("charts/ppo_samples", "charts/ppo_updates")
         out = {
             k: (sum if k in summed else mean_or_nan)([run[k] for run in runs if k in run]) for k in runs[0]

@@ -258,15 +258,23 @@ class OnlineDiffusionTrainer:
         out = self.scheduler.step(model(x, t), t, x, prev_sample=prev)
         return out.log_prob, out.mean, out.std
 
+    @torch.no_grad()
+    def reference_output(self, x: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """The base model's output at ``(x, t)``: the frozen copy, or the model with its adapters off.
+
+        Only for ``kl > 0`` (or LoRA adapters): otherwise no base model is kept.
+        """
+        if self.reference is not None:
+            return self.reference(x, t)
+        if self.adapters is None:
+            raise HfrlError(f"{self.name}: no reference model is kept when kl == 0 and adapter == 'full'")
+        with lora_disabled(self.model):
+            return self.model(x, t)
+
     def kl_to_reference(self, x: torch.Tensor, t: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
         """``(B,)`` closed-form KL between this step's Gaussian and the base model's (same variance)."""
         with torch.no_grad():
-            if self.reference is not None:
-                eps = self.reference(x, t)
-            else:
-                with lora_disabled(self.model):
-                    eps = self.model(x, t)
-            ref = self.scheduler.step(eps, t, x, prev_sample=x).mean
+            ref = self.scheduler.step(self.reference_output(x, t), t, x, prev_sample=x).mean
         return ((mean - ref) ** 2).flatten(1).sum(1) / (2.0 * std.clamp(min=1e-8) ** 2)
 
     def optimize(

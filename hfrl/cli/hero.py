@@ -7,7 +7,11 @@ or people on the labelling page with ``--human`` (served by this command) — an
 * ``--method hero``: mark good ones and the best; triplet embedding reward, PPO, noise recycling;
 * ``--method rwl``: good/bad; reward-weighted denoising + beta x pre-training loss (Lee et al. 2023);
 * ``--method ddpo``: good/bad; PPO on a learned reward with the DPOK KL;
-* ``--method d3po``: pick the better of two; DPO on the chain's steps, no reward model.
+* ``--method d3po``: pick the better of two; DPO on the chain's steps, no reward model;
+* ``--method flow-grpo``: good/bad; PPO on groups of chains from one noise, group-relative advantages;
+* ``--method nft``: good/bad; DiffusionNFT, positive/negative implicit policies on finished samples;
+* ``--method awm``: good/bad; the denoising loss weighted by a learned reward's advantages;
+* ``--method best-of-n``: good/bad; no fine-tuning, sample N and keep the learned reward's best.
 
 The run directory holds ``config.json``, ``rounds.csv``, ``grids/``, ``model.*``, ``reward.*``,
 ``feedback.sqlite`` and ``evaluation.json`` (success rate by the independent evaluator before and after).
@@ -30,7 +34,7 @@ from hfrl.cli.common import (
 )
 from hfrl.errors import ConfigError
 
-METHOD_CHOICES = ("hero", "rwl", "ddpo", "d3po")
+METHOD_CHOICES = ("hero", "rwl", "ddpo", "d3po", "flow-grpo", "nft", "awm", "best-of-n")
 
 
 def _digit(text: str) -> int:

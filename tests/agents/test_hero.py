@@ -94,7 +94,7 @@ def test_the_learning_rate_follows_the_adapter_unless_set() -> None:
 def test_unknown_method() -> None:
     with pytest.raises(ConfigError, match="unknown method"):
         make_online_config("nope")
-    assert set(METHODS) == {"hero", "rwl", "ddpo", "d3po"}
+    assert set(METHODS) == {"hero", "rwl", "ddpo", "d3po", "flow-grpo", "nft", "awm", "best-of-n"}
 
 
 def _assert_same_report(stored: dict, expected: dict[str, float]) -> None:

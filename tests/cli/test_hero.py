@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import socket
 import threading
@@ -95,8 +96,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _person(url: str, stop: threading.Event, answered: list[int]) -> None:
-    """A 'person' on the labelling page: marks the first item of each hero batch best, all good."""
+def _person(url: str, stop: threading.Event, answered: list[int], mark_best: bool = True) -> None:
+    """A 'person' on the labelling page: every other item good, the first one best (``mark_best``: hero batches)."""
     with httpx.Client(base_url=url, timeout=5) as client:
         while not stop.is_set():
             try:
@@ -110,7 +111,7 @@ def _person(url: str, stop: threading.Event, answered: list[int]) -> None:
             if not batch["items"]:
                 time.sleep(0.1)
                 continue
-            labels = [{"item_id": it["id"], "value": "good" if k % 2 == 0 else "bad", "best": k == 0}
+            labels = [{"item_id": it["id"], "value": "good" if k % 2 == 0 else "bad", "best": mark_best and k == 0}
                       for k, it in enumerate(batch["items"])]  # fmt: skip
             reply = client.post("/api/labels", json={"labels": labels})
             assert reply.status_code == 200, reply.text
@@ -159,3 +160,53 @@ def test_batch_size_defaults_to_the_methods_own() -> None:
     assert make_online_config("d3po", **fields).batch_size == 64
     args = build_parser().parse_args(["hero", "--batch-size", "16"])
     assert config_fields(args)["batch_size"] == 16
+
+
+NEW_FAST = {
+    "flow-grpo": ["--set", "group_size=2"],
+    "nft": ["--set", "nft_steps=2", "--set", "nft_batch_size=4"],
+    "awm": ["--set", "awm_steps=2", "--set", "awm_batch_size=4"],
+    "best-of-n": ["--set", "best_of=2"],
+}
+"""Tiny budgets of the 2026 methods (``FAST`` without its hero-only ``extra_samples``)."""
+BASE_FAST = ["--rounds", "1", "--batch-size", "4", "--steps", "4", "--eval-samples", "4", "--device", "cpu",
+             "--set", "reward_steps=2", "--quiet"]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", list(NEW_FAST))
+def test_the_2026_methods_run_headless(
+    method: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["hero", "--method", method, "--out", str(out), *BASE_FAST, *NEW_FAST[method]]) == 0
+    assert f"{method}: success" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        config["method"] == method and json.loads((out / "evaluation.json").read_text())["labels_used"] == 4
+    )
+
+
+def test_the_2026_methods_ask_people_on_the_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # nft's binary mode learns from the page's good/bad answers directly (no reward model)
+    port = _free_port()
+    out = tmp_path / "run"
+    stop, answered = threading.Event(), []
+    person = threading.Thread(
+        target=_person, args=(f"http://127.0.0.1:{port}", stop, answered, False), daemon=True
+    )
+    person.start()
+    try:
+        code = main(["hero", "--method", "nft", "--human", "--port", str(port), "--label-timeout", "120",
+                     "--out", str(out), *BASE_FAST, *NEW_FAST["nft"]])  # fmt: skip
+    finally:
+        stop.set()
+        person.join(timeout=10)
+    assert code == 0 and answered == [4]
+    assert "mark each sample good or bad" in capsys.readouterr().out
+    with FeedbackStore(out / "feedback.sqlite") as store:
+        labels = store.labels()
+        assert [lab.value for lab in labels] == ["good", "bad", "good", "bad"]
+        assert {lab.labeler for lab in labels} == {"person"}
+    with (out / "rounds.csv").open() as fh:
+        last = list(csv.DictReader(fh))[-1]
+    assert float(last["charts/nft_samples"]) == 4.0  # every answered sample trained on

@@ -22,12 +22,13 @@ def test_bench_hero_quick_writes_table_json_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "hero.md"
     text = bench.main(["--quick", "--out", str(out), "--device", "cpu", "--reach", "0.0"])
     assert out.read_text() == text
-    for method in ("| hero |", "| rwl |", "| ddpo |", "| d3po |"):
-        assert method in text
+    methods = {"hero", "rwl", "ddpo", "d3po", "flow-grpo", "nft", "awm", "best-of-n"}
+    for method in methods:
+        assert f"| {method} |" in text
     assert "labels to reach" in text and "digits before → after" in text and "Goal" in text
     assert "source error (× real) before → after" in text
     data = json.loads(out.with_suffix(".json").read_text())
-    assert {r["method"] for r in data["runs"]} == {"hero", "rwl", "ddpo", "d3po"}
+    assert {r["method"] for r in data["runs"]} == methods
     assert out.with_suffix(".png").stat().st_size > 0
 
     # The tables show the runs' numbers: the label budgets are those the runs used, and each method's row
