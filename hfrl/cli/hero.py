@@ -9,6 +9,9 @@ or people on the labelling page with ``--human`` (served by this command) — an
 * ``--method ddpo``: good/bad; PPO on a learned reward with the DPOK KL;
 * ``--method d3po``: pick the better of two; DPO on the chain's steps, no reward model.
 
+``--model flow`` fine-tunes the shipped rectified-flow model (``flow_digits``) instead of the DDPM, with
+Flow-GRPO's SDE sampler as the policy; every method runs on both kinds.
+
 The run directory holds ``config.json``, ``rounds.csv``, ``grids/``, ``model.*``, ``reward.*``,
 ``feedback.sqlite`` and ``evaluation.json`` (success rate by the independent evaluator before and after).
 """
@@ -71,6 +74,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="samples labelled per round; d3po asks about half as many pairs (default: hero 32, others 64)",
     )
     p.add_argument(
+        "--model", default=None, metavar="ddpm|flow|PATH",
+        help="model kind to fine-tune: ddpm (--ddpm, default), flow (the shipped flow_digits), or a checkpoint "
+        "of either kind",
+    )  # fmt: skip
+    p.add_argument(
         "--ddpm", default=None, help="DDPM checkpoint to fine-tune (default: the shipped ddpm_digits)"
     )
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps per chain (default: 10)")
@@ -120,7 +128,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "seed": args.seed,
                               "device": args.device}  # fmt: skip
     optional = {
-        "batch_size": args.batch_size, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
+        "batch_size": args.batch_size, "model": args.model, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
         "kl": args.kl, "adapter": args.adapter, "lora_rank": args.lora_rank, "epsilon": args.epsilon,
         "best_share": args.best_share, "eval_samples": args.eval_samples, "label_timeout": args.label_timeout,
     }  # fmt: skip
