@@ -18,6 +18,11 @@ The whole sampling loop (:func:`sample`) is::
         x = scheduler.step(model(x, t), t, x, generator=generator).prev_sample
     images = to_images(x)                                             # [-1, 1] -> [0, 1]
 
+**Model kinds.** :mod:`hfrl.flow` adds a second kind, a rectified flow (the same U-Net predicting a
+velocity, with :class:`~hfrl.flow.FlowScheduler`'s ODE and SDE steps under the same ``step`` contract). A
+model's ``kind`` (``"ddpm"`` or ``"flow"``) picks its loss (:func:`matching_loss`), its sampler
+(:func:`model_scheduler`) and its checkpoint kind (:func:`load_model` loads both).
+
 **Pixel range.** The model works on ``x = 2 * image - 1`` in ``[-1, 1]`` (Ho et al.); :func:`to_model_space`
 and :func:`to_images` convert. Everything else in hfrl uses images in ``[0, 1]``.
 

@@ -13,6 +13,7 @@ from hfrl.diffusion import (
     DDPMTrainConfig,
     UNet2D,
     UNetConfig,
+    denoising_error,
     denoising_loss,
     gaussian_log_prob,
     load_ddpm,
@@ -25,12 +26,14 @@ from hfrl.diffusion import (
 )
 from hfrl.errors import CheckpointError, ConfigError
 from hfrl.flow import (
+    FLOW_DIGITS,
     FlowScheduler,
     FlowUNet2D,
     build_flow,
     flow_matching_loss,
     train_flow,
 )
+from hfrl.judges import Evaluator
 
 TINY = UNetConfig(base_width=8, width_mults=(1, 2), time_dim=16, groups=4)
 
@@ -186,3 +189,27 @@ def test_train_flow_smoke_and_checkpoint_round_trip(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "clf", torch.nn.Linear(2, 2), "lora", {})
     with pytest.raises(CheckpointError):
         load_model(tmp_path / "clf")
+
+
+def test_shipped_flow_model_samples_recognisable_digits(evaluator: Evaluator) -> None:
+    model = load_model(FLOW_DIGITS)
+    assert isinstance(model, FlowUNet2D)
+    for scheduler in (model_scheduler(model, 10), model_scheduler(model, 10, stochastic=True)):
+        # Measured (seed 0, 100 samples, 10 steps): 80 % (ODE) and 88 % (SDE) read clearly as one digit, every
+        # digit among them (ddpm_digits with DDIM: 78.5 % and 82.5 % on 200).
+        images = sample(model, scheduler, 100, generator=torch.Generator().manual_seed(0))
+        probs = evaluator.classifier.probabilities(images)
+        confident = probs.max(1).values >= 0.5
+        assert float(confident.float().mean()) >= 0.7, f"most samples read clearly as one digit ({scheduler})"
+        assert len(torch.unique(probs.argmax(1)[confident])) >= 8, "and they are not all the same digit"
+
+
+def test_denoising_error_of_the_flow_model_is_higher_off_the_data() -> None:
+    from hfrl.data import load_embedded_mnist
+
+    model = load_model(FLOW_DIGITS)
+    digits = load_embedded_mnist().images[:16]
+    err = denoising_error(model, digits)
+    assert err.shape == (16,) and torch.equal(err, denoising_error(model, digits))
+    blobs = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert float(denoising_error(model, blobs).mean()) > 3 * float(err.mean())  # measured: 17x
