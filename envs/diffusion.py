@@ -18,6 +18,10 @@ Gaussian policy whose log-probability :meth:`~hfrl.diffusion.Scheduler.step` ret
         if terminated:
             break
 
+A rectified flow (``model="flow"``, :mod:`hfrl.flow`) drives the same episode with
+:class:`~hfrl.flow.FlowScheduler` (Flow-GRPO's SDE for log-probabilities); its timesteps ``k = 1000 t`` start
+at 1000 (pure noise).
+
 :class:`DiffusionTask` holds what the single and the batched environment share and works on whole
 batches; :class:`DiffusionDenoiseEnv` is the Gymnasium environment over a batch of one and
 :class:`BatchedDiffusionDenoiseEnv` the native vector environment over ``N`` chains run in lockstep, so
@@ -45,19 +49,20 @@ from hfrl.censoring import SEVEN, MalignEvaluator, MalignLabeler, load_censor_re
 from hfrl.checkpoint import checkpoint_paths, read_checkpoint_config
 from hfrl.device import resolve_device
 from hfrl.diffusion import (
-    DDPM_DIGITS,
     DDPM_KIND,
-    DDPM_SEVENS,
     DEFAULT_INFERENCE_STEPS,
+    MODEL_KINDS,
     NoiseSchedule,
     Scheduler,
     UNet2D,
+    model_checkpoint,
     to_images,
 )
 from hfrl.envs.denoise import DEFAULT_RENDER_SCALE, check_render, keyed_normal, render_frame
 from hfrl.envs.vector import SeedSpec
 from hfrl.errors import ConfigError, DataError
-from hfrl.judges import Evaluator, asset_path
+from hfrl.flow import FLOW_DIGITS, FLOW_KIND, FlowScheduler
+from hfrl.judges import Evaluator
 
 BOUND = 10.0
 """Observations and actions live in ``[-10, 10]``: ten standard deviations of the unit Gaussian the chain
@@ -123,20 +128,50 @@ def resolve_image_reward(spec: DiffusionRewardSpec, device: torch.device) -> Ima
     )
 
 
-def ddpm_layout(ddpm: Any) -> tuple[NoiseSchedule, tuple[int, int, int]]:
-    """The noise schedule and image shape ``(C, H, W)`` of a DDPM (a model, checkpoint path or asset name)."""
-    if isinstance(ddpm, UNet2D):
-        return ddpm.schedule, (ddpm.config.in_channels, *ddpm.config.image_size)
-    if ddpm is None or str(ddpm) in (DDPM_SEVENS, DDPM_DIGITS):
-        ddpm = asset_path(str(ddpm or DDPM_SEVENS))
-    doc = read_checkpoint_config(ddpm, kind=DDPM_KIND)
+def model_layout(model: Any) -> tuple[str, NoiseSchedule, tuple[int, int, int]]:
+    """The kind (``ddpm`` or ``flow``), schedule and image shape ``(C, H, W)`` of a diffusion model.
+
+    Args:
+        model: A model, a checkpoint path or a shipped asset name (``None``: ``ddpm_sevens``).
+
+    Raises:
+        CheckpointError: for a missing checkpoint or one of another kind.
+    """
+    if isinstance(model, UNet2D):
+        return model.kind, model.schedule, (model.config.in_channels, *model.config.image_size)
+    path = model_checkpoint(model)
+    kind = read_checkpoint_config(path).get("kind")
+    doc = read_checkpoint_config(path, kind=kind if kind in MODEL_KINDS else DDPM_KIND)
     unet = doc["config"].get("unet", {})
     size = tuple(unet.get("image_size", (28, 28)))
-    return NoiseSchedule(**doc["config"].get("schedule", {})), (
-        int(unet.get("in_channels", 1)),
-        int(size[0]),
-        int(size[1]),
-    )
+    shape = (int(unet.get("in_channels", 1)), int(size[0]), int(size[1]))
+    return str(kind), NoiseSchedule(**doc["config"].get("schedule", {})), shape
+
+
+def ddpm_layout(ddpm: Any) -> tuple[NoiseSchedule, tuple[int, int, int]]:
+    """The noise schedule and image shape ``(C, H, W)`` of a DDPM (a model, checkpoint path or asset name)."""
+    _, schedule, shape = model_layout(ddpm)
+    return schedule, shape
+
+
+def resolve_model_spec(ddpm: Any = None, model: Any = None) -> Any:
+    """The model an environment or trainer is about, from its ``ddpm`` and ``model`` arguments.
+
+    Args:
+        ddpm: A DDPM (model, checkpoint path or asset name) or ``None``.
+        model: ``"ddpm"`` (``ddpm``, default ``ddpm_sevens``), ``"flow"`` (the shipped ``flow_digits``), a
+            model or checkpoint of either kind, or ``None`` (as ``"ddpm"``).
+
+    Raises:
+        ConfigError: when both name a model.
+    """
+    if model is None or (isinstance(model, str) and model == DDPM_KIND):
+        return ddpm
+    if ddpm is not None:
+        raise ConfigError("give the model as ddpm= or as model=, not both")
+    if isinstance(model, str) and model == FLOW_KIND:
+        return FLOW_DIGITS
+    return model
 
 
 class DiffusionTask:
@@ -150,14 +185,16 @@ class DiffusionTask:
         reward: DiffusionRewardSpec = "labeler",
         *,
         ddpm: Any = None,
+        model: Any = None,
         num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
         evaluate: bool = True,
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = resolve_device(device)
-        self.schedule, self.image_shape = ddpm_layout(ddpm)
-        # Only the timestep grid is used: DDIM and DDPM schedulers share it.
-        self.timesteps = Scheduler(self.schedule, num_inference_steps).timesteps  # (N,) int64, descending
+        self.kind, self.schedule, self.image_shape = model_layout(resolve_model_spec(ddpm, model))
+        # Only the timestep grid is used: DDIM and DDPM schedulers share one, a flow's ODE and SDE another.
+        grid = FlowScheduler if self.kind == FLOW_KIND else Scheduler
+        self.timesteps = grid(self.schedule, num_inference_steps).timesteps  # (N,) int64, descending
         self.num_steps = int(self.timesteps.shape[0])
         self.reward = resolve_image_reward(reward, self.device)
         self.evaluator: MalignEvaluator | None = None
@@ -232,7 +269,8 @@ def _observation_space(task: DiffusionTask) -> spaces.Dict:
     return spaces.Dict(
         {
             "x_t": spaces.Box(-BOUND, BOUND, task.image_shape, np.float32),
-            "t": spaces.Discrete(task.schedule.num_train_timesteps),
+            # A flow's timesteps run over [0, T] (T: pure noise), a DDPM's over [0, T).
+            "t": spaces.Discrete(task.schedule.num_train_timesteps + (task.kind == FLOW_KIND)),
         }
     )
 
@@ -259,6 +297,8 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
 
     ``Dict(x_t=Box(-10, 10, (C, H, W), float32), t=Discrete(T))``: the current sample and its diffusion
     timestep in ``[0, T)`` (``T = 1000``), one of the scheduler's timesteps (``t = 0`` after the last step).
+    For a rectified flow (``model="flow"``) ``t`` is ``k = t_flow * T`` in ``[0, T]`` (``Discrete(T + 1)``),
+    starting at ``T`` (pure noise), on the grid of :class:`hfrl.flow.FlowScheduler`.
 
     ## Rewards
 
@@ -283,8 +323,8 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
     ## Arguments
 
     ```python
-    gymnasium.make("hfrl/DiffusionDenoise-v0", reward="labeler", ddpm=None, num_inference_steps=25,
-                   evaluate=True, device="cpu", render_mode=None)
+    gymnasium.make("hfrl/DiffusionDenoise-v0", reward="labeler", ddpm=None, model=None,
+                   num_inference_steps=25, evaluate=True, device="cpu", render_mode=None)
     ```
 
     Args:
@@ -293,6 +333,8 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
         ddpm: The DDPM whose schedule and image size to use: ``None`` (the shipped ``ddpm_sevens``),
             ``"ddpm_digits"``, a checkpoint path or a :class:`~hfrl.diffusion.UNet2D`. Its weights are not
             used (the agent holds the model).
+        model: The model kind or model instead of ``ddpm``: ``"ddpm"`` (as ``ddpm``), ``"flow"`` (the shipped
+            rectified flow ``flow_digits``, :mod:`hfrl.flow`), or a model or checkpoint of either kind.
         num_inference_steps: ``N``, steps per episode (default 25); the agent's scheduler must use the same.
         evaluate: Put the evaluators' verdicts in the last step's info (default ``True``; 28x28 only).
         device: Where the chain's tensors and the reward live.
@@ -312,6 +354,7 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
         reward: DiffusionRewardSpec = "labeler",
         *,
         ddpm: Any = None,
+        model: Any = None,
         num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
         evaluate: bool = True,
         device: str | torch.device = "cpu",
@@ -321,7 +364,12 @@ class DiffusionDenoiseEnv(gym.Env[dict, np.ndarray]):
     ) -> None:
         check_render(render_mode, render_scale, self.metadata["render_modes"])
         self.task = DiffusionTask(
-            reward, ddpm=ddpm, num_inference_steps=num_inference_steps, evaluate=evaluate, device=device
+            reward,
+            ddpm=ddpm,
+            model=model,
+            num_inference_steps=num_inference_steps,
+            evaluate=evaluate,
+            device=device,
         )
         self.observation_space = _observation_space(self.task)
         self.action_space = spaces.Box(-BOUND, BOUND, self.task.image_shape, np.float32)
@@ -445,7 +493,7 @@ class BatchedDiffusionDenoiseEnv(VectorEnv):
         render_mode: ``None`` or ``"rgb_array"`` (one frame per chain).
         render_scale: Upscaling factor of frames.
         seed: Seeds the sub-environments (``seed + i``) at construction.
-        **task_kwargs: ``reward``, ``ddpm``, ``num_inference_steps``, ``evaluate``, ``device`` as for
+        **task_kwargs: ``reward``, ``ddpm``, ``model``, ``num_inference_steps``, ``evaluate``, ``device`` as for
             :class:`DiffusionDenoiseEnv`.
     """
 

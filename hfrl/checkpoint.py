@@ -35,6 +35,7 @@ BUILDERS: dict[str, str] = {
     "classifier": "hfrl.classifiers:build_classifier",
     "reward_model": "hfrl.rewards:build_reward_model",
     "ddpm": "hfrl.diffusion:build_ddpm",
+    "flow": "hfrl.flow:build_flow",
     "stroke_detector": "hfrl.censoring:build_stroke_detector",
     "censor_reward": "hfrl.censoring:build_censor_reward",
     "lora": "hfrl.lora:build_lora",

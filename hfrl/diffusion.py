@@ -18,6 +18,11 @@ The whole sampling loop (:func:`sample`) is::
         x = scheduler.step(model(x, t), t, x, generator=generator).prev_sample
     images = to_images(x)                                             # [-1, 1] -> [0, 1]
 
+**Model kinds.** :mod:`hfrl.flow` adds a second kind, a rectified flow (the same U-Net predicting a
+velocity, with :class:`~hfrl.flow.FlowScheduler`'s ODE and SDE steps under the same ``step`` contract). A
+model's ``kind`` (``"ddpm"`` or ``"flow"``) picks its loss (:func:`matching_loss`), its sampler
+(:func:`model_scheduler`) and its checkpoint kind (:func:`load_model` loads both).
+
 **Pixel range.** The model works on ``x = 2 * image - 1`` in ``[-1, 1]`` (Ho et al.); :func:`to_model_space`
 and :func:`to_images` convert. Everything else in hfrl uses images in ``[0, 1]``.
 
@@ -37,7 +42,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -260,7 +265,13 @@ class UNet2D(nn.Module):
         config: The architecture.
         schedule: The forward process the model is (to be) trained with; kept with the model so a checkpoint
             says how to sample from it.
+
+    Attributes:
+        kind: ``"ddpm"``: the model predicts noise (:class:`hfrl.flow.FlowUNet2D`, the same network
+            predicting a rectified flow's velocity, has ``"flow"``). Losses, samplers and checkpoints follow it.
     """
+
+    kind: ClassVar[str] = "ddpm"
 
     def __init__(self, config: UNetConfig, schedule: NoiseSchedule | None = None) -> None:
         super().__init__()
@@ -349,25 +360,145 @@ DDPM_SEVENS = "ddpm_sevens"
 """Shipped DDPM trained on the crossed-7 mix (:func:`hfrl.censoring.crossed_sevens`)."""
 DDPM_DIGITS = "ddpm_digits"
 """Shipped DDPM trained on all 5,000 embedded digits (the base model of HERO fine-tuning)."""
+MODEL_KINDS = ("ddpm", "flow")
+"""Model (and checkpoint) kinds of the diffusion track: noise-predicting DDPMs and rectified flows
+(:mod:`hfrl.flow`)."""
+SHIPPED_MODELS = (DDPM_SEVENS, DDPM_DIGITS, "flow_digits")
+"""Asset names :func:`load_model` resolves to ``hfrl/assets``."""
+
+
+def model_checkpoint(path: Any = None) -> Any:
+    """A checkpoint path for ``path``: shipped asset names resolved, ``None`` -> ``ddpm_sevens``."""
+    from hfrl.judges import asset_path
+
+    if path is None or str(path) in SHIPPED_MODELS:
+        return asset_path(str(path or DDPM_SEVENS))
+    return path
+
+
+def load_model(path: Any = None, device: torch.device | str = "cpu") -> UNet2D:
+    """Load a diffusion model of either kind, a DDPM or a rectified flow, in eval mode.
+
+    The checkpoint's kind (``ddpm`` or ``flow``) decides the class: :class:`UNet2D` or
+    :class:`hfrl.flow.FlowUNet2D` (its ``kind`` attribute says which).
+
+    Args:
+        path: A checkpoint path, a shipped asset name (``"ddpm_sevens"``, ``"ddpm_digits"``,
+            ``"flow_digits"``), or ``None`` (``ddpm_sevens``).
+        device: Where to put the model.
+
+    Raises:
+        CheckpointError: for a missing, corrupt or mismatched checkpoint, or one of another kind.
+    """
+    from hfrl.checkpoint import load_checkpoint, read_checkpoint_config
+    from hfrl.errors import CheckpointError
+
+    path = model_checkpoint(path)
+    kind = read_checkpoint_config(path).get("kind")
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"{path}: is a {kind!r} checkpoint, expected one of {', '.join(MODEL_KINDS)}")
+    model, _ = load_checkpoint(path, kind=kind, device=device)
+    return model  # type: ignore[return-value]
 
 
 def load_ddpm(path: Any = None, device: torch.device | str = "cpu") -> UNet2D:
     """Load a DDPM checkpoint (default: the shipped crossed-7 model ``ddpm_sevens``) in eval mode.
 
+    A rectified-flow checkpoint loads too (as :func:`load_model`), so code written for the DDPM takes both.
+
     Args:
-        path: A checkpoint path, a shipped asset name (``"ddpm_sevens"``, ``"ddpm_digits"``), or ``None``.
+        path: A checkpoint path, a shipped asset name (``"ddpm_sevens"``, ``"ddpm_digits"``, ``"flow_digits"``),
+            or ``None``.
         device: Where to put the model.
 
     Raises:
         CheckpointError: for a missing, corrupt or mismatched checkpoint.
     """
-    from hfrl.checkpoint import load_checkpoint
-    from hfrl.judges import asset_path
+    return load_model(path, device)
 
-    if path is None or str(path) in (DDPM_SEVENS, DDPM_DIGITS):
-        path = asset_path(str(path or DDPM_SEVENS))
-    model, _ = load_checkpoint(path, kind=DDPM_KIND, device=device)
-    return model  # type: ignore[return-value]
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-sample losses, by model kind
+
+
+def denoising_loss(
+    model: UNet2D, x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """Per-sample DDPM loss ``mean_pixels (eps_theta(x_t, t) - noise)^2`` (Ho et al. 2020, eq. 14).
+
+    Args:
+        model: A noise predictor.
+        x0: ``(B, C, H, W)`` clean samples in model space.
+        timesteps: ``(B,)`` int64 timesteps in ``[0, T)``.
+        noise: ``(B, C, H, W)`` standard normal noise.
+
+    Returns:
+        ``(B,)`` losses (differentiable in the model's weights).
+    """
+    x_t = model.schedule.add_noise(x0, noise, timesteps)  # (B, C, H, W)
+    return ((model(x_t, timesteps) - noise) ** 2).flatten(1).mean(1)
+
+
+def matching_input(
+    model: UNet2D, x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x_t, target)``: ``x0`` noised at ``timesteps`` as the model was trained, and what its output matches.
+
+    ``ddpm``: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``, target the noise (epsilon prediction);
+    ``flow``: ``x_t = (1 - t) x0 + t noise`` at ``t = k / T``, target the velocity ``noise - x0``.
+
+    Args:
+        model: A DDPM or a rectified flow.
+        x0: ``(B, C, H, W)`` clean samples in model space.
+        timesteps: ``(B,)`` timesteps in the model's units (see :func:`matching_loss`).
+        noise: ``(B, C, H, W)`` standard normal noise.
+
+    Raises:
+        ConfigError: for an unknown model kind.
+    """
+    kind = getattr(model, "kind", DDPM_KIND)
+    if kind == DDPM_KIND:
+        return model.schedule.add_noise(x0, noise, timesteps.to(x0.device)), noise
+    if kind == "flow":
+        t = torch.as_tensor(timesteps, device=x0.device, dtype=x0.dtype) / model.schedule.num_train_timesteps
+        t = t.reshape(-1, 1, 1, 1)
+        return (1.0 - t) * x0 + t * noise, noise - x0
+    raise ConfigError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+
+
+def matching_loss(
+    model: UNet2D, x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """The model's own training loss per sample, by its kind: what "likelihood" means to both kinds.
+
+    ``ddpm``: :func:`denoising_loss` (noise prediction); ``flow``: :func:`hfrl.flow.flow_matching_loss`
+    (velocity prediction) at flow time ``t = k / T``; both through :func:`matching_input`.
+
+    Args:
+        model: A DDPM or a rectified flow.
+        x0: ``(B, C, H, W)`` clean samples in model space.
+        timesteps: ``(B,)`` timesteps in the model's units, as its samplers' ``timesteps`` and
+            :func:`random_timesteps` give them: integers in ``[0, T)`` for a DDPM, ``k = t * T`` in ``[0, T]``
+            (fractional allowed) for a flow.
+        noise: ``(B, C, H, W)`` standard normal noise.
+
+    Returns:
+        ``(B,)`` losses.
+    """
+    x_t, target = matching_input(model, x0, timesteps, noise)
+    return ((model(x_t, timesteps.to(x0.device)) - target) ** 2).flatten(1).mean(1)
+
+
+def random_timesteps(model: UNet2D, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training timesteps for :func:`matching_loss`, drawn as the model's own training draws them (CPU).
+
+    ``ddpm``: uniform integers in ``[0, T)`` (int64); ``flow``: ``k = t * T`` with ``t`` uniform in ``(0, 1]``
+    (float32).
+    """
+    total = model.schedule.num_train_timesteps
+    if getattr(model, "kind", DDPM_KIND) == DDPM_KIND:
+        return torch.randint(0, total, (num,), generator=generator)
+    return (1.0 - torch.rand(num, generator=generator)) * total
 
 
 FIT_TIMESTEPS = (20, 50, 100, 200)
@@ -382,18 +513,19 @@ def denoising_error(
     seed: int = 0,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """How well a DDPM fits images: its noise-prediction error, per image.
+    """How well a diffusion model fits images: its own training loss, per image.
 
     Each image is noised to every ``t`` in ``timesteps`` with seeded noise (the training objective's terms,
-    Ho et al. 2020, eq. 14); the squared error of the predicted noise is averaged over pixels and timesteps.
+    Ho et al. 2020, eq. 14); the squared error of the prediction (:func:`matching_loss`: the noise for a
+    DDPM, the velocity for a rectified flow at ``t = k / T``) is averaged over pixels and timesteps.
     Images like the model's training data score low. Speckle, blotches and smeared strokes score high, even
     when a classifier still reads the image as a digit. This makes the pretrained model a yardstick of
     source quality kept after fine-tuning.
 
     Args:
-        model: The DDPM (eval mode is not changed).
+        model: The DDPM or flow model (eval mode is not changed).
         images: ``(B, 1, H, W)`` in ``[0, 1]``.
-        timesteps: Forward-process timesteps in ``[0, T)``.
+        timesteps: Timesteps in the model's units (``[0, T)``).
         seed: Seed of the noise, so the same images give the same errors.
         batch_size: Images per forward pass.
 
@@ -409,8 +541,7 @@ def denoising_error(
         err = torch.zeros(x0.shape[0], device=device)
         for t, noise in zip(timesteps, noises[:, start : start + batch_size].to(device)):
             tt = torch.full((x0.shape[0],), int(t), dtype=torch.long, device=device)
-            pred = model(model.schedule.add_noise(x0, noise, tt), tt)
-            err += ((pred - noise) ** 2).flatten(1).mean(1)
+            err += matching_loss(model, x0, tt, noise)
         out.append((err / len(timesteps)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -647,7 +778,9 @@ class DDIMScheduler(Scheduler):
         return f"DDIMScheduler(num_inference_steps={self.num_inference_steps}, eta={self.eta})"
 
 
-SCHEDULERS = ("ddim", "ddpm")
+SCHEDULERS = ("ddim", "ddpm", "flow-ode", "flow-sde")
+FLOW_SCHEDULERS = ("flow-ode", "flow-sde")
+"""The samplers of a rectified flow (:class:`hfrl.flow.FlowScheduler`); the others are a DDPM's."""
 
 
 def make_scheduler(
@@ -655,13 +788,47 @@ def make_scheduler(
     schedule: NoiseSchedule | None = None,
     num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
     eta: float = 0.0,
+    noise_level: float | None = None,
 ) -> Scheduler:
-    """A scheduler by name: ``"ddim"`` (with ``eta``) or ``"ddpm"``."""
+    """A scheduler by name.
+
+    ``"ddim"`` (with ``eta``) or ``"ddpm"`` for a DDPM; ``"flow-ode"`` (Euler) or ``"flow-sde"`` (Flow-GRPO's
+    SDE with ``noise_level``, default 0.7) for a rectified flow (:class:`hfrl.flow.FlowScheduler`).
+    """
     if name == "ddim":
         return DDIMScheduler(schedule, num_inference_steps, eta=eta)
     if name == "ddpm":
         return DDPMScheduler(schedule, num_inference_steps)
+    if name in FLOW_SCHEDULERS:
+        from hfrl.flow import FLOW_SDE_NOISE_LEVEL, FlowScheduler
+
+        level = 0.0 if name == "flow-ode" else (FLOW_SDE_NOISE_LEVEL if noise_level is None else noise_level)
+        return FlowScheduler(schedule, num_inference_steps, noise_level=level)
     raise ConfigError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
+def model_scheduler(
+    model: UNet2D,
+    num_inference_steps: int = DEFAULT_INFERENCE_STEPS,
+    *,
+    stochastic: bool = False,
+    eta: float = 1.0,
+    noise_level: float | None = None,
+) -> Scheduler:
+    """The sampler that fits ``model``'s kind: DDIM for a DDPM, Euler steps for a rectified flow.
+
+    Args:
+        model: A DDPM or flow model (its ``kind`` and ``schedule``).
+        num_inference_steps: Reverse steps.
+        stochastic: Gaussian steps with log-probabilities (DDIM with ``eta``; Flow-GRPO's SDE with
+            ``noise_level``) instead of deterministic ones (DDIM ``eta = 0``; the flow's ODE).
+        eta: DDIM stochasticity when ``stochastic``.
+        noise_level: Flow-GRPO's ``a`` when ``stochastic`` (default 0.7).
+    """
+    if getattr(model, "kind", DDPM_KIND) == DDPM_KIND:
+        return make_scheduler("ddim", model.schedule, num_inference_steps, eta=eta if stochastic else 0.0)
+    name = "flow-sde" if stochastic else "flow-ode"
+    return make_scheduler(name, model.schedule, num_inference_steps, noise_level=noise_level)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -786,9 +953,13 @@ def train_ddpm(
 ) -> UNet2D:
     """Train ``model`` to predict the noise of noised ``images`` (``L_simple``, Ho et al. 2020 eq. 14).
 
+    The objective follows the model's kind (:func:`matching_loss` at :func:`random_timesteps`): a
+    :class:`hfrl.flow.FlowUNet2D` learns the velocity of a rectified flow instead (see
+    :func:`hfrl.flow.train_flow`).
+
     Args:
         images: ``(N, C, H, W)`` training images in ``[0, 1]``.
-        model: The (untrained) noise predictor; trained in place.
+        model: The (untrained) noise or velocity predictor; trained in place.
         config: Steps, batch size, learning rate, EMA, augmentation and seed.
         device: Training device.
         log: Called every ``log_every`` steps with ``{"step", "loss", "lr", "seconds"}``.
@@ -814,18 +985,14 @@ def train_ddpm(
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    abar = model.schedule.alphas_cumprod().float().to(device)  # (T,)
-    total = model.schedule.num_train_timesteps
     start = time.perf_counter()
     running = 0.0
     for step in range(config.steps):
         idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=gen)
         x0 = to_model_space(random_shift(images[idx], config.max_shift, gen)).to(device)  # (B, C, H, W)
-        t = torch.randint(0, total, (config.batch_size,), generator=gen)
+        t = random_timesteps(model, config.batch_size, gen)  # (B,)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        a = abar[t.to(device)].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise  # (B, C, H, W)
-        loss = F.mse_loss(model(x_t, t.to(device)), noise)
+        loss = matching_loss(model, x0, t.to(device), noise).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -9,7 +9,10 @@ Writes, each as ``NAME.safetensors`` + ``NAME.json``:
 * ``denoiser_source``      — the ``digits-white`` task's source generator, pre-trained on noisy '0's
   (white noise, sigma 0.5);
 * ``supervised_digits_correlated`` — the default task's supervised upper bound: the source generator's
-  architecture trained on noisy/clean *target* pairs (the demo's fourth reference; no agent uses it).
+  architecture trained on noisy/clean *target* pairs (the demo's fourth reference; no agent uses it);
+* ``flow_digits`` — a rectified-flow model (:mod:`hfrl.flow`) of all 5,000 embedded digits, the flow
+  counterpart of ``ddpm_digits`` (which ``scripts/train_ddpm.py`` makes): the same 0.68 M-parameter U-Net
+  predicting the velocity, trained for ``FLOW_STEPS`` steps of 32 images (seed 0).
 
 Usage::
 
@@ -38,12 +41,16 @@ from hfrl.classifiers import (
 )
 from hfrl.data import load_embedded_mnist
 from hfrl.device import seed_everything
+from hfrl.diffusion import DDPMTrainConfig, UNet2D, UNetConfig, count_parameters
+from hfrl.flow import FLOW_DIGITS, FLOW_KIND, FlowUNet2D, train_flow
 from hfrl.judges import EVALUATOR_CHECKPOINT, LABELER_CHECKPOINT
 from hfrl.pretrain import PretrainConfig, pretrain
 from hfrl.tasks import get_task
 
 SOURCE_GENERATORS = {"denoiser": "digits-white", "denoiser-correlated": "digits-correlated"}
 """``--only`` name -> the task whose source generator it trains (its asset name is the task's ``generator``)."""
+FLOW_STEPS = 2000
+"""Training steps of ``flow_digits`` (batch 32, as ``ddpm_digits``)."""
 
 
 def make_classifier(name: str, recipe: ClassifierRecipe, out: Path) -> None:
@@ -84,11 +91,41 @@ def make_supervised(out: Path, seed: int, task_name: str) -> None:
     print(f"{name}: target val PSNR {result.best_val_psnr:.2f} dB after {len(result.history)} epochs")
 
 
+def make_flow(out: Path, seed: int, steps: int = FLOW_STEPS) -> None:
+    data = load_embedded_mnist()
+    torch.manual_seed(seed)  # weight initialisation
+    model = FlowUNet2D(UNetConfig())
+    config = DDPMTrainConfig(steps=steps, batch_size=32, seed=seed)
+
+    def log(row: dict[str, float]) -> None:
+        if row["step"] % 500 == 0 or row["step"] == steps:
+            print(
+                f"{FLOW_DIGITS} step {row['step']:>5} loss {row['loss']:.4f} {row['seconds']:.0f} s",
+                flush=True,
+            )
+
+    def checkpoint(step: int, ema: UNet2D) -> None:  # also while training runs, to check samples early
+        meta = {
+            "data": "mnist-embedded, all digits", "images": len(data), "train": asdict(config),
+            "steps_done": step, "unet_parameters": count_parameters(ema),
+        }  # fmt: skip
+        save_checkpoint(out / FLOW_DIGITS, ema, FLOW_KIND, ema.config_dict(), meta)
+
+    ema = train_flow(data.images, model, config, log=log, on_checkpoint=checkpoint, checkpoint_every=500)
+    checkpoint(steps, ema.cpu())
+    print(f"{FLOW_DIGITS}: {count_parameters(ema):,} parameters, {steps} steps")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "hfrl" / "assets")
     parser.add_argument(
-        "--only", choices=("labeler", "evaluator", *SOURCE_GENERATORS, "supervised-correlated"), default=None
+        "--only",
+        choices=("labeler", "evaluator", *SOURCE_GENERATORS, "supervised-correlated", "flow-digits"),
+        default=None,
+    )
+    parser.add_argument(
+        "--flow-steps", type=int, default=FLOW_STEPS, help="flow_digits training steps (default: %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="denoiser seed")
     args = parser.parse_args()
@@ -105,6 +142,8 @@ def main() -> None:
             make_denoiser(args.out, args.seed, task)
     if args.only in (None, "supervised-correlated"):
         make_supervised(args.out, args.seed, "digits-correlated")
+    if args.only in (None, "flow-digits"):
+        make_flow(args.out, args.seed, args.flow_steps)
     print(f"done in {time.perf_counter() - t0:.0f} s -> {args.out}")
 
 

@@ -26,7 +26,7 @@ method          feedback     update
                              :mod:`.flow_grpo`)
 ``nft``         good/bad     positive / negative implicit policies trained with the model's own matching
                              loss on finished samples, no likelihoods (DiffusionNFT, arXiv 2509.16117;
-                             :mod:`.nft`, the loss per model kind in :mod:`.matching`)
+                             :mod:`.nft`, the loss per model kind in :func:`hfrl.diffusion.matching_loss`)
 ``awm``         good/bad     the matching loss weighted by a reward model's advantages, KL to the base
                              (Advantage Weighted Matching, arXiv 2509.25050; :mod:`.awm`)
 ``best-of-n``   good/bad     no fine-tuning: sample N, keep the learned reward's best, or steer N
@@ -45,7 +45,6 @@ from hfrl.agents.diffusion.config import OnlineDiffusionConfig
 from hfrl.agents.diffusion.d3po import D3POConfig, D3POTrainer
 from hfrl.agents.diffusion.ddpo import DDPOConfig, DDPOTrainer
 from hfrl.agents.diffusion.flow_grpo import FlowGRPOConfig, FlowGRPOTrainer
-from hfrl.agents.diffusion.matching import matching_loss
 from hfrl.agents.diffusion.nft import NFTConfig, NFTTrainer
 from hfrl.agents.diffusion.ppo import LearnedRewardPPOConfig, LearnedRewardPPOTrainer, normalised
 from hfrl.agents.diffusion.rwl import RWLDiffusionConfig, RWLDiffusionTrainer
@@ -56,6 +55,7 @@ from hfrl.agents.diffusion.trainer import (
     concat_trajectories,
     save_feedback_grid,
 )
+from hfrl.diffusion import matching_loss
 
 BASELINES: dict[str, type[OnlineDiffusionTrainer]] = {
     RWLDiffusionTrainer.name: RWLDiffusionTrainer,

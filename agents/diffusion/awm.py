@@ -2,7 +2,7 @@
 
 Xue et al. 2025, arXiv 2509.25050. DDPO's per-step likelihood is score matching with noisy targets; AWM
 keeps the pre-training objective instead and replaces the sample's log-likelihood in the policy gradient
-by minus its matching loss (:func:`~hfrl.agents.diffusion.matching.matching_loss`) on noised copies of the
+by minus its matching loss (:func:`~hfrl.diffusion.matching_loss`) on noised copies of the
 finished sample at random times:
 
     L = mean_i( -A_i * (-matching_loss_i) ) + kl * mean_i ||v_theta(x_t, t) - v_ref(x_t, t)||^2
@@ -24,10 +24,9 @@ import torch
 
 from hfrl.agents.diffusion.binary_reward import BinaryRewardMixin
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
-from hfrl.agents.diffusion.matching import matching_input, random_times
 from hfrl.agents.diffusion.ppo import normalised
 from hfrl.agents.diffusion.trainer import OnlineDiffusionTrainer, Trajectories, mean_or_nan
-from hfrl.diffusion import to_model_space
+from hfrl.diffusion import matching_input, random_timesteps, to_model_space
 from hfrl.errors import ConfigError
 from hfrl.feedback import SINGLE
 
@@ -93,7 +92,7 @@ class AWMTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         for _ in range(cfg.awm_steps):
             idx = torch.randint(0, x0.shape[0], (min(cfg.awm_batch_size, x0.shape[0]),), generator=self.rng)
             idx = idx.repeat(n).to(self.device)  # n noised copies of each
-            t = random_times(self.model, idx.numel(), self.rng)
+            t = random_timesteps(self.model, idx.numel(), self.rng)
             noise = torch.randn((idx.numel(), *x0.shape[1:]), generator=self.rng).to(self.device)
 
             def loss_fn(

@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from hfrl.diffusion import DDPM_DIGITS
+from hfrl.diffusion import DDPM_DIGITS, DDPM_KIND
 from hfrl.diffusion_task import DEFAULT_TARGET_CLASS
 from hfrl.errors import ConfigError
+from hfrl.flow import FLOW_DIGITS, FLOW_KIND, FLOW_SDE_NOISE_LEVEL
 
 C = TypeVar("C", bound="OnlineDiffusionConfig")
 
@@ -21,8 +22,12 @@ class OnlineDiffusionConfig:
     target_class: int = DEFAULT_TARGET_CLASS
     """The digit ``k`` people want (0-9; the base model draws it rarely: its rate is the "success before"
     column of ``scripts/bench_hero.py``'s ``bench-results/hero.md``)."""
+    model: str = DDPM_KIND
+    """The model to fine-tune: ``ddpm`` (the DDPM named by ``ddpm``), ``flow`` (the shipped rectified flow
+    ``flow_digits``, :mod:`hfrl.flow`, sampled with Flow-GRPO's SDE), or a checkpoint path of either kind."""
     ddpm: str = DDPM_DIGITS
-    """DDPM to fine-tune: a shipped asset name or a checkpoint path (default: all digits)."""
+    """DDPM to fine-tune when ``model`` is ``ddpm``: a shipped asset name or a checkpoint path (default: all
+    digits)."""
     rounds: int = 10
     """Feedback rounds: sample a batch, ask for feedback, update."""
     batch_size: int = 64
@@ -33,7 +38,11 @@ class OnlineDiffusionConfig:
     """DDIM steps per chain (the environment's episode length). 10 keeps CPU rounds to seconds; the
     shipped model's samples are about as often digits as at 20."""
     eta: float = 1.0
-    """DDIM stochasticity; every step needs a non-zero variance for its log-probability (DDPO uses 1)."""
+    """DDIM stochasticity; every step needs a non-zero variance for its log-probability (DDPO uses 1).
+    DDPM only."""
+    noise_level: float = FLOW_SDE_NOISE_LEVEL
+    """Flow models only: ``a`` of Flow-GRPO's SDE sampler, ``sigma_t = a sqrt(t / (1 - t))`` (theirs: 0.7);
+    every step needs a non-zero variance, as with ``eta``."""
 
     # -- the policy update -----------------------------------------------------------------------------
     adapter: str = "full"
@@ -117,6 +126,14 @@ class OnlineDiffusionConfig:
             raise ConfigError(
                 f"eta must be in (0, 1] (log-probabilities need stochastic steps), got {self.eta}"
             )
+        if not self.noise_level > 0.0:
+            raise ConfigError(
+                f"noise_level must be > 0 (log-probabilities need stochastic steps), got {self.noise_level}"
+            )
+        if self.model == FLOW_KIND and self.ddpm != DDPM_DIGITS:
+            raise ConfigError(
+                "ddpm names a DDPM checkpoint; to fine-tune a flow checkpoint set model to its path"
+            )
         if self.lr <= 0 or self.reward_lr <= 0:
             raise ConfigError(f"lr and reward_lr must be > 0, got {self.lr}, {self.reward_lr}")
         if not 0.0 < self.clip_range < 1.0:
@@ -141,6 +158,14 @@ class OnlineDiffusionConfig:
             )
         if self.label_timeout is not None and self.label_timeout <= 0:
             raise ConfigError(f"label_timeout must be > 0 seconds, got {self.label_timeout}")
+
+    def model_checkpoint(self) -> str:
+        """The checkpoint (asset name or path) :attr:`model` and :attr:`ddpm` name."""
+        if self.model == DDPM_KIND:
+            return self.ddpm
+        if self.model == FLOW_KIND:
+            return FLOW_DIGITS
+        return self.model
 
     @classmethod
     def from_dict(cls: type[C], values: dict[str, Any]) -> C:

@@ -1,7 +1,7 @@
 """DiffusionNFT (``nft``): negative-aware fine-tuning on the forward process, no likelihoods.
 
 Zheng et al. 2025, arXiv 2509.16117. The model trains on finished samples with its own matching loss
-(:func:`~hfrl.agents.diffusion.matching.matching_loss`; the DDPM's is epsilon matching) instead of the
+(:func:`~hfrl.diffusion.matching_loss`; the DDPM's is epsilon matching) instead of the
 sampler's per-step likelihoods. Two *implicit policies* share the trained network ``v_theta`` and the
 sampling policy ``v_old`` (the model that drew the round's samples, frozen):
 
@@ -27,7 +27,7 @@ models.
   ``extra_samples`` unlabelled ones); the reward model is learned from every good/bad label so far.
 
 For the epsilon-prediction DDPM the predictions are noise estimates (``v <-> epsilon``) and the target is
-the noise; a flow model's velocity plugs in through :func:`~hfrl.agents.diffusion.matching.matching_input`.
+the noise; a flow model's velocity plugs in through :func:`~hfrl.diffusion.matching_input`.
 With ``kl > 0`` the paper's regulariser ``kl * ||v_theta - v_ref||^2`` to the base model is added. The
 paper's soft update of ``v_old`` is used at its ``eta = 0``: ``v_old`` is the model that sampled the round.
 The paper's adaptive (x0-space) loss weighting is for flow models and left out: the DDPM's epsilon loss is
@@ -44,10 +44,9 @@ import torch
 
 from hfrl.agents.diffusion.binary_reward import BinaryRewardMixin
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
-from hfrl.agents.diffusion.matching import matching_input, random_times
 from hfrl.agents.diffusion.ppo import normalised
 from hfrl.agents.diffusion.trainer import OnlineDiffusionTrainer, Trajectories, mean_or_nan
-from hfrl.diffusion import to_model_space
+from hfrl.diffusion import matching_input, random_timesteps, to_model_space
 from hfrl.errors import ConfigError
 from hfrl.feedback import BAD, GOOD, SINGLE
 
@@ -155,7 +154,7 @@ class NFTTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         losses, kls = [], []
         for _ in range(cfg.nft_steps):
             idx = torch.randint(0, x0.shape[0], (min(cfg.nft_batch_size, x0.shape[0]),), generator=self.rng)
-            t = random_times(self.model, idx.numel(), self.rng)
+            t = random_timesteps(self.model, idx.numel(), self.rng)
             noise = torch.randn((idx.numel(), *x0.shape[1:]), generator=self.rng).to(self.device)
 
             def loss_fn(

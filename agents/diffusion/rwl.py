@@ -15,7 +15,7 @@ from hfrl.agents.diffusion.binary_reward import BinaryRewardMixin
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
 from hfrl.agents.diffusion.trainer import OnlineDiffusionTrainer, Trajectories, mean_or_nan
 from hfrl.data import load_embedded_mnist
-from hfrl.diffusion import to_model_space
+from hfrl.diffusion import matching_loss, random_timesteps, to_model_space
 from hfrl.errors import ConfigError
 from hfrl.feedback import SINGLE
 
@@ -77,16 +77,13 @@ class RWLDiffusionTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         pool = torch.cat(self.generated)  # (M, 1, H, W) in [0, 1]
         r = self.reward(pool)
         weights = (r > 0.5).float() if cfg.weighting == "filter" else r
-        abar = self.model.schedule.alphas_cumprod().float().to(self.device)
-        total = self.model.schedule.num_train_timesteps
         losses, pre_losses = [], []
 
         def denoise_loss(x0: torch.Tensor) -> torch.Tensor:
-            t = torch.randint(0, total, (x0.shape[0],), generator=self.rng).to(self.device)
+            # The model's own training loss: noise prediction (DDPM) or velocity matching (flow).
+            t = random_timesteps(self.model, x0.shape[0], self.rng).to(self.device)
             noise = torch.randn(x0.shape, generator=self.rng).to(self.device)
-            a = abar[t].view(-1, 1, 1, 1)
-            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            return ((self.model(x_t, t) - noise) ** 2).flatten(1).mean(1)  # (B,)
+            return matching_loss(self.model, x0, t, noise)  # (B,)
 
         for _ in range(cfg.rwl_steps):
             idx = torch.randint(0, pool.shape[0], (cfg.rwl_batch_size,), generator=self.rng)

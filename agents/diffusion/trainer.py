@@ -24,7 +24,7 @@ from torch import nn
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
 from hfrl.checkpoint import save_checkpoint
 from hfrl.device import resolve_device
-from hfrl.diffusion import DDPM_KIND, DDIMScheduler, Scheduler, UNet2D, initial_noise, load_ddpm, to_images
+from hfrl.diffusion import Scheduler, UNet2D, initial_noise, load_model, model_scheduler, to_images
 from hfrl.diffusion_task import TargetDigitEvaluator, TargetDigitLabeler
 from hfrl.envs.diffusion import BatchedDiffusionDenoiseEnv
 from hfrl.errors import ConfigError, HfrlError
@@ -76,12 +76,15 @@ class OnlineResult:
 
 
 class OnlineDiffusionTrainer:
-    """Rounds of sample -> feedback -> update for a DDPM; subclasses write the feedback kind and the update.
+    """Rounds of sample -> feedback -> update for a DDPM or a rectified flow; subclasses write feedback and update.
+
+    The model's kind picks the policy: DDIM with ``eta`` for a DDPM, Flow-GRPO's SDE (``noise_level``) for
+    a flow (:mod:`hfrl.flow`); both are Gaussian steps with log-probabilities, so every method runs on both.
 
     A run directory holds ``config.json``, ``rounds.csv`` (per round: labels used, the evaluator's
     success and digit rates on fixed fresh noise, the labeler's good rate in the round's batch, update
     metrics), ``grids/round_RRR.png`` (the round's batch: good framed green, best blue), ``model.*``
-    (the fine-tuned DDPM, loads with :func:`hfrl.diffusion.load_ddpm`), ``adapters.*`` (with
+    (the fine-tuned model, loads with :func:`hfrl.diffusion.load_model`), ``adapters.*`` (with
     ``adapter="lora"``: the LoRA adapters alone, for :func:`hfrl.lora.attach_lora`), ``reward.*`` (the reward model, if
     any), ``feedback.sqlite`` and ``evaluation.json``. Runs are not resumable: a round takes seconds and
     every label stays in the feedback database.
@@ -94,8 +97,8 @@ class OnlineDiffusionTrainer:
         db: The feedback database (default ``RUN_DIR/feedback.sqlite``).
         evaluator: The referee (default: :class:`TargetDigitEvaluator` on the shipped classifier, its source
             error measured with a frozen copy of the starting model).
-        model: Start from this DDPM instead of ``config.ddpm`` (trained in place; with ``adapter="lora"``
-            its layers are wrapped in adapters in place).
+        model: Start from this DDPM or flow model instead of ``config.model`` (trained in place; with
+            ``adapter="lora"`` its layers are wrapped in adapters in place).
         progress: Called with each round's row after it is logged (e.g. to print it).
         stop: Set it from another thread to stop after the current round.
     """
@@ -123,7 +126,11 @@ class OnlineDiffusionTrainer:
             )
         cfg = self.config
         self.device = resolve_device(cfg.device)
-        self.model = model.to(self.device) if model is not None else load_ddpm(cfg.ddpm, device=self.device)
+        self.model = (
+            model.to(self.device)
+            if model is not None
+            else load_model(cfg.model_checkpoint(), device=self.device)
+        )
         # The pretrained model, frozen before any adapter or update: the evaluator's source error and,
         # for full fine-tuning, the KL's base model (with adapters the KL switches them off instead).
         base = copy.deepcopy(self.model).eval().requires_grad_(False)
@@ -136,7 +143,10 @@ class OnlineDiffusionTrainer:
             else None
         )
         self.reference: UNet2D | None = base if cfg.kl > 0 and self.adapters is None else None
-        self.scheduler: Scheduler = DDIMScheduler(self.model.schedule, cfg.num_inference_steps, eta=cfg.eta)
+        # The policy: DDIM with eta for a DDPM, Flow-GRPO's SDE for a rectified flow.
+        self.scheduler: Scheduler = model_scheduler(
+            self.model, cfg.num_inference_steps, stochastic=True, eta=cfg.eta, noise_level=cfg.noise_level
+        )
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
         self.rng = torch.Generator().manual_seed(cfg.seed)
@@ -362,12 +372,12 @@ class OnlineDiffusionTrainer:
         return out
 
     def save_model(self) -> Path:
-        """Write the fine-tuned DDPM as ``RUN_DIR/model`` (loads with :func:`hfrl.diffusion.load_ddpm`)."""
+        """Write the fine-tuned model as ``RUN_DIR/model`` (loads with :func:`hfrl.diffusion.load_model`)."""
         meta = {
             "method": self.name,
             "round": self.round,
             "labels_used": self.labels_used,
-            "base": self.config.ddpm,
+            "base": self.config.model_checkpoint(),
         }
         model = self.model
         if self.adapters is not None:
@@ -377,7 +387,11 @@ class OnlineDiffusionTrainer:
             )  # fmt: skip
             model = merge_lora(self.model)
         return save_checkpoint(
-            self.run_dir / "model", model, kind=DDPM_KIND, config=self.model.config_dict(), metadata=meta
+            self.run_dir / "model",
+            model,
+            kind=self.model.kind,
+            config=self.model.config_dict(),
+            metadata=meta,
         )
 
     def train(self) -> OnlineResult:

@@ -13,6 +13,9 @@ or people on the labelling page with ``--human`` (served by this command) — an
 * ``--method awm``: good/bad; the denoising loss weighted by a learned reward's advantages;
 * ``--method best-of-n``: good/bad; no fine-tuning, sample N and keep the learned reward's best.
 
+``--model flow`` fine-tunes the shipped rectified-flow model (``flow_digits``) instead of the DDPM, with
+Flow-GRPO's SDE sampler as the policy; every method runs on both kinds.
+
 The run directory holds ``config.json``, ``rounds.csv``, ``grids/``, ``model.*``, ``reward.*``,
 ``feedback.sqlite`` and ``evaluation.json`` (success rate by the independent evaluator before and after).
 """
@@ -75,6 +78,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="samples labelled per round; d3po asks about half as many pairs (default: hero 32, others 64)",
     )
     p.add_argument(
+        "--model", default=None, metavar="ddpm|flow|PATH",
+        help="model kind to fine-tune: ddpm (--ddpm, default), flow (the shipped flow_digits), or a checkpoint "
+        "of either kind",
+    )  # fmt: skip
+    p.add_argument(
         "--ddpm", default=None, help="DDPM checkpoint to fine-tune (default: the shipped ddpm_digits)"
     )
     p.add_argument("--steps", type=positive_int, default=None, help="sampler steps per chain (default: 10)")
@@ -124,7 +132,7 @@ def config_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"target_class": args.target_class, "rounds": args.rounds, "seed": args.seed,
                               "device": args.device}  # fmt: skip
     optional = {
-        "batch_size": args.batch_size, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
+        "batch_size": args.batch_size, "model": args.model, "ddpm": args.ddpm, "num_inference_steps": args.steps, "lr": args.lr,
         "kl": args.kl, "adapter": args.adapter, "lora_rank": args.lora_rank, "epsilon": args.epsilon,
         "best_share": args.best_share, "eval_samples": args.eval_samples, "label_timeout": args.label_timeout,
     }  # fmt: skip

@@ -37,7 +37,7 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     text = capsys.readouterr().out
     for option in ("--method", "--target-class", "--rounds", "--batch-size", "--out", "--human", "--device",
-                   "--epsilon", "--best-share", "--set", "--adapter", "--lora-rank"):  # fmt: skip
+                   "--epsilon", "--best-share", "--set", "--adapter", "--lora-rank", "--model"):  # fmt: skip
         assert option in text
 
 
@@ -58,6 +58,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         ["hero", "--adapter", "qlora"],
         ["hero", "--adapter", "full", "--lora-rank", "8"],
         ["hero", "--method", "d3po", "--lora-rank", "8"],
+        ["hero", "--model", "flow", "--ddpm", "ddpm_sevens"],
+        ["hero", "--model", "no/such/checkpoint", *FAST],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -69,6 +71,19 @@ def test_bad_input_is_one_line_and_exit_2(
         code = exc.code
     assert code == 2
     assert "error" in _one_line_error(capsys)
+
+
+def test_headless_flow_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["hero", "--model", "flow", "--method", "ddpo", "--out", str(out), *FAST]) == 0
+    assert "ddpo: success" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "flow" and config["noise_level"] == 0.7
+    assert json.loads((out / "model.json").read_text())["kind"] == "flow"
+    from hfrl.diffusion import load_model
+    from hfrl.flow import FlowUNet2D
+
+    assert isinstance(load_model(out / "model"), FlowUNet2D)
 
 
 def test_headless_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

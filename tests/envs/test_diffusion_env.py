@@ -15,9 +15,10 @@ from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from hfrl.censoring import CensorReward, CensorRewardConfig, save_censor_reward
-from hfrl.diffusion import DDIMScheduler, load_ddpm
+from hfrl.diffusion import DDIMScheduler, load_ddpm, load_model
 from hfrl.envs.diffusion import BOUND, BatchedDiffusionDenoiseEnv, BenignOracle, DiffusionDenoiseEnv
 from hfrl.errors import ConfigError, DataError
+from hfrl.flow import FLOW_DIGITS, FlowScheduler
 
 ENV_ID = "hfrl/DiffusionDenoise-v0"
 STEPS = 3
@@ -160,6 +161,35 @@ def test_torch_face_and_a_ddim_policy_with_log_probs() -> None:
     assert terminated.all() and reward.shape == (4,) and ((reward >= 0) & (reward <= 1)).all()
     assert isinstance(info["final_obs"], dict) and info["final_obs"]["x_t"].shape == (4, 1, 28, 28)
     assert "malign" not in info["final_info"]
+
+
+def test_a_flow_model_drives_the_chain_with_its_sde_and_log_probs() -> None:
+    env = gym.make(ENV_ID, model="flow", reward=constant_reward, num_inference_steps=STEPS, evaluate=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        gym_check_env(env.unwrapped)
+    assert _unexpected(record, EXPECTED_GYMNASIUM_WARNINGS) == []
+    model = load_model(FLOW_DIGITS)
+    scheduler = FlowScheduler(model.schedule, num_inference_steps=STEPS, noise_level=0.7)
+    gen = torch.Generator().manual_seed(0)
+    obs, _ = env.reset(seed=0)
+    seen, log_probs = [int(obs["t"])], []
+    terminated = False
+    while not terminated:
+        assert obs in env.observation_space
+        x = torch.from_numpy(obs["x_t"])[None]
+        with torch.no_grad():
+            out = scheduler.step(model(x, int(obs["t"])), int(obs["t"]), x, generator=gen)
+        log_probs.append(float(out.log_prob[0]))
+        obs, reward, terminated, _, info = env.step(out.prev_sample[0].numpy())
+        seen.append(int(obs["t"]))
+    assert seen == [1000, 667, 333, 0] == [*scheduler.timesteps.tolist(), 0]  # a flow starts at t = T
+    assert all(np.isfinite(log_probs)) and np.isfinite(reward) and info["step"] == STEPS
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", model="flow", reward=None,
+                        num_inference_steps=STEPS, evaluate=False)  # fmt: skip
+    assert venv.reset(seed=0)[0]["t"].tolist() == [1000, 1000]
+    with pytest.raises(ConfigError, match="not both"):
+        DiffusionDenoiseEnv(ddpm="ddpm_digits", model="flow", evaluate=False)
 
 
 def test_rewards_resolve_from_names_paths_and_modules(tmp_path: Any) -> None:

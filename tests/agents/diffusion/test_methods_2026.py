@@ -19,10 +19,9 @@ from hfrl.agents.diffusion.awm import awm_loss
 from hfrl.agents.diffusion.best_of_n import best_of
 from hfrl.agents.diffusion.fk_steering import fk_steer, resample
 from hfrl.agents.diffusion.flow_grpo import group_advantages
-from hfrl.agents.diffusion.matching import random_times
 from hfrl.agents.diffusion.nft import nft_loss, optimality
 from hfrl.agents.hero import METHODS, make_online_config, make_online_trainer
-from hfrl.diffusion import initial_noise, to_images, to_model_space
+from hfrl.diffusion import initial_noise, random_timesteps, to_images, to_model_space
 from hfrl.errors import ConfigError
 from hfrl.feedback import FeedbackStore
 
@@ -172,7 +171,7 @@ def _matching_of(trainer: object, images: torch.Tensor, seed: int = 5) -> torch.
     model = trainer.model  # type: ignore[attr-defined]
     gen = torch.Generator().manual_seed(seed)
     x0 = to_model_space(images).repeat(16, 1, 1, 1)
-    t = random_times(model, x0.shape[0], gen)
+    t = random_timesteps(model, x0.shape[0], gen)
     noise = torch.randn(x0.shape, generator=gen)
     with torch.no_grad():
         return matching_loss(model, x0, t, noise).view(16, -1).mean(0)
