@@ -362,6 +362,9 @@ def references(results: dict[str, Any]) -> dict[str, Any]:
     for agent, d in free.groupby("agent", sort=False) if len(free) else ():
         rows[f"{agent} (label-free)"] = float(d["target_good_rate_after"].mean())
     rows[results["classical"]["method"] + " (label-free)"] = results["classical"]["target_good_rate"]
+    # the same pipeline without a label (the reward's label-free prior) is also what a user gets for free
+    for agent, d in curves[curves.labels == 0].groupby("agent", sort=False):
+        rows[f"{agent}, 0 labels (label-free)"] = float(d["target_good_rate_after"].mean())
     best_name = max(rows, key=rows.__getitem__)
     best = rows[best_name]
     labels = sorted(curves["labels"].unique())
@@ -387,6 +390,16 @@ def references(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _seed_list(args: dict[str, Any]) -> str:
+    first = int(args.get("first_seed", 0))
+    return ", ".join(str(s) for s in range(first, first + int(args["seeds"])))
+
+
+def _override_text(args: dict[str, Any]) -> str:
+    items = args.get("overrides") or []
+    return f" except {', '.join(items)}" if items else ""
+
+
 def report(results: dict[str, Any], minutes: float) -> str:
     """The Markdown report."""
     curves, dpo, upper = pd.DataFrame(results["curves"]), pd.DataFrame(results["dpo"]), results["upper"]
@@ -395,7 +408,6 @@ def report(results: dict[str, Any], minutes: float) -> str:
     labels = sorted(curves["labels"].unique())
     upper_rate = upper["target_good_rate"]
     agents = list(dict.fromkeys(curves["agent"]))
-    seeds = results["args"]["seeds"]
     task = get_task(results["args"]["task"])
     ref = references(results)
     lines = [
@@ -404,10 +416,11 @@ def report(results: dict[str, Any], minutes: float) -> str:
         f"Task {task.name}: {task.description}. Target domain: classes {list(task.target_classes)} of the "
         f"{task.dataset} test split, noise {task.noise} at {task.noise_level:g}. Starting point: the task's "
         "source generator. Labels: the synthetic labeler through the feedback store, active selection; "
-        "reward: the monotone similarity reward against the task's label-free denoiser, fitted to them "
-        "(0 labels: its label-free prior). Verdicts: the independent evaluator, on the same test inputs for "
-        f"every row. Mean ± std over {seeds} seed(s), {results['args']['steps']} updates per agent with "
-        f"its default settings. Machine: {results['machine']}; {minutes:.0f} min in all.",
+        f"reward: the monotone similarity reward against the task's label-free estimate ({task.reward_reference}), "
+        "fitted to them (0 labels: its label-free prior, so the 0-label rows are label-free results too). "
+        "Verdicts: the independent evaluator, on the same test inputs for every row. Mean ± std over seeds "
+        f"{_seed_list(results['args'])}, {results['args']['steps']} updates per agent with its default settings"
+        f"{_override_text(results['args'])}. Machine: {results['machine']}; {minutes:.0f} min in all.",
         "",
         f"## The four references ({ref['at']} labels)",
         "",
