@@ -37,33 +37,43 @@ closed (its log checkpointed into the database), and the process exits 0.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gc
-import hmac
 import ipaddress
-import json
 import secrets
 import signal
 import socket
-import struct
 import threading
-import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from hfrl import __version__
+from hfrl.feedback.api import (
+    BatchOut,
+    ErrorOut,
+    HealthOut,
+    ItemOut,
+    KindName,
+    LabelerId,
+    LabelOut,
+    ProgressOut,
+    QueryOut,
+    RenewOut,
+    SessionIn,
+    SessionOut,
+    SubmitIn,
+    SubmitOut,
+    UndoIn,
+    UndoOut,
+)
 from hfrl.feedback.engine import resolve_db_path
 from hfrl.feedback.errors import (
     FeedbackError,
@@ -72,171 +82,21 @@ from hfrl.feedback.errors import (
     StoreBusyError,
     UnknownIdError,
 )
+from hfrl.feedback.guard import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY,
+    DEFAULT_PORT,
+    LOOPBACK_NAMES,
+    SESSION_HEADER,
+    STATIC_DIR,
+    GuardMiddleware,
+)
+from hfrl.feedback.images import PngCache
 from hfrl.feedback.labelling import DEFAULT_LEASE_SECONDS
 from hfrl.feedback.labels import PAIR
 from hfrl.feedback.records import LabelInput
 from hfrl.feedback.schema import SCHEMA_VERSION
 from hfrl.feedback.store import FeedbackStore
-
-STATIC_DIR = Path(__file__).with_name("static")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-DEFAULT_MAX_BODY = 256 * 1024
-"""Largest request body accepted, in bytes (a page of labels is about 2 KB)."""
-MAX_LABELS_PER_REQUEST = 256
-TOKEN_COOKIE = "hfrl_token"
-SESSION_HEADER = "X-Hfrl-Session"
-"""Header carrying the labeler's session token (issued by ``POST /api/session``)."""
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (
-        b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    ),
-    (b"x-frame-options", b"DENY"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-)
-"""Sent with every response: only the page's own script and styles run, and no site may frame it."""
-
-LabelerId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"),
-]
-LabelWord = Literal["good", "bad", "skip", "left", "right", "tie"]
-KindName = Literal["single", "pair", "hero"]
-
-
-class LabelIn(BaseModel):
-    """One answer. Types are strict: ``true`` or ``"7"`` is not an item id."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    item_id: StrictInt = Field(ge=1, le=2**53, description="Item id from /api/next.")
-    value: LabelWord = Field(description="good/bad/skip for single and hero items; left/right/tie for pairs.")
-    best: StrictBool = Field(default=False, description="Best of its batch (hero items only).")
-    response_ms: StrictFloat | StrictInt | None = Field(
-        default=None, ge=0, le=86_400_000, allow_inf_nan=False, description="Time the labeler took."
-    )
-
-
-class SubmitIn(BaseModel):
-    """The session's labeler's answers, stored together or not at all (the labeler is the session's)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    labels: list[LabelIn] = Field(min_length=1, max_length=MAX_LABELS_PER_REQUEST)
-
-
-class SessionIn(BaseModel):
-    """The labeler name to claim."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    labeler: LabelerId
-
-
-class SessionOut(BaseModel):
-    """A labeler session: send ``session`` in the ``X-Hfrl-Session`` header of every labelling request."""
-
-    labeler: str
-    session: str | None = None
-    lease_seconds: float
-
-
-class SubmitOut(BaseModel):
-    """Acknowledgement: these labels are on disk."""
-
-    acknowledged: int
-    label_ids: list[int]
-    completed_queries: list[int]
-
-
-class UndoIn(BaseModel):
-    """Undo takes no fields: it acts for the session's labeler only."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class RenewOut(BaseModel):
-    """Leases kept alive."""
-
-    renewed: int
-
-
-class LabelOut(BaseModel):
-    """A stored label."""
-
-    id: int
-    item_id: int
-    labeler: str
-    value: str
-    best: bool
-
-
-class UndoOut(BaseModel):
-    """The retracted label, or null when there was nothing to undo."""
-
-    undone: LabelOut | None
-
-
-class ItemOut(BaseModel):
-    """An item to label; images are PNG data URLs (``output`` for single/hero, ``left``/``right`` for pairs).
-
-    ``input`` is null for a generated sample, which has no input: its stored input is the sample itself.
-    """
-
-    id: int
-    query_id: int
-    position: int
-    input: str | None
-    output: str | None = None
-    left: str | None = None
-    right: str | None = None
-
-
-class BatchOut(BaseModel):
-    """What to show next; ``kind`` is null and ``items`` empty when nothing is pending."""
-
-    kind: KindName | None
-    items: list[ItemOut]
-    note: str | None = None
-    """The trainer's note on the items' query (e.g. what makes a sample good), when they share one."""
-
-
-class ProgressOut(BaseModel):
-    """Progress counts."""
-
-    labelled: int
-    labels_total: int
-    pending_items: int
-    pending_queries: int
-    labels_per_minute: float
-    labelers: int
-
-
-class QueryOut(BaseModel):
-    """Status of a query."""
-
-    id: int
-    kind: KindName
-    status: Literal["pending", "done", "cancelled"]
-    size: int
-    labels_needed: int
-    answered_items: int
-
-
-class HealthOut(BaseModel):
-    """Server status."""
-
-    status: Literal["ok"]
-    version: str
-    schema_version: int
-    token_required: bool
-
-
-class ErrorOut(BaseModel):
-    """An error."""
-
-    detail: Any
 
 
 class _SessionError(Exception):
@@ -268,213 +128,6 @@ def _session_labeler(
 
 Labeler = Annotated[str, Depends(_session_labeler)]
 """The labeler of the request's session (a 401 without one)."""
-
-
-# ------------------------------------------------------------------------------------------ middleware
-
-
-def _json_response(
-    status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
-) -> tuple[dict, dict]:
-    body = json.dumps({"detail": detail}).encode()
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *headers,
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body}
-
-
-def _with_headers(send: Callable, headers: Sequence[tuple[bytes, bytes]]) -> Callable:
-    """``send`` adding ``headers`` to the response start."""
-
-    async def send_with_headers(message: dict) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *headers]}
-        await send(message)
-
-    return send_with_headers
-
-
-async def _reject(
-    send: Callable, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
-) -> None:
-    start, body = _json_response(status, detail, [*headers, *SECURITY_HEADERS])
-    await send(start)
-    await send(body)
-
-
-def _host_name(host_header: str) -> str:
-    """Host name of a ``Host`` header without the port (IPv6 literals unbracketed)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-class GuardMiddleware:
-    """Host check, token check and body-size limit, as plain ASGI so every route pays little for them.
-
-    Args:
-        app: The wrapped ASGI app.
-        token: Required token, or ``None``.
-        allowed_hosts: Host names accepted in the ``Host`` header, or ``None`` for any.
-        max_body_bytes: Largest request body accepted.
-    """
-
-    def __init__(
-        self, app: Any, token: str | None, allowed_hosts: Sequence[str] | None, max_body_bytes: int
-    ) -> None:
-        self.app = app
-        self.token = token.encode() if token else None
-        self.allowed_hosts = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
-        self.max_body = int(max_body_bytes)
-
-    def _token_ok(self, scope: dict, headers: dict[bytes, bytes]) -> tuple[bool, bool]:
-        """``(ok, from_query)``."""
-        assert self.token is not None
-        auth = headers.get(b"authorization", b"")
-        if auth[:7].lower() == b"bearer " and hmac.compare_digest(auth[7:].strip(), self.token):
-            return True, False
-        # Cookies and query strings are only trusted for reads: a form on another site can send a cookie
-        # with a POST, but cannot set an Authorization header.
-        if scope["method"] in ("GET", "HEAD"):
-            from urllib.parse import parse_qs
-
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            for value in query.get("token", []):
-                if hmac.compare_digest(value.encode(), self.token):
-                    return True, True
-            for part in headers.get(b"cookie", b"").split(b";"):
-                name, _, value = part.strip().partition(b"=")
-                if name == TOKEN_COOKIE.encode() and hmac.compare_digest(value, self.token):
-                    return True, False
-        return False, False
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        """Check the request, then hand it to the app (with its body already read and size-checked)."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        if self.allowed_hosts is not None:
-            host = _host_name(headers.get(b"host", b"").decode("latin-1"))
-            if host not in self.allowed_hosts:
-                await _reject(send, 400, "invalid host header")
-                return
-        from_query = False
-        if self.token is not None:
-            ok, from_query = self._token_ok(scope, headers)
-            if not ok:
-                await _reject(send, 401, "missing or wrong token", [(b"www-authenticate", b"Bearer")])
-                return
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body
-            except ValueError:
-                await _reject(send, 400, "invalid content-length")
-                return
-            if too_big:
-                await _reject(send, 413, f"request body larger than {self.max_body} bytes")
-                return
-        if scope["method"] not in ("GET", "HEAD"):
-            body = bytearray()
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                body += message.get("body", b"")
-                if len(body) > self.max_body:
-                    await _reject(send, 413, f"request body larger than {self.max_body} bytes")
-                    return
-                if not message.get("more_body", False):
-                    break
-            replayed = False
-
-            async def replay() -> dict:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": bytes(body), "more_body": False}
-                return await receive()
-
-            receive = replay
-        extra = list(SECURITY_HEADERS)
-        if from_query and self.token is not None:
-            cookie = f"{TOKEN_COOKIE}={self.token.decode()}; HttpOnly; SameSite=Strict; Path=/".encode()
-            extra.append((b"set-cookie", cookie))
-        await self.app(scope, receive, _with_headers(send, extra))
-
-
-# ---------------------------------------------------------------------------------------------- images
-
-
-def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """A float image in ``[0, 1]`` as an 8-bit PNG (for display only; storage stays float32).
-
-    ``(H, W)`` or ``(C, H, W)`` becomes a grey PNG, ``(3, H, W)`` an RGB one. Written directly with zlib: a
-    page renders 32 of these, and Pillow's encoder costs several times more.
-    """
-    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if pixels.ndim == 3 and pixels.shape[0] == 1:
-        pixels = pixels[0]
-    colour = pixels.ndim == 3
-    if colour:
-        pixels = pixels.transpose(1, 2, 0).reshape(pixels.shape[1], -1)  # rows of interleaved R, G, B
-    height, row_bytes = pixels.shape
-    width = row_bytes // 3 if colour else row_bytes
-    rows = np.zeros((height, row_bytes + 1), dtype=np.uint8)  # each row starts with filter type 0 (none)
-    rows[:, 1:] = pixels
-    header = struct.pack(">IIBBBBB", width, height, 8, 2 if colour else 0, 0, 0, 0)  # 8-bit, no interlace
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-        + _png_chunk(b"IEND", b"")
-    )
-
-
-def png_data_url(image: np.ndarray) -> str:
-    """A grey ``(H, W)`` or RGB ``(3, H, W)`` float image in ``[0, 1]`` as a PNG data URL (see :func:`png_bytes`)."""
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-class _PngCache:
-    """Rendered images by ``(sample id, which)``; samples never change, so entries never go stale."""
-
-    def __init__(self, store: FeedbackStore, size: int = 4096) -> None:
-        self.store = store
-        self.size = size
-        self._cache: OrderedDict[tuple[int, str], str] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, sample_ids: Sequence[int], which: str) -> list[str]:
-        with self._lock:
-            missing = sorted({i for i in sample_ids if (i, which) not in self._cache})
-        if missing:
-            rendered = {i: png_data_url(a) for i, a in zip(missing, self.store.sample_arrays(missing, which))}
-            with self._lock:
-                for i, url in rendered.items():
-                    self._cache[(i, which)] = url
-                while len(self._cache) > self.size:
-                    self._cache.popitem(last=False)
-        out = []
-        with self._lock:
-            for i in sample_ids:
-                url = self._cache.get((i, which))
-                if url is None:  # evicted meanwhile by a burst of other requests
-                    url = png_data_url(self.store.sample_arrays([i], which)[0])
-                out.append(url)
-        return out
 
 
 # ------------------------------------------------------------------------------------------------- app
@@ -516,7 +169,7 @@ def create_app(
     owns = not isinstance(store, FeedbackStore)
     db = FeedbackStore(store) if owns else store  # type: ignore[arg-type]
     closes = owns if close_store is None else close_store
-    pngs = _PngCache(db)
+    pngs = PngCache(db)
     sessions: dict[str, str] = {}  # token -> labeler; a token never changes owner
     sessions_lock = threading.Lock()
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hfrl.feedback import FeedbackStore, LabelInput
-from hfrl.feedback.server import SESSION_HEADER
+from hfrl.feedback.guard import SESSION_HEADER
 
 
 def ids(batch) -> set[int]:  # noqa: ANN001 - a Batch

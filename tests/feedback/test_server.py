@@ -13,18 +13,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from hfrl.feedback import FeedbackStore
+from hfrl.feedback.api import KindName, LabelWord
+from hfrl.feedback.guard import SESSION_HEADER, TOKEN_COOKIE
+from hfrl.feedback.images import png_data_url
 from hfrl.feedback.labels import ALL_VALUES, KINDS
-from hfrl.feedback.server import (
-    SESSION_HEADER,
-    TOKEN_COOKIE,
-    KindName,
-    LabelWord,
-    bind_socket,
-    create_app,
-    is_loopback,
-    page_url,
-    png_data_url,
-)
+from hfrl.feedback.server import bind_socket, create_app, is_loopback, page_url
 from hfrl.feedback.store import SCHEMA_VERSION, FeedbackError, LabelInput
 
 

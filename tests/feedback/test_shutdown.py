@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from hfrl.feedback import FeedbackStore
-from hfrl.feedback.server import SESSION_HEADER
+from hfrl.feedback.guard import SESSION_HEADER
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
