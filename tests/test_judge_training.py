@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from hfrl.checkpoint import read_checkpoint_config
-from hfrl.classifiers import ClassifierConfig, build_classifier, classifier_half, degrade, judge_recipes
+from hfrl.classifiers import EVALUATOR_RECIPE, LABELER_RECIPE, classifier_half, judge_recipes
 from hfrl.data import ImageSet
-from hfrl.errors import ConfigError, DataError
+from hfrl.errors import DataError
 from hfrl.judge_training import train_judges
 from hfrl.judges import Evaluator, SyntheticLabeler, judge_shape
 from tests.conftest import shapes_dataset
@@ -55,6 +55,7 @@ def test_the_halves_are_disjoint_and_the_seed_changes_the_judges(tmp_path: Path)
     flat = data.images.flatten(1)
     rows = {tuple(x.tolist()) for x in a.images.flatten(1)}
     assert len(a) + len(b) == len(flat) and not rows & {tuple(x.tolist()) for x in b.images.flatten(1)}
+    assert judge_recipes(0) == {"labeler": LABELER_RECIPE, "evaluator": EVALUATOR_RECIPE}  # the shipped ones
     assert judge_recipes(0)["labeler"].seed != judge_recipes(1)["labeler"].seed
     train_judges(ImageSet.from_array(images, labels), tmp_path / "s0", seed=0, epochs=1, width=4)
     train_judges(ImageSet.from_array(images, labels), tmp_path / "s1", seed=1, epochs=1, width=4)
@@ -70,16 +71,3 @@ def test_unlabelled_or_single_class_images_are_refused(tmp_path: Path) -> None:
         train_judges(ImageSet.from_array(images), tmp_path)
     with pytest.raises(DataError, match="at least two classes"):
         train_judges(ImageSet.from_array(images, np.zeros_like(labels)), tmp_path)
-
-
-def test_classifiers_take_colour_and_sides_from_eight() -> None:
-    for arch in ("cnn", "lenet"):
-        model = build_classifier(
-            {"arch": arch, "width": 4, "channels": 3, "image_size": [8, 20], "num_classes": 3}
-        )
-        assert model(torch.rand(2, 3, 8, 20)).shape == (2, 3)
-    x = torch.rand(8, 3, 8, 8)
-    y = degrade(x, torch.Generator().manual_seed(0))
-    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
-    with pytest.raises(ConfigError, match="channels must be 1 or 3"):
-        ClassifierConfig(channels=2)
