@@ -41,6 +41,8 @@ import torch
 from hfrl.checkpoint import load_checkpoint
 from hfrl.classifiers import DigitClassifier
 from hfrl.errors import ConfigError, DataError
+from hfrl.judge_training import JudgesReport as JudgesReport  # re-exported: judges of the user's images
+from hfrl.judge_training import train_judges as train_judges
 from hfrl.metrics import correlation, ssim
 
 J = TypeVar("J", bound="DigitJudge")
@@ -105,7 +107,8 @@ def missing_judge_note(image_shape: Sequence[int], role: str = "evaluator") -> s
     return (
         f"no {role} for {shape_text(image_shape)} images (the shipped judges take {shape_text(DIGIT_SHAPE)} "
         f"digits): good-rates are not measured, only PSNR/SSIM against the clean images and the reward; pass "
-        f"a classifier of these images (--{role} PATH, or {role}= from Python) to measure them"
+        f"a classifier of these images (--{role} PATH, or {role}= from Python; hfrl judges train makes one from "
+        "labelled images) to measure them"
     )
 
 
@@ -123,8 +126,8 @@ def require_judge(dataset: str, checkpoint: str | Path | None, role: str = "eval
     if checkpoint is None and dataset not in DIGIT_DATASETS:
         raise ConfigError(
             f"the shipped {role} judges handwritten digits, not {dataset!r} images; pass a classifier "
-            f"checkpoint for this dataset (--{role} PATH, or {role}= from Python; scripts/bench_fashion.py "
-            "trains one)"
+            f"checkpoint for this dataset (--{role} PATH, or {role}= from Python; hfrl judges train trains one "
+            "from labelled images)"
         )
 
 

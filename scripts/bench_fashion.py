@@ -46,13 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_finetune import cell  # noqa: E402 - a sibling script: the same table cells
 
 from hfrl.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from hfrl.classifiers import (  # noqa: E402
-    EVALUATOR_RECIPE,
-    LABELER_RECIPE,
-    ClassifierConfig,
-    classifier_half,
-    train_classifier,
-)
+from hfrl.classifiers import train_judge_pair  # noqa: E402
 from hfrl.data import Domains, ImageSet, find_idx_files, load_torchvision, write_idx  # noqa: E402
 from hfrl.device import machine_description  # noqa: E402
 from hfrl.evaluation import evaluate_generator  # noqa: E402
@@ -170,22 +164,21 @@ def train_judges(full: ImageSet, test: ImageSet, args: Args, folder: Path) -> di
     """The labeler's and the evaluator's classifiers, on disjoint halves of images outside the task."""
     pool = full.subset(stratified(full.labels, 2 * args.judge_per_class, args.per_class, seed=0), "judges")
     info: dict[str, Any] = {}
-    for name, recipe in (("labeler", LABELER_RECIPE), ("evaluator", EVALUATOR_RECIPE)):
-        start = time.perf_counter()
-        config = ClassifierConfig(arch=recipe.arch)
-        data = classifier_half(pool, recipe.half)
-        model = train_classifier(data, config, epochs=args.judge_epochs, seed=recipe.seed, progress=False)
-        accuracy = float((model.probabilities(test.images).argmax(1) == test.labels).float().mean())
-        meta = {"recipe": asdict(recipe), "test_accuracy": accuracy, "trained_on": f"{len(data)} images"}
-        save_checkpoint(folder / f"{name}_classifier", model, "classifier", asdict(config), meta)
+    for name, judge in train_judge_pair(pool, test, epochs=args.judge_epochs).items():
+        meta = {
+            "recipe": asdict(judge.recipe),
+            "test_accuracy": judge.accuracy,
+            "trained_on": f"{judge.images} images",
+        }
+        save_checkpoint(folder / f"{name}_classifier", judge.model, "classifier", asdict(judge.config), meta)
         info[name] = {
-            "arch": recipe.arch,
-            "images": len(data),
-            "test_accuracy": accuracy,
-            "seconds": time.perf_counter() - start,
+            "arch": judge.recipe.arch,
+            "images": judge.images,
+            "test_accuracy": judge.accuracy,
+            "seconds": judge.seconds,
             "checkpoint": str(folder / f"{name}_classifier"),
         }
-        print(f"{name} classifier ({recipe.arch}): test accuracy {accuracy:.1%}", flush=True)
+        print(f"{name} classifier ({judge.recipe.arch}): test accuracy {judge.accuracy:.1%}", flush=True)
     return info
 
 

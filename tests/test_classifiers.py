@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from hfrl.checkpoint import read_checkpoint_config
@@ -11,6 +12,7 @@ from hfrl.classifiers import (
     train_classifier,
 )
 from hfrl.data import ImageSet
+from hfrl.errors import ConfigError
 from hfrl.judges import EVALUATOR_CHECKPOINT, LABELER_CHECKPOINT, asset_path
 
 
@@ -74,3 +76,16 @@ def test_training_leaves_the_callers_global_rng_alone(mnist: ImageSet) -> None:
     second = train_classifier(data, config, epochs=1, seed=3, progress=False)
     for pa, pb in zip(first.parameters(), second.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_classifiers_take_colour_and_sides_from_eight() -> None:
+    for arch in ("cnn", "lenet"):
+        model = build_classifier(
+            {"arch": arch, "width": 4, "channels": 3, "image_size": [8, 20], "num_classes": 3}
+        )
+        assert model(torch.rand(2, 3, 8, 20)).shape == (2, 3)
+    x = torch.rand(8, 3, 8, 8)
+    y = degrade(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    with pytest.raises(ConfigError, match="channels must be 1 or 3"):
+        ClassifierConfig(channels=2)

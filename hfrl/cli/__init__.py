@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "bench",
     "censor",
     "hero",
+    "judges",
 )
 """Modules under :mod:`hfrl.cli` that register a subcommand (a missing one is an ``ImportError``: every
 subcommand is part of the package, so its absence is a broken installation, never silently skipped)."""
