@@ -130,3 +130,11 @@ def test_bad_flag_values_are_usage_errors(argv) -> None:
 def test_out_of_range_flag_value_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="rounds"):
         resolve_config(None, {"labels": 3, "rounds": 4})
+
+
+def test_reward_reference_comes_from_the_task_and_an_unknown_one_is_refused() -> None:
+    assert DemoConfig().reward_reference == "classical"  # the default task's: correlated noise
+    assert DemoConfig(task="digits-white").reward_reference == "n2s"
+    assert DemoConfig(task="digits-white", reward_reference="classical").reward_reference == "classical"
+    with pytest.raises(ConfigError, match="reward_reference must be one of n2s, classical, got 'bm3d'"):
+        DemoConfig(reward_reference="bm3d")
