@@ -74,15 +74,15 @@ def run_one(method: str, seed: int, args: argparse.Namespace, root: Path) -> dic
     )  # fmt: skip
     if args.batch_size is not None:
         fields["batch_size"] = args.batch_size
+    if args.quick:  # before the first config is made: a quick batch may not fit a method's defaults
+        fields |= {"reward_steps": 2, "policy_epochs": 1}
+        fields |= QUICK.get(method, {})
     fields |= getattr(args, "overrides", {}).get(method, {})
     batch_size = make_online_config(method, **fields).batch_size
     if args.labels:
         fields["rounds"] = max(1, math.ceil(args.labels / labels_per_round(method, batch_size)))
     else:
         fields["rounds"] = args.rounds
-    if args.quick:
-        fields |= {"reward_steps": 2, "policy_epochs": 1}
-        fields |= QUICK.get(method, {})
     config = make_online_config(method, **fields)
     start = time.perf_counter()
     trainer = make_online_trainer(method, config, run_dir=root / f"{method}-{seed}")
