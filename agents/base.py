@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from hfrl.agents.callbacks import Callback, CallbackList, CheckpointCallback, EvalCallback
 from hfrl.agents.config import TrainerConfig
+from hfrl.agents.loop import STATE_FILE, MetricLogger, TrainerLoop, read_text
 from hfrl.checkpoint import load_into, save_checkpoint
 from hfrl.data import (
     check_image_shape,
@@ -63,9 +62,8 @@ from hfrl.judges import (
 )
 from hfrl.noise import make_noise
 from hfrl.policy import GaussianPolicy
-from hfrl.runs import CSVLogger, atomic_write, make_run_dir, write_json
+from hfrl.runs import make_run_dir, write_json
 
-STATE_FILE = "state"
 STATE_FORMAT = "hfrl-trainer-state"
 STATE_FORMAT_VERSION = 2
 """2: the state document lives in the checkpoint's safetensors metadata (1: in ``state.json`` only)."""
@@ -99,41 +97,7 @@ class TrainResult:
     evaluation: Evaluation | None = None
 
 
-class MetricLogger:
-    """Writes step metrics to ``train.csv`` and evaluation metrics to ``eval.csv``, both to TensorBoard."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.train_csv = CSVLogger(run_dir / "train.csv")
-        self.eval_csv = CSVLogger(run_dir / "eval.csv")
-        self._tb: Any = None
-        self._tb_dir = run_dir / "tb"
-
-    @property
-    def tb(self) -> Any:
-        """The TensorBoard writer, created on first use (importing TensorBoard takes a moment)."""
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self._tb_dir))
-        return self._tb
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        """Write one update's metrics (``eval/*`` go to ``eval.csv``)."""
-        train = {k: v for k, v in metrics.items() if not k.startswith("eval/")}
-        evals = {k: v for k, v in metrics.items() if k.startswith("eval/")}
-        self.train_csv.log({"step": step, **train})
-        if evals:
-            self.eval_csv.log({"step": step, **evals})
-        for key, value in metrics.items():
-            self.tb.add_scalar(key, value, step)
-
-    def close(self) -> None:
-        """Flush and close TensorBoard."""
-        if self._tb is not None:
-            self._tb.close()
-
-
-class Trainer(ABC):
+class Trainer(TrainerLoop, ABC):
     """Base class of every fine-tuning agent.
 
     Subclasses set ``name`` and ``config_class`` and implement :meth:`update`; agents with state beyond
@@ -338,12 +302,10 @@ class Trainer(ABC):
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm or float("inf"))
-        if not torch.isfinite(norm):
+        norm = self.clipped_step(self.config.max_grad_norm)
+        if not math.isfinite(norm):
             raise NonFiniteLossError(f"step {self.step + 1}: gradient of {what} is not finite; stopped")
-        self.optimizer.step()
-        return float(norm)
+        return norm
 
     # -- the loop --------------------------------------------------------------------------------------
 
@@ -494,15 +456,8 @@ class Trainer(ABC):
         tensors: dict[str, torch.Tensor] = {
             f"policy.{k}": v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()
         }
-        opt = self.optimizer.state_dict()
-        opt_json: dict[str, Any] = {"param_groups": opt["param_groups"], "state": {}}
-        for pid, state in opt["state"].items():
-            opt_json["state"][str(pid)] = {}
-            for key, value in state.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optim.{pid}.{key}"] = value.detach().cpu().contiguous()
-                else:
-                    opt_json["state"][str(pid)][key] = value
+        optim_tensors, opt_json = self.optimizer_state()
+        tensors.update(optim_tensors)
         tensors["rng.trainer"] = self.rng.get_state()
         tensors["rng.aux"] = self.aux_term.generator.get_state()
         extra_t, extra_v = self.extra_state()
@@ -517,15 +472,7 @@ class Trainer(ABC):
             "env_rngs": [g.bit_generator.state for g in self.env.sub_env_np_randoms],  # type: ignore[union-attr]
             "extra": extra_v,
         }
-        text = json.dumps(doc, default=_json_default, sort_keys=True)
-        metadata = {
-            "hfrl_state": text,
-            "hfrl_state_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "step": str(self.step),
-        }
-        weights, meta = self.run_dir / f"{STATE_FILE}.safetensors", self.run_dir / f"{STATE_FILE}.json"
-        atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))  # the commit
-        atomic_write(meta, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        weights = self.write_state(tensors, doc, self.step)
         self._checkpoint_step = self.step
         return weights
 
@@ -538,51 +485,15 @@ class Trainer(ABC):
                 the wrong shape, another agent's checkpoint); nothing is half-restored silently.
         """
         run_dir = Path(run_dir or self.run_dir)
-        weights, meta = run_dir / f"{STATE_FILE}.safetensors", run_dir / f"{STATE_FILE}.json"
-        if not weights.is_file():
-            raise CheckpointError(
-                f"{run_dir}: no trainer checkpoint ({STATE_FILE}.safetensors) to resume from"
-            )
-        try:
-            with safe_open(str(weights), framework="pt") as fh:
-                metadata = fh.metadata() or {}
-            tensors = load_file(str(weights))
-        except Exception as exc:  # noqa: BLE001 - any decoding failure is a corrupt checkpoint
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CheckpointError(f"{weights}: corrupt or truncated trainer checkpoint ({msg})") from None
-        if "hfrl_state" in metadata:
-            text, where = metadata["hfrl_state"], weights
-            if hashlib.sha256(text.encode()).hexdigest() != metadata.get("hfrl_state_sha256"):
-                raise CheckpointError(
-                    f"{weights}: the state document does not match its digest (damaged file)"
-                )
-        else:  # written before the document moved into the checkpoint: state.json is the document
-            if not meta.is_file():
-                raise CheckpointError(f"{meta}: missing (the trainer checkpoint's document)")
-            try:
-                text, where = meta.read_text(encoding="utf-8"), meta
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CheckpointError(f"{meta}: cannot read ({exc})") from None
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise CheckpointError(f"{where}: the state document is not valid JSON ({exc})") from None
+        weights = run_dir / f"{STATE_FILE}.safetensors"
+        doc, tensors, where = self.read_state(run_dir)
         self._check_state(doc, tensors, where)
         self._check_same_data(run_dir)
         own = run_dir.resolve() == self.run_dir.resolve()  # another run's directory is only read
-        if own and where == weights and _read_text(meta) != text:
-            # state.json is stale (a kill between the commit and its copy) or was edited: rewrite the copy
-            atomic_write(meta, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        self.refresh_state_copy(run_dir)
         try:
             load_into(self.policy, {k[7:]: v for k, v in tensors.items() if k.startswith("policy.")}, weights)
-            state: dict[int, dict[str, Any]] = {}
-            for pid, values in doc["optimizer"]["state"].items():
-                state[int(pid)] = dict(values)
-            for key, value in tensors.items():
-                if key.startswith("optim."):
-                    _, pid, name = key.split(".", 2)
-                    state.setdefault(int(pid), {})[name] = value.to(self.device) if name != "step" else value
-            self.optimizer.load_state_dict({"state": state, "param_groups": doc["optimizer"]["param_groups"]})
+            self.load_optimizer_state(tensors, doc["optimizer"], self.device)
             self.rng.set_state(tensors["rng.trainer"])
             self.aux_term.generator.set_state(tensors["rng.aux"])
             for g, s in zip(self.env.sub_env_np_randoms, doc["env_rngs"]):
@@ -610,7 +521,7 @@ class Trainer(ABC):
         """
         path = run_dir / "config.json"
         try:
-            saved = json.loads(_read_text(path) or "null")
+            saved = json.loads(read_text(path) or "null")
         except ValueError:
             saved = None
         if not isinstance(saved, dict):
@@ -652,18 +563,7 @@ class Trainer(ABC):
         for key in ("rng.trainer", "rng.aux"):
             if key not in tensors:
                 raise CheckpointError(f"{where}: tensor {key!r} is missing")
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        for key, value in tensors.items():
-            if not key.startswith("optim."):
-                continue
-            parts = key.split(".", 2)
-            if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
-                raise CheckpointError(f"{where}: tensor {key!r} names no parameter of the optimiser")
-            if parts[2] != "step" and value.shape != params[int(parts[1])].shape:
-                raise CheckpointError(
-                    f"{where}: tensor {key!r} has shape {tuple(value.shape)}, the parameter "
-                    f"{tuple(params[int(parts[1])].shape)}"
-                )
+        self.check_optimizer_tensors(tensors, where)
 
 
 def _digest(module: torch.nn.Module) -> str:
@@ -675,18 +575,3 @@ def _digest(module: torch.nn.Module) -> str:
 
 def _describe_data(value: Any) -> str:
     return describe_record(value) if is_data_record(value) else repr(value)
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")

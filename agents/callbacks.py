@@ -31,7 +31,7 @@ class Callback:
         return True
 
     def on_round(self, metrics: dict[str, float]) -> bool:
-        """After each feedback round (agents that work in rounds); return ``False`` to stop."""
+        """After each feedback round (the online diffusion trainer, with the round's row); ``False`` stops."""
         return True
 
     def on_step_end(self) -> None:

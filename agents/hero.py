@@ -26,6 +26,7 @@ which share the loop, the feedback path and the label count.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ from hfrl.agents.diffusion import (
     RWLDiffusionTrainer,
     Trajectories,
 )
+from hfrl.checkpoint import load_into
 from hfrl.diffusion_task import TargetDigitEvaluator, TargetDigitLabeler
 from hfrl.errors import ConfigError
 from hfrl.feedback import BAD, GOOD, HERO
@@ -270,6 +272,40 @@ class HeroTrainer(LearnedRewardPPOTrainer):
         if not self.reward_ready:
             return metrics
         return metrics | self.learned_reward_ppo(traj, lambda x: self.reward_model.predict_th(x, x))
+
+    def learned_reward(self, images: torch.Tensor) -> torch.Tensor | None:  # noqa: D102
+        return self.reward_model.predict_th(images, images) if self.reward_ready else None
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The triplet-trained embedding, every label with its best mark, and the noises recycled next."""
+        tensors, values = super().extra_state()
+        tensors = {**tensors, **{f"reward.{k}": v for k, v in self.reward_model.state_dict().items()}}
+        if self.images:
+            tensors["hero.images"] = torch.stack(self.images)
+            tensors["hero.labels"] = torch.tensor(self.labels)
+            tensors["hero.best"] = torch.tensor(self.best)
+        if self.best_noise is not None and self.good_noise is not None:
+            tensors["hero.best_noise"] = self.best_noise
+            tensors["hero.good_noise"] = self.good_noise
+        return tensors, {**values, "reward_ready": self.reward_ready}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+        super().load_extra_state(tensors, values)
+        reward = {k[7:]: v for k, v in tensors.items() if k.startswith("reward.")}
+        refs = reward.get("references")
+        if refs is not None:  # as many references as the best samples so far: the buffer takes their size
+            self.reward_model.references = torch.zeros_like(refs).to(self.device)
+            self.reward_model.config = dataclasses.replace(
+                self.reward_model.config, num_references=int(refs.shape[0])
+            )
+        load_into(self.reward_model, reward, "the checkpoint's reward model")
+        self.images = list(tensors["hero.images"]) if "hero.images" in tensors else []
+        self.labels = [float(v) for v in tensors.get("hero.labels", torch.zeros(0))]
+        self.best = [bool(v) for v in tensors.get("hero.best", torch.zeros(0, dtype=torch.bool))]
+        self.best_noise = tensors.get("hero.best_noise")
+        self.good_noise = tensors.get("hero.good_noise")
+        self.reward_ready = bool(values["reward_ready"])
 
     def save_extra(self) -> None:  # noqa: D102
         if self.reward_ready:

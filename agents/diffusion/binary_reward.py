@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from hfrl.checkpoint import load_into
 from hfrl.feedback import BAD, GOOD
 from hfrl.rewards import (
     LabelledSamples,
@@ -74,6 +75,29 @@ class BinaryRewardMixin:
     def reward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B,)`` the reward model's probability of good for images in ``[0, 1]``."""
         return self.reward_model.predict_th(images, images).to(self.device)
+
+    def learned_reward(self, images: torch.Tensor) -> torch.Tensor | None:  # noqa: D102
+        return self.reward(images) if self.reward_ready else None
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The label pool and the reward model, beside what the trainer's other bases keep."""
+        tensors, values = super().extra_state()  # type: ignore[misc]
+        tensors = {**tensors, **{f"reward.{k}": v for k, v in self.reward_model.state_dict().items()}}
+        if self.pool.images:
+            tensors["pool.images"] = torch.stack(self.pool.images)
+            tensors["pool.labels"] = torch.tensor(self.pool.labels)
+        return tensors, {**values, "reward_ready": self.reward_ready}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+        super().load_extra_state(tensors, values)  # type: ignore[misc]
+        reward = {k[7:]: v for k, v in tensors.items() if k.startswith("reward.")}
+        load_into(self.reward_model, reward, "the checkpoint's reward model")
+        self.pool = LabelPool()
+        if "pool.images" in tensors:
+            self.pool.images = list(tensors["pool.images"])
+            self.pool.labels = [float(v) for v in tensors["pool.labels"]]
+        self.reward_ready = bool(values["reward_ready"])
 
     def save_extra(self) -> None:  # noqa: D102
         if self.reward_ready:

@@ -67,6 +67,18 @@ class RWLDiffusionTrainer(BinaryRewardMixin, OnlineDiffusionTrainer):
         self.generated: list[torch.Tensor] = []
         self.pretrain = load_embedded_mnist().images
 
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The label pool and reward model, and every sample generated so far (the weighted data)."""
+        tensors, values = super().extra_state()
+        if self.generated:
+            tensors["rwl.generated"] = torch.cat(self.generated)
+        return tensors, values
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+        super().load_extra_state(tensors, values)
+        self.generated = [tensors["rwl.generated"]] if "rwl.generated" in tensors else []
+
     def update(self, traj: Trajectories, feedback: Any) -> dict[str, float]:  # noqa: D102
         cfg = self.config
         self.pool.add(traj.images, feedback.labels)

@@ -3,16 +3,20 @@
 :class:`OnlineDiffusionTrainer` owns the loop: sampling the reverse chains on ``hfrl/DiffusionDenoise-v0``
 with their log-probabilities (:class:`Trajectories`), the feedback round trip through the
 :class:`~hfrl.feedback.FeedbackQueue`, evaluation, logging, grids and checkpoints. Each method writes what
-it asks (:meth:`~OnlineDiffusionTrainer.collect`) and how it updates (:meth:`~OnlineDiffusionTrainer.update`).
+it asks (:meth:`~OnlineDiffusionTrainer.collect`), how it updates (:meth:`~OnlineDiffusionTrainer.update`)
+and what it keeps between rounds (:meth:`~OnlineDiffusionTrainer.extra_state`). The loop pieces it shares
+with the one-step :class:`~hfrl.agents.base.Trainer` (optimiser step, TensorBoard, the checkpoint file)
+come from :class:`~hfrl.agents.loop.TrainerLoop`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,16 +25,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hfrl.agents.callbacks import Callback, CallbackList
 from hfrl.agents.diffusion.config import OnlineDiffusionConfig
-from hfrl.checkpoint import save_checkpoint
+from hfrl.agents.loop import STATE_FILE, TensorBoard, TrainerLoop
+from hfrl.checkpoint import load_into, save_checkpoint
 from hfrl.device import resolve_device
 from hfrl.diffusion import Scheduler, UNet2D, initial_noise, load_model, model_scheduler, to_images
 from hfrl.diffusion_task import TargetDigitEvaluator, TargetDigitLabeler
 from hfrl.envs.diffusion import BatchedDiffusionDenoiseEnv
-from hfrl.errors import ConfigError, HfrlError
+from hfrl.errors import CheckpointError, ConfigError, HfrlError
 from hfrl.feedback import BAD, GOOD, HERO, PAIR, SINGLE, FeedbackQueue, simulate
 from hfrl.lora import LORA_KIND, add_lora, lora_disabled, merge_lora
 from hfrl.runs import make_run_dir, write_json, write_rows
+
+ONLINE_STATE_FORMAT = "hfrl-online-state"
+ONLINE_STATE_FORMAT_VERSION = 1
+RESUMABLE_CHANGES = ("rounds", "device", "label_timeout")
+"""Config fields a resumed run may change; any other difference is refused."""
+OVER_OPTIMISATION = ("learned_reward", "success_rate", "kl_to_base", "source_error", "diversity")
+"""The per-round columns read side by side against labels used: the learned reward climbing while the
+independent evaluator's success stalls, the KL to the base model growing, the base model's error on the
+samples rising or their diversity falling is over-optimisation (``over_optimisation.png``)."""
 
 
 @dataclass(frozen=True)
@@ -75,19 +90,26 @@ class OnlineResult:
     seconds: float = 0.0
 
 
-class OnlineDiffusionTrainer:
+class OnlineDiffusionTrainer(TrainerLoop):
     """Rounds of sample -> feedback -> update for a DDPM or a rectified flow; subclasses write feedback and update.
 
     The model's kind picks the policy: DDIM with ``eta`` for a DDPM, Flow-GRPO's SDE (``noise_level``) for
     a flow (:mod:`hfrl.flow`); both are Gaussian steps with log-probabilities, so every method runs on both.
 
-    A run directory holds ``config.json``, ``rounds.csv`` (per round: labels used, the evaluator's
-    success and digit rates on fixed fresh noise, the labeler's good rate in the round's batch, update
-    metrics), ``grids/round_RRR.png`` (the round's batch: good framed green, best blue), ``model.*``
+    A run directory holds ``config.json``, ``rounds.csv`` and TensorBoard scalars in ``tb/`` (per round:
+    labels used, the method's learned reward, the evaluator's success and digit rates, diversity and
+    source error on fixed fresh noise, the KL of the sampling chain to the base model's, the labeler's good
+    rate in the round's batch, update metrics), ``over_optimisation.png`` (:data:`OVER_OPTIMISATION`
+    against labels used), ``state.safetensors`` (the resumable checkpoint, written after every round),
+    ``grids/round_RRR.png`` (the round's batch: good framed green, best blue), ``model.*``
     (the fine-tuned model, loads with :func:`hfrl.diffusion.load_model`), ``adapters.*`` (with
     ``adapter="lora"``: the LoRA adapters alone, for :func:`hfrl.lora.attach_lora`), ``reward.*`` (the reward model, if
-    any), ``feedback.sqlite`` and ``evaluation.json``. Runs are not resumable: a round takes seconds and
-    every label stays in the feedback database.
+    any), ``feedback.sqlite`` and ``evaluation.json``.
+
+    A run resumes from its directory (:meth:`load_state`, then :meth:`train`) exactly where its last
+    finished round left it: model (with its adapters), optimiser, RNG states, the method's labels and
+    reward model, the round counter and the feedback database's position, so the labels of a round that
+    was killed after they were given are reused, not asked again.
 
     Args:
         config: The method's config.
@@ -101,6 +123,8 @@ class OnlineDiffusionTrainer:
             ``adapter="lora"`` its layers are wrapped in adapters in place).
         progress: Called with each round's row after it is logged (e.g. to print it).
         stop: Set it from another thread to stop after the current round.
+        callbacks: Called after each round (:meth:`~hfrl.agents.callbacks.Callback.on_round` with its row;
+            ``False`` stops after that round).
     """
 
     name: ClassVar[str] = "base"
@@ -118,6 +142,7 @@ class OnlineDiffusionTrainer:
         model: UNet2D | None = None,
         progress: Callable[[dict[str, float]], None] | None = None,
         stop: threading.Event | None = None,
+        callbacks: Iterable[Callback] = (),
     ) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
@@ -134,6 +159,7 @@ class OnlineDiffusionTrainer:
         # The pretrained model, frozen before any adapter or update: the evaluator's source error and,
         # for full fine-tuning, the KL's base model (with adapters the KL switches them off instead).
         base = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.base = base
         # The model is the policy: it acts (rollouts) and is updated in eval mode alike, so a model with
         # dropout gives the same log-probabilities in both and PPO's ratio starts at exactly 1.
         self.model.requires_grad_(True).eval()
@@ -171,6 +197,12 @@ class OnlineDiffusionTrainer:
         self.stop = stop
         self.labels_used = 0
         self.round = 0
+        self.feedback_position: int | None = None
+        """Queries of the feedback database before this run's next one (``None``: ask anew, appending)."""
+        self.history: list[dict[str, float]] = []
+        self.initial: dict[str, float] | None = None
+        self.callbacks = CallbackList(callbacks)
+        self.tb = TensorBoard(self.run_dir)
         self._envs: dict[int, BatchedDiffusionDenoiseEnv] = {}
         self.eval_noise = initial_noise(
             cfg.eval_samples, self.image_shape, torch.Generator().manual_seed(cfg.seed + 10_007)
@@ -197,6 +229,17 @@ class OnlineDiffusionTrainer:
 
     def save_extra(self) -> None:
         """Write method-specific checkpoints (e.g. the reward model) into the run directory."""
+
+    def learned_reward(self, images: torch.Tensor) -> torch.Tensor | None:
+        """``(B,)`` the method's learned reward of images in ``[0, 1]``; ``None`` without one (yet)."""
+        return None
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What the method keeps between rounds (labels, reward model): ``(tensors, json_values)``."""
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:  # noqa: B027
+        """Restore what :meth:`extra_state` returned (default: nothing to restore)."""
 
     # -- sampling --------------------------------------------------------------------------------------
 
@@ -304,10 +347,9 @@ class OnlineDiffusionTrainer:
         if accept is not None and not accept():
             self.optimizer.zero_grad(set_to_none=True)
             return None
-        norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        norm = self.clipped_step(self.config.max_grad_norm)
         if not math.isfinite(norm):
             raise HfrlError(f"{self.name}: non-finite gradient in round {self.round}; lower lr or clip_range")
-        self.optimizer.step()
         return norm
 
     # -- feedback --------------------------------------------------------------------------------------
@@ -333,6 +375,14 @@ class OnlineDiffusionTrainer:
             PAIR: f"which looks more like a {self.config.target_class}?",
         }
         with FeedbackQueue(self.db) as queue:
+            queries = queue.store.queries()
+            pos = len(queries) if self.feedback_position is None else self.feedback_position
+            if pos < len(queries) and queries[pos].kind == kind and queries[pos].size == images.shape[0]:
+                # a resumed run: this round was asked before the kill; its labels are reused
+                result = self._answers(queue, queries[pos].id)
+                self.feedback_position = pos + 1
+                self.labels_used += sum(word is not None for word in result.labels)
+                return result
             common = dict(
                 round=self.round,
                 checkpoint=f"{self.name}-round-{self.round}",
@@ -344,11 +394,17 @@ class OnlineDiffusionTrainer:
                 qid = queue.enqueue_pairs(images, images, others, clean=images, **common)  # type: ignore[arg-type]
             else:
                 qid = queue.enqueue(images, images, kind=kind, clean=images, **common)  # type: ignore[arg-type]
-            if self.labeler is not None:
-                simulate(queue.store, self.labeler, kind=kind, batch_size=max(16, images.shape[0]))
-            result = queue.wait(qid, timeout=self.config.label_timeout)
+            result = self._answers(queue, qid)
+            self.feedback_position = len(queue.store.queries())
         self.labels_used += sum(word is not None for word in result.labels)
         return result
+
+    def _answers(self, queue: FeedbackQueue, qid: int) -> Any:
+        """Query ``qid``'s answers: the synthetic labeler answers what is pending, people are waited for."""
+        if self.labeler is not None:
+            kind = queue.store.query(qid).kind
+            simulate(queue.store, self.labeler, kind=kind, batch_size=max(16, queue.store.query(qid).size))
+        return queue.wait(qid, timeout=self.config.label_timeout)
 
     # -- evaluation and bookkeeping --------------------------------------------------------------------
 
@@ -369,7 +425,28 @@ class OnlineDiffusionTrainer:
             if not suffix:
                 self._last_eval_images = images
                 self._last_eval_counts = report.class_counts
+                learned = self.learned_reward(images)
+                out["learned_reward"] = float(learned.float().mean()) if learned is not None else float("nan")
+                out["kl_to_base"] = self.kl_to_base(noise[: self.config.batch_size])
         return out
+
+    @torch.no_grad()
+    def kl_to_base(self, noise: torch.Tensor) -> float:
+        """Mean KL of the sampling chain from ``noise`` ``(B, C, H, W)`` to the base model's chain.
+
+        The chains are Markov with Gaussian steps of the same variance, so the path KL is the sum over steps
+        of the closed-form per-step KLs along the policy's own samples (fixed sampling seed). It is summed
+        over the steps the updates train on (:meth:`trained_steps`, as the methods' KL penalties are): the
+        last steps' near-zero variance would turn any change of the model into thousands of nats.
+        """
+        traj = self.rollout(noise, torch.Generator().manual_seed(self.config.seed + 20_021))
+        total = torch.zeros(noise.shape[0], device=self.device)
+        for j in self.trained_steps():
+            x, t = traj.states[j], int(traj.timesteps[j])
+            out = self.scheduler.step(self.model(x, t), t, x, prev_sample=x)
+            ref = self.scheduler.step(self.base(x, t), t, x, prev_sample=x).mean
+            total += ((out.mean - ref) ** 2).flatten(1).sum(1) / (2.0 * out.std.clamp(min=1e-8) ** 2)
+        return float(total.mean())
 
     def save_model(self) -> Path:
         """Write the fine-tuned model as ``RUN_DIR/model`` (loads with :func:`hfrl.diffusion.load_model`)."""
@@ -395,7 +472,7 @@ class OnlineDiffusionTrainer:
         )
 
     def train(self) -> OnlineResult:
-        """Run every round; returns the per-round history and the final evaluation.
+        """Run the rounds left (all of them, or those after a :meth:`load_state`); returns history and evaluation.
 
         Raises:
             FeedbackTimeoutError: when people do not answer within ``label_timeout``.
@@ -404,17 +481,20 @@ class OnlineDiffusionTrainer:
         start = time.perf_counter()
         write_json(self.run_dir / "config.json", {"method": self.name, **cfg.to_dict()})
         (self.run_dir / "grids").mkdir(exist_ok=True)
-        history: list[dict[str, float]] = []
-        initial = self.evaluate() if cfg.eval_samples else {}
-
-        def log(row: dict[str, float]) -> None:
-            history.append(row)
-            write_rows(self.run_dir / "rounds.csv", history)
-            if self.progress is not None:
-                self.progress(row)
-
-        log({"round": 0.0, "labels_used": 0.0, **initial})
-        for r in range(1, cfg.rounds + 1):
+        self.callbacks.init(self)  # type: ignore[arg-type]
+        self.callbacks.on_train_start()
+        if self.initial is None:  # a fresh run: round 0 is the model before any update
+            self.initial = self.evaluate() if cfg.eval_samples else {}
+            self.history = []
+            self._log({"round": 0.0, "labels_used": 0.0, **self.initial})
+            self.save_state()
+        else:  # resumed: the rows a killed run logged after its checkpoint go
+            self._log(None)
+        initial = self.initial
+        keep_going = True
+        for r in range(self.round + 1, cfg.rounds + 1):
+            if not keep_going or (self.stop is not None and self.stop.is_set()):
+                break
             self.round = r
             t0 = time.perf_counter()
             traj = self.rollout(self.initial_noise(cfg.batch_size))
@@ -439,10 +519,10 @@ class OnlineDiffusionTrainer:
                 "seconds/total": time.perf_counter() - start,
                 **metrics,
             }  # fmt: skip
-            log(row)
+            self._log(row)
             self.save_model()
-            if self.stop is not None and self.stop.is_set():
-                break
+            self.save_state()  # after the round's row and model: a kill from here on loses nothing
+            keep_going = self.callbacks.on_round(row)
 
         final_scores = self.evaluate() if cfg.eval_samples else {}
         final = {
@@ -453,10 +533,112 @@ class OnlineDiffusionTrainer:
         }  # fmt: skip
         self.save_model()
         self.save_extra()
+        save_over_optimisation_plot(self.history, self.run_dir / "over_optimisation.png")
         if cfg.eval_samples:
             save_feedback_grid(self._last_eval_images[:64], self.run_dir / "samples_after.png")
+        self.callbacks.on_train_end()
+        self.tb.close()
         write_json(self.run_dir / "evaluation.json", final)  # last: the run's "done" marker
-        return OnlineResult(history, final, self.run_dir, time.perf_counter() - start)
+        return OnlineResult(list(self.history), final, self.run_dir, time.perf_counter() - start)
+
+    def _log(self, row: dict[str, float] | None) -> None:
+        """Append a round's row to ``rounds.csv`` and TensorBoard (``None``: rewrite the rows kept)."""
+        if row is not None:
+            self.history.append(row)
+        write_rows(self.run_dir / "rounds.csv", self.history)
+        if row is not None:
+            self.tb.log(int(row["round"]), row)
+            if self.progress is not None:
+                self.progress(row)
+
+    # -- checkpoints and resume ------------------------------------------------------------------------
+
+    def save_state(self) -> Path:
+        """Write the resumable checkpoint ``RUN_DIR/state.safetensors`` (and ``state.json`` to read).
+
+        Tensors: the model (with its adapters), the optimiser's moments, the trainer's generator and the
+        method's :meth:`extra_state`; the document: round, labels used, the feedback database's position,
+        the labeler's RNG, the rows logged so far, the config and the method's values.
+        """
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        optim_tensors, opt_doc = self.optimizer_state()
+        tensors.update(optim_tensors)
+        tensors["rng.trainer"] = self.rng.get_state()
+        extra_t, extra_v = self.extra_state()
+        tensors.update({f"extra.{k}": v.detach().cpu().contiguous() for k, v in extra_t.items()})
+        labeler_rng = getattr(self.labeler, "rng", None)
+        doc = {
+            "format": ONLINE_STATE_FORMAT,
+            "format_version": ONLINE_STATE_FORMAT_VERSION,
+            "method": self.name,
+            "round": self.round,
+            "labels_used": self.labels_used,
+            "feedback_position": self.feedback_position,
+            "optimizer": opt_doc,
+            "labeler_rng": labeler_rng.bit_generator.state if labeler_rng is not None else None,
+            "initial": self.initial,
+            "history": self.history,
+            "config": self.config.to_dict(),
+            "extra": extra_v,
+        }
+        return self.write_state(tensors, doc, self.round)
+
+    def load_state(self, run_dir: str | Path | None = None) -> None:
+        """Restore a run from the checkpoint :meth:`save_state` wrote; :meth:`train` then runs the rounds left.
+
+        Raises:
+            CheckpointError: one line, for a missing or damaged checkpoint, another method's, or a run
+                with another config (only :data:`RESUMABLE_CHANGES` may differ).
+        """
+        run_dir = Path(run_dir or self.run_dir)
+        weights = run_dir / f"{STATE_FILE}.safetensors"
+        doc, tensors, where = self.read_state(run_dir)
+        if not isinstance(doc, dict) or doc.get("format") != ONLINE_STATE_FORMAT:
+            raise CheckpointError(f"{where}: not an hfrl online diffusion checkpoint")
+        if doc.get("method") != self.name:
+            raise CheckpointError(f"{where}: checkpoint of method {doc.get('method')!r}, not {self.name!r}")
+        for key, kind in (("round", int), ("labels_used", int), ("optimizer", dict), ("history", list)):
+            if not isinstance(doc.get(key), kind):
+                raise CheckpointError(f"{where}: the state document has no {kind.__name__} {key!r}")
+        self._check_same_config(doc.get("config"), run_dir)
+        self.check_optimizer_tensors(tensors, where)
+        self.refresh_state_copy(run_dir)
+        try:
+            load_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, weights)
+            self.load_optimizer_state(tensors, doc["optimizer"], self.device)
+            self.rng.set_state(tensors["rng.trainer"])
+            labeler_rng = getattr(self.labeler, "rng", None)
+            if labeler_rng is not None and doc.get("labeler_rng") is not None:
+                labeler_rng.bit_generator.state = doc["labeler_rng"]
+            self.load_extra_state(
+                {k[6:]: v for k, v in tensors.items() if k.startswith("extra.")}, doc.get("extra", {})
+            )
+        except CheckpointError:
+            raise
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{weights}: the checkpoint does not fit this trainer ({msg})") from None
+        self.round = int(doc["round"])
+        self.labels_used = int(doc["labels_used"])
+        self.feedback_position = doc.get("feedback_position")
+        self.initial = doc.get("initial") or {}
+        self.history = [dict(row) for row in doc["history"]]
+
+    def _check_same_config(self, saved: Any, run_dir: Path) -> None:
+        """Refuse to resume a run under another config (one line naming the fields that differ)."""
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{run_dir}: the checkpoint records no config")
+        now = json.loads(json.dumps(self.config.to_dict()))
+        diff = [
+            f"{k}={saved.get(k)!r} (now {now.get(k)!r})"
+            for k in sorted(set(saved) | set(now))
+            if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)
+        ]
+        if diff:
+            raise CheckpointError(
+                f"{run_dir} was run with {', '.join(diff)}; resume it with the same config "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may change)"
+            )
 
     def collect(self, traj: Trajectories) -> tuple[Any, dict[str, Any]]:
         """Ask for this method's kind of feedback on a round's batch.
@@ -502,6 +684,44 @@ def save_feedback_grid(
     return path
 
 
+def save_over_optimisation_plot(history: list[dict[str, float]], path: Path) -> Path | None:
+    """Plot each of :data:`OVER_OPTIMISATION` against labels used, one panel each, as a PNG.
+
+    Rounds without a value (not evaluated, no learned reward yet) are left out of that curve.
+
+    Returns:
+        ``path``, or ``None`` when there is no row yet.
+    """
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    titles = {
+        "learned_reward": "learned reward", "success_rate": "evaluator success rate",
+        "kl_to_base": "KL to base model", "source_error": "source error (1 = real digits)",
+        "diversity": "diversity (1 = real digits)",
+    }  # fmt: skip
+    fig, axes = plt.subplots(1, len(OVER_OPTIMISATION), figsize=(3.2 * len(OVER_OPTIMISATION), 2.8))
+    for ax, key in zip(axes, OVER_OPTIMISATION):
+        points = [
+            (row["labels_used"], row[key])
+            for row in history
+            if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
+        ]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3)
+        ax.set_title(titles[key], fontsize=9)
+        ax.set_xlabel("labels used", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.18, top=0.88, wspace=0.35)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def concat_trajectories(a: Trajectories, b: Trajectories) -> Trajectories:
     """Two batches of chains (same steps) as one."""
     return Trajectories(
@@ -516,10 +736,12 @@ def mean_or_nan(values: list[float]) -> float:
 
 
 __all__ = [
+    "OVER_OPTIMISATION",
     "OnlineDiffusionTrainer",
     "OnlineResult",
     "Trajectories",
     "concat_trajectories",
     "mean_or_nan",
     "save_feedback_grid",
+    "save_over_optimisation_plot",
 ]

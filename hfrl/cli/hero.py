@@ -106,6 +106,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="FIELD=VALUE",
         help="any other config field by name, e.g. --set policy_epochs=1 (repeatable)",
     )  # fmt: skip
+    p.add_argument(
+        "--resume", default=None, metavar="RUN_DIR",
+        help="continue a stopped or killed run from its last finished round, with the same options (only "
+        "--rounds, --device and --label-timeout may change); labels it already got are reused",
+    )  # fmt: skip
     people = p.add_argument_group("people")
     people.add_argument("--human", action="store_true", help="serve the labelling page and wait for people")
     people.add_argument("--host", default="127.0.0.1", help="labelling page address (default: %(default)s)")
@@ -162,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
     from hfrl.runs import make_run_dir
 
     config = make_online_config(args.method, **config_fields(args))
-    out = make_run_dir(args.out, f"hero-{args.method}")
+    if args.resume is not None and not (Path(args.resume) / "state.safetensors").is_file():
+        raise ConfigError(f"--resume {args.resume}: no online run checkpoint (state.safetensors) there")
+    out = Path(args.resume) if args.resume is not None else make_run_dir(args.out, f"hero-{args.method}")
     db = Path(args.db) if args.db else out / "feedback.sqlite"
     server = thread = None
     if args.human:
@@ -195,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
             labeler=None if args.human else "synthetic",
             progress=progress,
         )
+        if args.resume is not None:
+            trainer.load_state()
         result = trainer.train()
     finally:
         if server is not None and thread is not None:

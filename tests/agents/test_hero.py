@@ -1,7 +1,7 @@
 """HERO and the online diffusion baselines: tiny-budget rounds, noise recycling, configuration.
 
-The runs here are not resumable by design (a round takes seconds and every label stays in the feedback
-database); the tests check that each method completes rounds and writes its run directory. The
+The tests check that each method completes rounds and writes its run directory (resume and the
+over-optimisation columns: ``tests/agents/diffusion/test_trainer.py``). The
 ``slow`` tests show the evaluator's success rate rising for every method.
 """
 

@@ -97,6 +97,24 @@ def test_headless_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert config["method"] == "hero" and config["reward_steps"] == 2 and config["num_inference_steps"] == 4
 
 
+def test_resume_continues_a_run_and_refuses_other_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["hero", "--method", "ddpo", "--out", str(out), *FAST]) == 0
+    assert FAST[:2] == ["--rounds", "1"]
+    rounds = ["--rounds", "2", *FAST[2:]]
+    assert main(["hero", "--method", "ddpo", "--resume", str(out), *rounds]) == 0
+    with (out / "rounds.csv").open() as fh:
+        assert [row["round"] for row in csv.DictReader(fh)] == ["0.0", "1.0", "2.0"]
+    assert json.loads((out / "evaluation.json").read_text())["labels_used"] == 8
+    capsys.readouterr()
+    assert main(["hero", "--method", "ddpo", "--resume", str(out), *rounds, "--lr", "0.5"]) == 2
+    assert "lr=" in _one_line_error(capsys)
+    assert main(["hero", "--method", "ddpo", "--resume", str(tmp_path / "nothing"), *FAST]) == 2
+    assert "state.safetensors" in _one_line_error(capsys)
+
+
 def test_lora_run_writes_the_adapters(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["hero", "--out", str(out), "--adapter", "lora", "--lora-rank", "2", *FAST]) == 0
