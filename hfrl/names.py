@@ -12,7 +12,7 @@ from typing import Any
 
 from hfrl.errors import DataError
 
-DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist")
+DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist", "skimage-patches")
 """Datasets :func:`hfrl.data.load_dataset` reads."""
 USER_DATASET = "user"
 """What a run's saved config calls images the user gave (a tensor, an array, a dataset, a file or a folder),

@@ -20,6 +20,10 @@ The shipped tasks (``scripts/bench_bounds.py`` measures each one's four referenc
 * ``fashion-white``: Fashion-MNIST (source: T-shirts; target: the other nine kinds) under white noise,
   read from the IDX files Debian's ``dataset-fashion-mnist`` installs; its judges are classifiers
   ``scripts/bench_fashion.py`` trains (no digit judge is valid there).
+* ``patches-colour``: 32x32 RGB patches of the pictures scikit-image bundles (``skimage-patches``, see
+  :func:`hfrl.data.load_skimage_patches`) under spatially correlated noise: the source generator learnt
+  on patches of a retinal fundus photograph and must adapt to five photographs and a microscopy slide.
+  No judge reads these images, so runs report PSNR/SSIM and the reward.
 """
 
 from __future__ import annotations
@@ -130,6 +134,20 @@ TASKS: dict[str, Task] = {
             noise="gaussian",
             noise_level=0.5,
             generator="denoiser_source",
+        ),
+        Task(
+            name="patches-colour",
+            description="32x32 RGB patches of scikit-image's pictures (source: a retinal fundus photograph, "
+            "target: five photographs and a microscopy slide), spatially correlated Gaussian noise (sigma "
+            "0.2, 1-pixel correlation length); no judge: PSNR/SSIM",
+            dataset="skimage-patches",
+            source_classes=(6,),
+            target_classes=(0, 1, 2, 3, 4, 5),
+            noise="correlated:length=1",
+            noise_level=0.2,
+            generator="denoiser_patches_colour",
+            denoiser_radius=2,
+            reward_reference="classical",
         ),
     )
 }
