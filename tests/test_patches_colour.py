@@ -106,3 +106,18 @@ def test_finetune_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert evaluation["steps"] == 2
     assert (run / "generator.safetensors").is_file()
+
+
+def test_evaluate_from_the_command_line_reports_psnr_without_a_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        main(["evaluate", "--task", "patches-colour", "--out", str(tmp_path / "ev"), "--device", "cpu"]) == 0
+    )
+    captured = capsys.readouterr()
+    assert "no evaluator for 3x32x32 images" in captured.err and "nan%" not in captured.out
+    assert "source PSNR" in captured.out and "-> target PSNR" in captured.out
+    evaluation = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert evaluation["target"]["good_rate"] is None
+    # the task's gap: the fundus generator is far better on its own patches (measured 31.5 / 16.1 dB)
+    assert evaluation["source"]["psnr"] > evaluation["target"]["psnr"] + 10.0
