@@ -211,8 +211,8 @@ class DataConfig:
     task: str = DEFAULT_TASK
     """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
     dataset: str | DataSource | None = None
-    """Dataset name (default: the task's): the 5,000 embedded MNIST digits, or a torchvision one read from
-    ``data_dir``. The agents also take your own images: an ``ImageSet``, a tensor or array
+    """Dataset name (default: the task's): the 5,000 embedded MNIST digits, RGB patches of scikit-image's
+    bundled pictures (``skimage-patches``), or a torchvision one read from ``data_dir``. The agents also take your own images: an ``ImageSet``, a tensor or array
     ``(N, H, W)``/``(N, C, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
     ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
     Pre-training takes every image as the source domain when they have no labels. A run directory records
