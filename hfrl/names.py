@@ -12,8 +12,11 @@ from typing import Any
 
 from hfrl.errors import DataError
 
-DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist")
+DATASETS = ("mnist-embedded", "mnist", "fashion-mnist", "kmnist", "emnist", "skimage-patches")
 """Datasets :func:`hfrl.data.load_dataset` reads."""
+UNJUDGED_DATASETS = ("skimage-patches",)
+"""Named datasets whose images no shipped judge reads (RGB patches, not 28x28 grey digits): runs on them
+report PSNR/SSIM against the clean images and the reward, and no good-rate, unless given a classifier."""
 USER_DATASET = "user"
 """What a run's saved config calls images the user gave (a tensor, an array, a dataset, a file or a folder),
 beside their shape and content hash (:meth:`hfrl.data.ImageSet.record`)."""

@@ -20,6 +20,10 @@ The shipped tasks (``scripts/bench_bounds.py`` measures each one's four referenc
 * ``fashion-white``: Fashion-MNIST (source: T-shirts; target: the other nine kinds) under white noise,
   read from the IDX files Debian's ``dataset-fashion-mnist`` installs; its judges are classifiers
   ``scripts/bench_fashion.py`` trains (no digit judge is valid there).
+* ``patches-colour``: 32x32 RGB patches of the pictures scikit-image bundles (``skimage-patches``, see
+  :func:`hfrl.data.load_skimage_patches`) under spatially correlated noise: the source generator learnt
+  on patches of a retinal fundus photograph and must adapt to five photographs and a microscopy slide.
+  No judge reads these images, so runs report PSNR/SSIM and the reward.
 """
 
 from __future__ import annotations
@@ -131,6 +135,20 @@ TASKS: dict[str, Task] = {
             noise_level=0.5,
             generator="denoiser_source",
         ),
+        Task(
+            name="patches-colour",
+            description="32x32 RGB patches of scikit-image's pictures (source: a retinal fundus photograph, "
+            "target: five photographs and a microscopy slide), spatially correlated Gaussian noise (sigma "
+            "0.2, 1-pixel correlation length); no judge: PSNR/SSIM",
+            dataset="skimage-patches",
+            source_classes=(6,),
+            target_classes=(0, 1, 2, 3, 4, 5),
+            noise="correlated:length=1",
+            noise_level=0.2,
+            generator="denoiser_patches_colour",
+            denoiser_radius=2,
+            reward_reference="classical",
+        ),
     )
 }
 """Every shipped task by name."""
@@ -193,8 +211,8 @@ class DataConfig:
     task: str = DEFAULT_TASK
     """Named task (``hfrl.tasks.TASKS``): dataset, domains, noise, source generator and judges."""
     dataset: str | DataSource | None = None
-    """Dataset name (default: the task's): the 5,000 embedded MNIST digits, or a torchvision one read from
-    ``data_dir``. The agents also take your own images: an ``ImageSet``, a tensor or array
+    """Dataset name (default: the task's): the 5,000 embedded MNIST digits, RGB patches of scikit-image's
+    bundled pictures (``skimage-patches``), or a torchvision one read from ``data_dir``. The agents also take your own images: an ``ImageSet``, a tensor or array
     ``(N, H, W)``/``(N, C, H, W)``, an ``(images, labels)`` pair, a torchvision-style dataset or a
     ``pathlib.Path`` to images (``--data PATH``); their classes are split into domains as a named dataset's.
     Pre-training takes every image as the source domain when they have no labels. A run directory records

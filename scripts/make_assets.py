@@ -10,6 +10,10 @@ Writes, each as ``NAME.safetensors`` + ``NAME.json``:
   (white noise, sigma 0.5);
 * ``supervised_digits_correlated`` — the default task's supervised upper bound: the source generator's
   architecture trained on noisy/clean *target* pairs (the demo's fourth reference; no agent uses it);
+* ``denoiser_patches_colour`` — the ``patches-colour`` task's source generator, pre-trained on noisy RGB
+  patches of scikit-image's retinal fundus photograph (``--only denoiser-patches-colour``, about 2 minutes
+  on one core), and ``supervised_patches_colour``, its supervised bound, trained on the task's target
+  patches (``--only supervised-patches-colour``, about 3 minutes);
 * ``flow_digits`` — a rectified-flow model (:mod:`hfrl.flow`) of all 5,000 embedded digits, the flow
   counterpart of ``ddpm_digits`` (which ``scripts/train_ddpm.py`` makes): the same 0.68 M-parameter U-Net
   predicting the velocity, trained for ``FLOW_STEPS`` steps of 32 images (seed 0).
@@ -47,8 +51,16 @@ from hfrl.judges import EVALUATOR_CHECKPOINT, LABELER_CHECKPOINT
 from hfrl.pretrain import PretrainConfig, pretrain
 from hfrl.tasks import get_task
 
-SOURCE_GENERATORS = {"denoiser": "digits-white", "denoiser-correlated": "digits-correlated"}
+SOURCE_GENERATORS = {
+    "denoiser": "digits-white",
+    "denoiser-correlated": "digits-correlated",
+    "denoiser-patches-colour": "patches-colour",
+}
 """``--only`` name -> the task whose source generator it trains (its asset name is the task's ``generator``)."""
+SUPERVISED = {"supervised-correlated": "digits-correlated", "supervised-patches-colour": "patches-colour"}
+"""``--only`` name -> the task whose supervised bound it trains (asset ``supervised_<task>``)."""
+EPOCHS = {"patches-colour": (40, 10)}
+"""Task -> (epochs, patience) of its generators where the digits' (100, 20) and 60 would take too long."""
 FLOW_STEPS = 2000
 """Training steps of ``flow_digits`` (batch 32, as ``ddpm_digits``)."""
 
@@ -66,7 +78,8 @@ def make_classifier(name: str, recipe: ClassifierRecipe, out: Path) -> None:
 
 
 def make_denoiser(out: Path, seed: int, task: str) -> None:
-    config = PretrainConfig(task=task, device="cpu", seed=seed, epochs=100, patience=20)
+    epochs, patience = EPOCHS.get(task, (100, 20))
+    config = PretrainConfig(task=task, device="cpu", seed=seed, epochs=epochs, patience=patience)
     result = pretrain(config)
     gen_config = result.generator.config
     meta = {
@@ -81,8 +94,14 @@ def make_denoiser(out: Path, seed: int, task: str) -> None:
 
 def make_supervised(out: Path, seed: int, task_name: str) -> None:
     task = get_task(task_name)
+    epochs, patience = EPOCHS.get(task.name, (60, 15))
     config = PretrainConfig(
-        task=task.name, source_classes=task.target_classes, epochs=60, seed=seed, device="cpu"
+        task=task.name,
+        source_classes=task.target_classes,
+        epochs=epochs,
+        patience=patience,
+        seed=seed,
+        device="cpu",
     )
     result = pretrain(config, progress=False)
     meta = {"pretrain": asdict(config), "task": task.name, "note": "upper bound: trained on clean targets"}
@@ -121,7 +140,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "hfrl" / "assets")
     parser.add_argument(
         "--only",
-        choices=("labeler", "evaluator", *SOURCE_GENERATORS, "supervised-correlated", "flow-digits"),
+        choices=("labeler", "evaluator", *SOURCE_GENERATORS, *SUPERVISED, "flow-digits"),
         default=None,
     )
     parser.add_argument(
@@ -140,8 +159,9 @@ def main() -> None:
     for only, task in SOURCE_GENERATORS.items():
         if args.only in (None, only):
             make_denoiser(args.out, args.seed, task)
-    if args.only in (None, "supervised-correlated"):
-        make_supervised(args.out, args.seed, "digits-correlated")
+    for only, task in SUPERVISED.items():
+        if args.only in (None, only):
+            make_supervised(args.out, args.seed, task)
     if args.only in (None, "flow-digits"):
         make_flow(args.out, args.seed, args.flow_steps)
     print(f"done in {time.perf_counter() - t0:.0f} s -> {args.out}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hfrl.cli.common import add_data, add_device, add_out, add_seed, resolve_checkpoint, resolve_task_args
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from hfrl.data import Domains, check_image_shape, load_dataset, parse_classes
     from hfrl.device import resolve_device
     from hfrl.evaluation import evaluate_generator, format_table, save_grid
-    from hfrl.judges import Evaluator, require_judge
+    from hfrl.judges import Evaluator, missing_judge_note, require_judge
+    from hfrl.names import UNJUDGED_DATASETS
     from hfrl.noise import make_noise
     from hfrl.runs import make_run_dir, write_json
     from hfrl.tasks import get_task
@@ -71,22 +73,34 @@ def run(args: argparse.Namespace) -> int:
         args.evaluator = resolve_checkpoint(args.evaluator, "evaluator")
     elif task.evaluator is not None:
         args.evaluator = Path(task.evaluator)
-    require_judge(args.dataset, args.evaluator)
+    judged = args.evaluator is not None or args.dataset not in UNJUDGED_DATASETS
+    if judged:
+        require_judge(args.dataset, args.evaluator)
     device = resolve_device(args.device)
     generator, doc = load_checkpoint(generator_path, kind="generator", device=device)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     check_image_shape(generator.config.image_shape, data, f"the generator {generator_path}")
     domains = Domains(data, parse_classes(args.source_classes), parse_classes(args.target_classes))
-    evaluator = Evaluator.from_pretrained(args.evaluator, device=device)
+    if judged:
+        evaluator = Evaluator.from_pretrained(args.evaluator, device=device)
+    else:  # no judge reads these images (patches-colour's RGB patches): PSNR/SSIM only
+        evaluator = Evaluator(None)
+        print(missing_judge_note(data.image_shape), file=sys.stderr)
     noise = make_noise(args.noise, args.noise_level)
     result = evaluate_generator(generator, domains, noise, evaluator, split=args.split, seed=args.seed)
     out = make_run_dir(args.out, "evaluate")
     print(format_table(result.rows(), COLUMNS))
     s, t = result.source.summary(), result.target.summary()
-    print(
-        f"\nsource good-rate {s['good_rate']:.1%} -> target good-rate {t['good_rate']:.1%} "
-        f"(PSNR {s['psnr']:.2f} -> {t['psnr']:.2f} dB)"
-    )
+    if judged:
+        print(
+            f"\nsource good-rate {s['good_rate']:.1%} -> target good-rate {t['good_rate']:.1%} "
+            f"(PSNR {s['psnr']:.2f} -> {t['psnr']:.2f} dB)"
+        )
+    else:
+        print(
+            f"\nsource PSNR {s['psnr']:.2f} dB (SSIM {s['ssim']:.3f}) -> target PSNR {t['psnr']:.2f} dB "
+            f"(SSIM {t['ssim']:.3f}); noisy inputs {s['psnr_noisy']:.2f} / {t['psnr_noisy']:.2f} dB"
+        )
     write_json(
         out / "evaluation.json", {"generator": str(args.generator or DEFAULT_GENERATOR), **result.to_dict()}
     )
