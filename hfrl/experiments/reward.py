@@ -148,10 +148,6 @@ def _agreement_with_evaluator(
     return binary_report(model.predict_th(pool.noisy[idx], pool.outputs[idx]), verdict.float())
 
 
-REFERENCES = REWARD_REFERENCES
-"""See :data:`hfrl.names.REWARD_REFERENCES`."""
-
-
 def _n2s_reference(
     noisy: torch.Tensor, steps: int, radius: int, stride: int, seed: int, device: torch.device
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -165,7 +161,7 @@ def _n2s_reference(
     return denoiser, {"images": int(noisy.shape[0]), "steps": steps, "variant": config.variant, **info}
 
 
-def classical_reference(domains: Any, noise: Any, seed: int = 0) -> tuple[torch.nn.Module, dict[str, Any]]:
+def _classical_reference(domains: Any, noise: Any, seed: int = 0) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The classical denoiser tuned on the source domain's validation pairs, and what was chosen.
 
     :func:`hfrl.classical.tune_on_source`: the report's classical baseline is the same denoiser.
@@ -240,7 +236,7 @@ def prepare_reward(
     2. ``denoiser``: the label-free estimate of the clean inputs that the similarity reward compares
        outputs with (no labels, no clean target image): a Noise2Self denoiser trained on those noisy
        images (``reference="n2s"``), or the classical denoiser tuned on the source domain's noisy/clean
-       pairs (``reference="classical"``, :func:`hfrl.classical.tune_classical`), which suits noise that
+       pairs (``reference="classical"``, :func:`hfrl.classical.tune_on_source`), which suits noise that
        blind-spot self-supervision cannot learn (spatially correlated noise).
     3. ``labels``: ``n_labels`` answers in ``rounds`` through ``OUT/feedback.sqlite``: from the synthetic
        labeler, or with ``human`` from a person on the labelling page (served at ``host:port`` from a
@@ -271,8 +267,8 @@ def prepare_reward(
         candidates: Outputs scored per active round.
         ensemble: Members of the ensembles whose disagreement picks active queries (>= 2).
         reward_members: Members of the final reward (1: a single model on every label).
-        reference: The label-free estimate inside the reward (see :data:`REFERENCES`): ``n2s`` or
-            ``classical``.
+        reference: The label-free estimate inside the reward (:data:`hfrl.names.REWARD_REFERENCES`):
+            ``n2s`` or ``classical``.
         denoiser_steps: Noise2Self steps (``n2s``).
         denoiser_radius: Half-width of the denoiser's blind spot (0: one pixel; more for correlated noise).
         denoiser_stride: Pixel-shuffle factor of the denoiser (1: whole images).
@@ -340,8 +336,10 @@ def prepare_reward(
     labeler, evaluator = filled["labeler"], filled["evaluator"]
     if generator is None:
         generator = fill_from_task({"generator": None}, task, ("generator",))["generator"]
-    if reference not in REFERENCES:
-        raise ConfigError(f"unknown reward reference {reference!r}; expected one of {', '.join(REFERENCES)}")
+    if reference not in REWARD_REFERENCES:
+        raise ConfigError(
+            f"unknown reward reference {reference!r}; expected one of {', '.join(REWARD_REFERENCES)}"
+        )
     if selection == "active" and n_labels > 0 and ensemble < 2:
         raise ConfigError("active selection needs an ensemble of at least 2 members (ensemble >= 2)")
     data = load_dataset(dataset, data_dir)  # its shape chooses the judges, before any work
@@ -378,7 +376,7 @@ def prepare_reward(
 
     with _timed(stage, "denoiser", seconds):
         if reference == "classical":
-            denoiser, den_info = classical_reference(domains, make_noise(noise, noise_level), seed)
+            denoiser, den_info = _classical_reference(domains, make_noise(noise, noise_level), seed)
         else:
             denoiser, den_info = _n2s_reference(
                 label_pool.noisy, denoiser_steps, denoiser_radius, denoiser_stride, seed, dev
@@ -464,10 +462,8 @@ def prepare_reward(
 
 
 __all__ = [
-    "REFERENCES",
     "LabelPool",
     "RewardInfo",
-    "classical_reference",
     "StageHook",
     "make_label_pool",
     "prepare_reward",
