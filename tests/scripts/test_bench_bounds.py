@@ -49,6 +49,7 @@ def test_unknown_task_or_baseline_is_a_usage_error(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "x.md").exists()
 
 
+@pytest.mark.slow  # ~45 s: trains the colour task's label-free baselines
 def test_a_task_without_a_judge_reports_psnr_and_ssim(tmp_path: Path) -> None:
     out = tmp_path / "bounds_colour.md"
     proc = run("--tasks", "patches-colour", "--baselines", "n2s", "--quick", "--out", str(out))

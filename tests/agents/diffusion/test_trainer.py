@@ -37,6 +37,9 @@ EXTRA = {
     "best-of-n": {"best_of": 2},
 }
 LEARNED_REWARD = {m for m in METHODS if m != "d3po"} - {"nft"}  # nft's default binary mode has none
+# one worker runs this module: the uninterrupted runs every test compares with are made once, not per worker
+pytestmark = pytest.mark.xdist_group("diffusion_trainer")
+
 FAST = ("hero", "rwl", "d3po")
 """Resumed in the fast tests: recycled noise and an embedding reward, a label pool with a reward model
 and every sample so far, pairs without a reward model. The other methods' resume runs are ``slow``."""
