@@ -188,6 +188,7 @@ def test_process_pool_gives_the_inline_results(inline_sweep, tmp_path: Path) -> 
     assert (out / "results.parquet").is_file() and not (out / "tradeoff.png").exists()
 
 
+@pytest.mark.slow  # ~25 s; worker processes: test_process_pool_gives_the_inline_results, a user's file: the inline tests
 def test_an_agent_from_a_users_file_runs_in_worker_processes(tmp_path: Path, custom_agent_file) -> None:
     grid = {"elite_fraction": [0.25, 0.5]}
     kwargs = {"base": TINY_BASE, "reward": "labeler", "progress": False, "plots": False}

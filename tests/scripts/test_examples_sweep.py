@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "examples" / "sweep_tradeoff.py"
@@ -27,6 +28,7 @@ def _run(*args: str, timeout: float = 300) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # ~20 s; sweeps themselves are tested in tests/experiments/test_sweep.py
 def test_sweep_tradeoff_quick(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     stdout = _run("--quick", "--steps", "2", "--backend", "local", "--workers", "1", "--out", str(out))
